@@ -1,0 +1,20 @@
+"""Shared test fixtures: tiny T5 configs, torch reference models, the ../shared folder."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("JAXPROMPT_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> pathlib.Path:
+    """A path under ../shared, skipping the test with a reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: this test needs the ../shared fixtures folder beside "
+                    "the repository (set JAXPROMPT_SHARED to point elsewhere).")
+    return path
