@@ -1,0 +1,118 @@
+"""Orbax checkpoints of the trainable state only (prompt, optimizer state, step, rng).
+
+Layout of an output directory:
+  model_info.json            the frozen model (path, architecture, fingerprint), prompt shape
+  checkpoints/<step>/        latest checkpoint(s): state + meta (data position, best metric)
+  checkpoints/<step>/prompt.npy
+  best/<step>/               the checkpoint with the best validation metric
+  best/<step>/prompt.npy
+The frozen weights are never written: a checkpoint is a few hundred KB to a few MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxprompt.checkpoints.errors import CheckpointError
+
+MODEL_INFO_FILE = "model_info.json"
+PROMPT_FILE = "prompt.npy"
+
+
+def frozen_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
+    """A content hash of the frozen params from every leaf's path, shape, dtype and a
+    strided sample of its values (reading all of an 11B model would take minutes)."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
+                             key=lambda item: jax.tree_util.keystr(item[0])):
+        digest.update(jax.tree_util.keystr(path).encode())
+        digest.update(f"{tuple(leaf.shape)}{leaf.dtype}".encode())
+        flat = leaf.reshape(-1)
+        stride = max(1, flat.shape[0] // samples_per_leaf)
+        digest.update(np.asarray(jax.device_get(flat[::stride][:samples_per_leaf])).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
+    """Writes model_info.json, or refuses if the directory holds another model's run.
+
+    `info` must hold "architecture", "fingerprint" and "prompt_shape"; those must equal
+    what an existing file says (the model path may differ: the same weights can move).
+    """
+    path = os.path.join(output_dir, MODEL_INFO_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            existing = json.load(f)
+        mismatches = [
+            f"{key}: checkpoint has {existing.get(key)!r}, this run has {info.get(key)!r}"
+            for key in ("architecture", "fingerprint", "prompt_shape", "prompt_mode")
+            if existing.get(key) != info.get(key)]
+        if mismatches:
+            raise CheckpointError(
+                f"{output_dir} holds a run of a different model or prompt "
+                f"({path}):\n  - " + "\n  - ".join(mismatches)
+                + "\nNothing was overwritten. Use another --output_dir, or the model and "
+                  "prompt length this run was started with.")
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class PromptCheckpointer:
+    """Latest and best checkpoints of a TrainState-like pytree plus a JSON `meta` dict."""
+
+    def __init__(self, output_dir: str, keep_latest: int = 1):
+        self.output_dir = os.path.abspath(output_dir)
+        options = lambda keep: ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        self.latest = ocp.CheckpointManager(os.path.join(self.output_dir, "checkpoints"),
+                                            options=options(keep_latest),
+                                            item_names=("state", "meta"))
+        self.best = ocp.CheckpointManager(os.path.join(self.output_dir, "best"),
+                                          options=options(1), item_names=("state", "meta"))
+
+    def save(self, step: int, state, meta: dict, best: bool = False) -> None:
+        """Saves to latest (and to best); blocks until written, then writes prompt.npy."""
+        managers = [self.latest] + ([self.best] if best else [])
+        for manager in managers:
+            if manager.latest_step() == step:
+                continue  # already saved (e.g. final step == last periodic save)
+            manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                       meta=ocp.args.JsonSave(meta)))
+            manager.wait_until_finished()
+            prompt = np.asarray(jax.device_get(state.trainable["prompt"]))
+            np.save(os.path.join(manager.directory, str(step), PROMPT_FILE), prompt)
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore(self, abstract_state, step: int | None = None, from_best: bool = False):
+        """Returns (state, meta) of `step` (default: the newest) of latest or best."""
+        manager = self.best if from_best else self.latest
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"No checkpoint in {manager.directory}.")
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{manager.directory}/{step}: cannot restore the prompt state "
+                                  f"into this run's structure: {e}") from e
+        return restored["state"], restored["meta"]
+
+    def best_prompt_path(self) -> str | None:
+        step = self.best.latest_step()
+        return None if step is None else os.path.join(self.best.directory, str(step), PROMPT_FILE)
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()

@@ -1,0 +1,155 @@
+"""Pure prompt-tuning steps and their sharded, jitted forms.
+
+The frozen T5 params and the trainable tree ({"prompt": [P, H]}) are separate pytrees.
+`loss_fn(trainable, frozen, batch, rng)` is differentiated with respect to `trainable`
+only, so no weight gradient is ever computed; the optimizer is masked to trainable
+subtrees and holds state for them alone.
+
+Batches use seqio's EncDecFeatureConverter names:
+  encoder_input_tokens [B, T], decoder_input_tokens [B, S],
+  decoder_target_tokens [B, S], decoder_loss_weights [B, S].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from jaxprompt import partitioning
+from jaxprompt.losses import cross_entropy
+from jaxprompt.models.t5 import T5, logical_axes, param_shapes
+
+BATCH_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
+              "decoder_loss_weights")
+Batch = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimizer steps taken.
+    trainable: dict  # {"prompt": [P, H]}
+    opt_state: optax.OptState
+    rng: jax.Array  # uint32[2] base key; step rng = fold_in(rng, step).
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    z_loss: float = 1e-4  # t5x's recipe.
+    label_smoothing: float = 0.0
+    prompt_mode: str = "prefix"
+    enable_dropout: bool = True  # dropout inside the frozen model during training (T5's 0.1).
+    loss_normalization: str = "tokens"  # "tokens": mean over target tokens; "sum": t5x's sum.
+
+    def __post_init__(self):
+        if self.loss_normalization not in ("tokens", "sum"):
+            raise ValueError(f"loss_normalization must be 'tokens' or 'sum', got "
+                             f"{self.loss_normalization!r}.")
+
+
+def init_train_state(prompt: jax.Array, optimizer: optax.GradientTransformation,
+                     seed: int) -> TrainState:
+    trainable = {"prompt": jnp.asarray(prompt, jnp.float32)}
+    return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
+                      opt_state=optimizer.init(trainable), rng=jax.random.PRNGKey(seed))
+
+
+def forward(model: T5, trainable: dict, frozen: dict, batch: Batch, *, prompt_mode: str,
+            enable_dropout: bool = False, rng: jax.Array | None = None) -> jax.Array:
+    """Logits [B, S, V] of the frozen model with the trainable prompt."""
+    return model.apply({"params": frozen}, batch["encoder_input_tokens"],
+                       batch["decoder_input_tokens"], prompt=trainable["prompt"],
+                       prompt_mode=prompt_mode, enable_dropout=enable_dropout,
+                       rngs={"dropout": rng} if enable_dropout else None)
+
+
+def loss_fn(trainable: dict, frozen: dict, batch: Batch, rng: jax.Array, *, model: T5,
+            step_config: StepConfig) -> tuple[jax.Array, dict]:
+    """Scalar training loss and the summed statistics behind it."""
+    logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode,
+                     enable_dropout=step_config.enable_dropout, rng=rng)
+    sums = cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                         step_config.z_loss, step_config.label_smoothing)
+    if step_config.loss_normalization == "tokens":
+        loss = sums["loss"] / jnp.maximum(sums["weight"], 1.0)
+    else:
+        loss = sums["loss"]
+    return loss, sums
+
+
+def train_step(state: TrainState, frozen: dict, batch: Batch, *, model: T5,
+               optimizer: optax.GradientTransformation, step_config: StepConfig
+               ) -> tuple[TrainState, dict]:
+    """One optimizer step on the trainable tree: (state, frozen, batch) -> (state, metrics)."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(
+        functools.partial(loss_fn, model=model, step_config=step_config), has_aux=True)
+    (loss, sums), grads = grad_fn(state.trainable, frozen, batch, rng)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+    trainable = optax.apply_updates(state.trainable, updates)
+    metrics = {"loss": loss, "nll_sum": sums["nll"], "z_loss_sum": sums["z_loss"],
+               "weight": sums["weight"], "grad_norm": optax.tree.norm(grads)}
+    return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
+
+
+def eval_step(trainable: dict, frozen: dict, batch: Batch, *, model: T5,
+              step_config: StepConfig) -> dict:
+    """Summed validation statistics (no dropout): {"nll", "loss", "z_loss", "weight"}."""
+    logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode)
+    return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                         step_config.z_loss, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedSteps:
+    """The jitted steps and the shardings their arguments must have."""
+
+    train_step: Callable[[TrainState, dict, Batch], tuple[TrainState, dict]]
+    eval_step: Callable[[dict, dict, Batch], dict]
+    mesh: Mesh
+    frozen_shardings: Any
+    state_shardings: Any
+    batch_sharding: jax.sharding.NamedSharding
+
+
+def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config: StepConfig,
+                state: TrainState, mesh: Mesh, rules=partitioning.DEFAULT_RULES
+                ) -> ShardedSteps:
+    """jax.jit's the steps with explicit in/out shardings; the train state is donated.
+
+    Frozen params are sharded by their logical axes and the rules; the trainable state
+    (prompt and its optimizer state, P * H floats each) is replicated; batches are split
+    along B over the mesh axis of the 'batch' rule.
+    """
+    frozen_shardings = partitioning.tree_shardings(
+        param_shapes(model.config), logical_axes(model.config), mesh, rules)
+    state_shardings = jax.tree.map(lambda _: partitioning.replicated(mesh), state)
+    batch_sharding = partitioning.batch_sharding(mesh, rules)
+
+    def with_rules(fn):
+        @functools.wraps(fn)
+        def wrapped(*args):
+            with partitioning.activation_rules(rules):
+                return fn(*args)
+        return wrapped
+
+    train = jax.jit(
+        with_rules(functools.partial(train_step, model=model, optimizer=optimizer,
+                                     step_config=step_config)),
+        in_shardings=(state_shardings,  # state: replicated prompt + optimizer state
+                      frozen_shardings,  # frozen T5: sharded once, never copied per step
+                      batch_sharding),  # batch: split along B
+        out_shardings=(state_shardings, partitioning.replicated(mesh)),
+        donate_argnums=(0,))
+    evaluate = jax.jit(
+        with_rules(functools.partial(eval_step, model=model, step_config=step_config)),
+        in_shardings=(state_shardings.trainable, frozen_shardings, batch_sharding),
+        out_shardings=partitioning.replicated(mesh))
+    return ShardedSteps(train, evaluate, mesh, frozen_shardings, state_shardings, batch_sharding)
+

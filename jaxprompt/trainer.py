@@ -1,0 +1,270 @@
+"""The training loop: steps, evaluation, best/latest checkpoints, resume, progress, logs.
+
+`train(...)` takes explicit arguments (no gin); `jaxprompt train` binds them from gin.
+Determinism: the data order is a function of the position (batches consumed) and the
+dropout rng of step s is fold_in(seed key, s), so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import os
+import time
+from typing import Callable, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprompt import partitioning
+from jaxprompt.checkpoints.errors import CheckpointError
+from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
+                                                frozen_fingerprint)
+from jaxprompt.config import T5Config
+from jaxprompt.metrics_log import MetricsLog, plot_learning_curve
+from jaxprompt.models.t5 import T5
+from jaxprompt.optimizers import OptimizerConfig, prompt_optimizer
+from jaxprompt.train import BATCH_KEYS, StepConfig, TrainState, init_train_state, shard_steps
+
+logger = logging.getLogger(__name__)
+
+# A source of training batches: a function from the start position (batches already
+# consumed) to an iterator, or a plain re-iterable (then the first `position` are skipped).
+BatchSource = Callable[[int], Iterator[dict]] | Iterable[dict]
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the message says why, at which step, and what was kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    steps: int = 30000  # total optimizer steps (the paper: 30k).
+    eval_every: int = 1000  # validate (and checkpoint) every N steps; 0 = only at the end.
+    checkpoint_every: int = 0  # 0: with every evaluation.
+    log_every: int = 10  # train metrics to metrics.jsonl / TensorBoard every N steps.
+    seed: int = 0  # dropout rng (data order is the data source's own seed).
+    mesh_shape: tuple[int, int] | None = None  # (data, model); None: (all devices, 1).
+    eval_metric: str = "loss"  # validation metric that picks the best checkpoint.
+    eval_mode: str = "min"  # "min" or "max" for eval_metric.
+    early_stopping_evals: int = 0  # stop after N evaluations without improvement; 0 = never.
+    keep_latest: int = 1  # latest checkpoints kept besides the best.
+    progress: bool = True  # show a progress bar.
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}.")
+        if self.eval_mode not in ("min", "max"):
+            raise ValueError(f"eval_mode must be 'min' or 'max', got {self.eval_mode!r}.")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainState
+    step: int
+    best_step: int | None
+    best_metric: float | None
+    output_dir: str
+    best_prompt_path: str | None
+    stopped_early: bool
+
+
+def _batches_from(source: BatchSource, position: int) -> Iterator[dict]:
+    if callable(source):
+        return iter(source(position))
+    return itertools.islice(iter(source), position, None)
+
+
+def _check_batch(batch: dict, step: int) -> None:
+    missing = [k for k in BATCH_KEYS if k not in batch]
+    if missing:
+        raise TrainingError(f"Batch for step {step} lacks {missing}; batches need "
+                            f"{list(BATCH_KEYS)} (seqio's EncDecFeatureConverter names).")
+
+
+def validation_loss(steps, trainable, frozen, eval_batches: Callable[[], Iterable[dict]]
+                    ) -> dict[str, float]:
+    """Mean token NLL over a validation source: {"loss", "tokens"}."""
+    nll, tokens = 0.0, 0.0
+    for batch in eval_batches():
+        sums = steps.eval_step(trainable, frozen, jax.device_put(batch, steps.batch_sharding))
+        nll += float(sums["nll"])
+        tokens += float(sums["weight"])
+    if tokens == 0:
+        raise TrainingError("The validation source gave no target tokens.")
+    return {"loss": nll / tokens, "tokens": tokens}
+
+
+def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
+          train_batches: BatchSource, output_dir: str,
+          optimizer_config: OptimizerConfig = OptimizerConfig(),
+          step_config: StepConfig = StepConfig(),
+          trainer_config: TrainerConfig = TrainerConfig(),
+          eval_batches: Callable[[], Iterable[dict]] | None = None,
+          eval_fn: Callable[[dict], dict[str, float]] | None = None,
+          model_path: str | None = None) -> TrainResult:
+    """Prompt-tunes a frozen T5; resumes if `output_dir` holds a checkpoint of this run.
+
+    Args:
+      model_config, frozen_params: the frozen T5 (from `jaxprompt.load_pretrained`).
+      prompt: the initial prompt [P, H] (from `jaxprompt.prompts.init_prompt`).
+      train_batches: a function position -> iterator of batches, or a re-iterable.
+      output_dir: checkpoints, metrics.jsonl, TensorBoard events, learning_curve.png.
+      eval_batches: a function returning validation batches (validation loss).
+      eval_fn: trainable tree -> task metrics (e.g. accuracy); merged with the loss.
+      model_path: recorded in model_info.json.
+    """
+    tc = trainer_config
+    prompt = jnp.asarray(prompt, jnp.float32)
+    if prompt.ndim != 2 or prompt.shape[1] != model_config.d_model:
+        raise TrainingError(f"The prompt must be [P, {model_config.d_model}] for this model "
+                            f"(d_model {model_config.d_model}); got {tuple(prompt.shape)}.")
+    model = T5(model_config)
+    optimizer = prompt_optimizer(optimizer_config)
+    mesh = partitioning.make_mesh(tc.mesh_shape)
+    state = init_train_state(prompt, optimizer, tc.seed)
+    steps = shard_steps(model, optimizer, step_config, state, mesh)
+    check_or_write_model_info(output_dir, {
+        "model": model_path, "architecture": model_config.architecture(),
+        "fingerprint": frozen_fingerprint(frozen_params), "prompt_shape": list(prompt.shape),
+        "prompt_mode": step_config.prompt_mode})
+
+    checkpointer = PromptCheckpointer(output_dir, tc.keep_latest)
+    meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+        logger.info("Resuming %s from step %d.", output_dir, int(state.step))
+    frozen = jax.device_put(frozen_params, steps.frozen_shardings)
+    state = jax.device_put(state, steps.state_shardings)
+    log = MetricsLog(output_dir)
+    loop = _Loop(tc, steps, checkpointer, log, frozen, meta, eval_batches, eval_fn)
+    try:
+        state, stopped_early = loop.run(state, _batches_from(train_batches, meta["data_position"]))
+    finally:
+        log.close()
+        plot_learning_curve(output_dir, tc.eval_metric if eval_fn else "loss")
+        checkpointer.close()
+    return TrainResult(state, int(state.step), loop.meta["best_step"], loop.meta["best_metric"],
+                       output_dir, checkpointer.best_prompt_path(), stopped_early)
+
+
+class _Loop:
+    """The mutable parts of one training run, kept apart from the pure steps."""
+
+    def __init__(self, tc: TrainerConfig, steps, checkpointer: PromptCheckpointer,
+                 log: MetricsLog, frozen, meta: dict, eval_batches, eval_fn):
+        self.tc, self.steps, self.checkpointer, self.log = tc, steps, checkpointer, log
+        self.frozen, self.meta = frozen, dict(meta)
+        self.eval_batches, self.eval_fn = eval_batches, eval_fn
+        self.last_saved = None
+
+    def run(self, state: TrainState, batches: Iterator[dict]) -> tuple[TrainState, bool]:
+        tc = self.tc
+        step = int(state.step)
+        bar = tqdm(total=tc.steps, initial=step, disable=not tc.progress, unit="step",
+                   dynamic_ncols=True, desc="train")
+        window_loss, window_examples, window_start = [], 0, time.perf_counter()
+        pending = None  # (step, metrics) of the previous step: checked after the next dispatch
+        stopped_early = False
+        try:
+            while step < tc.steps:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    if step == int(self.meta["data_position"]):
+                        raise TrainingError("The training data source is empty.") from None
+                    logger.warning("Training data ran out at step %d of %d; stopping. Make the "
+                                   "source repeat to train longer.", step, tc.steps)
+                    break
+                _check_batch(batch, step)
+                examples = len(batch["encoder_input_tokens"])
+                state, metrics = self.steps.train_step(
+                    state, self.frozen, jax.device_put(batch, self.steps.batch_sharding))
+                if pending is not None:
+                    window_loss.append(self._checked_loss(*pending))
+                pending = (step, metrics)
+                step += 1
+                self.meta["data_position"] = step
+                window_examples += examples
+                bar.update(1)
+                at_eval = tc.eval_every and step % tc.eval_every == 0
+                at_checkpoint = step % (tc.checkpoint_every or tc.eval_every or tc.steps) == 0
+                if step % tc.log_every == 0 or at_eval or at_checkpoint or step == tc.steps:
+                    window_loss.append(self._checked_loss(*pending))
+                    pending = None
+                    elapsed = time.perf_counter() - window_start
+                    record = {"loss": float(np.mean(window_loss)),
+                              "examples_per_second": window_examples / max(elapsed, 1e-9),
+                              "steps_per_second": len(window_loss) / max(elapsed, 1e-9),
+                              "grad_norm": float(metrics["grad_norm"])}
+                    self.log.write(step, "train", record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                    ex_s=f"{record['examples_per_second']:.1f}")
+                    window_loss, window_examples, window_start = [], 0, time.perf_counter()
+                if at_eval and self._evaluate(step, state):
+                    stopped_early = True
+                    break
+                if at_checkpoint:
+                    self._save(step, state)
+            if pending is not None:
+                self._checked_loss(*pending)
+            if not stopped_early and not (tc.eval_every and step % tc.eval_every == 0):
+                self._evaluate(step, state)  # The final evaluation, unless just done.
+            self._save(step, state)
+        except KeyboardInterrupt:
+            bar.close()
+            self._save(step, state)
+            print(f"\nInterrupted at step {step}; saved. Run the same command again to resume.")
+            raise
+        finally:
+            bar.close()
+        return state, stopped_early
+
+    def _checked_loss(self, step: int, metrics: dict) -> float:
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            kept = self.checkpointer.latest_step()
+            raise TrainingError(
+                f"Non-finite loss ({loss}) at step {step + 1}. Training stopped; "
+                + (f"the last good checkpoint is step {kept} in {self.checkpointer.output_dir}."
+                   if kept is not None else "no checkpoint had been saved yet.")
+                + " Lower the learning rate or check the data for empty targets.")
+        return loss
+
+    def _evaluate(self, step: int, state: TrainState) -> bool:
+        """Validates, logs, saves a new best; returns True when early stopping triggers."""
+        metrics: dict[str, float] = {}
+        if self.eval_batches is not None:
+            metrics.update(validation_loss(self.steps, state.trainable, self.frozen,
+                                           self.eval_batches))
+        if self.eval_fn is not None:
+            metrics.update(self.eval_fn(state.trainable))
+        if not metrics:
+            return False
+        self.log.write(step, "validation", metrics)
+        key = self.tc.eval_metric
+        if key not in metrics:
+            raise TrainingError(f"eval_metric {key!r} is not among the validation metrics "
+                                f"{sorted(metrics)}; set TrainerConfig.eval_metric.")
+        value, best = metrics[key], self.meta["best_metric"]
+        improved = best is None or (value < best if self.tc.eval_mode == "min" else value > best)
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        tqdm.write(f"step {step}: validation {summary}" + (" (best)" if improved else ""))
+        if improved:
+            self.meta.update(best_metric=value, best_step=step, stale_evals=0)
+            self._save(step, state, best=True)
+            return False
+        self.meta["stale_evals"] += 1
+        return bool(self.tc.early_stopping_evals
+                    and self.meta["stale_evals"] >= self.tc.early_stopping_evals)
+
+    def _save(self, step: int, state: TrainState, best: bool = False) -> None:
+        self.checkpointer.save(step, state, dict(self.meta), best=best)
+
+
+__all__ = ["TrainerConfig", "TrainResult", "TrainingError", "train", "validation_loss",
+           "CheckpointError"]
