@@ -133,9 +133,11 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
     batch_sharding = partitioning.batch_sharding(mesh, rules)
 
     def with_rules(fn):
+        """Traces `fn` with the mesh and rules that activation constraints resolve against."""
         @functools.wraps(fn)
         def wrapped(*args):
-            with partitioning.activation_rules(rules):
+            with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), \
+                    partitioning.activation_rules(rules):
                 return fn(*args)
         return wrapped
 

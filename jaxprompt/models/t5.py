@@ -338,7 +338,8 @@ class Decoder(nn.Module):
         """Causal mask plus relative position bias: [1, heads, S, S] ([1, heads, S, S_max] cached).
 
         In decode mode the cache holds the next position and `key_positions` [S_max], whose
-        static shape gives the cache length; the init call allocates them.
+        static shape gives the cache length; the init call allocates them (a cache of zeros
+        of the same shapes works too).
         """
         relpos = RelativePositionBias(self.config, bidirectional=False, name="relpos_bias")
         if decode:
@@ -350,7 +351,7 @@ class Decoder(nn.Module):
                 full = relpos(max_length, max_length)  # [1, heads, S_max, S_max]
                 bias = jax.lax.dynamic_slice_in_dim(full, position.value, length, axis=2)
                 query_positions = position.value + jnp.arange(length)
-                visible = key_positions.value[None, :] <= query_positions[:, None]
+                visible = jnp.arange(max_length)[None, :] <= query_positions[:, None]
                 position.value = position.value + length
                 return bias + attention_bias(visible[None])
         causal = jnp.tril(jnp.ones((length, length), dtype=bool))

@@ -1,0 +1,127 @@
+"""Text tasks (built-in GLUE/SuperGLUE and users' own files) registered as seqio Tasks.
+
+A `TextTask` yields formatted examples {"inputs", "targets", "label", "group"} per split;
+`register_seqio_task` wraps it in a seqio.Task (FunctionDataSource -> tokenize ->
+append EOS after trimming) whose datasets feed the trainer through
+seqio.EncDecFeatureConverter. Evaluation reads the same formatted examples directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Callable
+
+from jaxprompt.data.formats import TASK_FORMATS, TaskFormat
+from jaxprompt.data.readers import DataError, read_local, read_tfds
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
+DEFAULT_VOCABULARY = os.path.join(ASSETS, "spiece.model")
+EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 = 32,100 ids (embeddings: 32,128).
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTask:
+    name: str
+    label_names: tuple[str, ...] | None  # candidates for rank classification; None: generate
+    metrics: tuple[str, ...]
+    load: Callable[[str], list[dict]]  # split -> formatted examples
+    splits: tuple[str, ...] = ("train", "validation", "test")
+
+    def examples(self, split: str) -> list[dict]:
+        examples = self.load(split)
+        if not examples:
+            raise DataError(f"Task {self.name!r}: split {split!r} is empty.")
+        return examples
+
+
+TEXT_TASKS: dict[str, TextTask] = {}
+_SETTINGS = {"data_dir": os.environ.get("JAXPROMPT_DATA_DIR"),
+             "tfds_data_dir": os.environ.get("TFDS_DATA_DIR")}
+
+
+def set_data_dir(data_dir: str | None = None, tfds_data_dir: str | None = None) -> None:
+    """Where built-in tasks look for local files (and prepared TFDS datasets)."""
+    if data_dir is not None:
+        _SETTINGS["data_dir"] = data_dir
+    if tfds_data_dir is not None:
+        _SETTINGS["tfds_data_dir"] = tfds_data_dir
+    _builtin_examples.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_examples(task_name: str, split: str) -> tuple[dict, ...]:
+    fmt: TaskFormat = TASK_FORMATS[task_name]
+    raw = read_tfds(fmt, split, _SETTINGS["tfds_data_dir"])
+    if raw is None:
+        data_dir = _SETTINGS["data_dir"]
+        if not data_dir:
+            raise DataError(
+                f"Task {task_name!r}: TFDS dataset {fmt.benchmark}/{fmt.subset} is not prepared "
+                "locally and no data_dir is set. Pass --data_dir (or set JAXPROMPT_DATA_DIR) to "
+                f"a folder holding {fmt.local_dir}/ in the original "
+                f"{'SuperGLUE JSONL' if fmt.benchmark == 'super_glue' else 'GLUE TSV'} layout.")
+        raw = read_local(fmt, split, data_dir)
+    return tuple(formatted for example in raw for formatted in fmt.format(example))
+
+
+for _fmt in TASK_FORMATS.values():
+    TEXT_TASKS[_fmt.name] = TextTask(
+        _fmt.name, _fmt.label_names, _fmt.metrics,
+        functools.partial(lambda name, split: list(_builtin_examples(name, split)), _fmt.name))
+
+
+def get_task(name: str) -> TextTask:
+    if name not in TEXT_TASKS:
+        raise DataError(f"Unknown task {name!r}. Built-in tasks: {', '.join(sorted(TEXT_TASKS))}; "
+                        "or build one from your files with jaxprompt.data.from_files(...).")
+    return TEXT_TASKS[name]
+
+
+@functools.lru_cache(maxsize=None)
+def vocabulary(path: str = DEFAULT_VOCABULARY):
+    """seqio.SentencePieceVocabulary of T5 (with 100 extra ids) at `path`."""
+    import seqio
+
+    if not os.path.exists(path):
+        raise DataError(f"SentencePiece model {path} not found.")
+    return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
+
+
+def check_vocabulary(vocab, model_vocab_size: int) -> None:
+    if vocab.vocab_size > model_vocab_size:
+        raise DataError(f"The vocabulary has {vocab.vocab_size} ids but the model's embedding "
+                        f"has {model_vocab_size} rows: they do not belong together. Use the "
+                        "model's own spiece.model.")
+
+
+def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
+    """Registers (or replaces) `task` in seqio's TaskRegistry; returns the seqio.Task."""
+    import numpy as np
+    import seqio
+    import tensorflow as tf
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
+        del shuffle_files, seed  # Shuffling happens in seqio, after the source.
+        examples = task.examples(split)
+        return tf.data.Dataset.from_tensor_slices({
+            "inputs": np.array([e["inputs"] for e in examples], dtype=object),
+            "targets": np.array([e["targets"] for e in examples], dtype=object),
+            "idx": np.arange(len(examples), dtype=np.int32)})
+
+    vocab = vocabulary(vocab_path)
+    features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
+                "targets": seqio.Feature(vocab, add_eos=True)}
+    if task.name in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove(task.name)
+    return seqio.TaskRegistry.add(
+        task.name,
+        source=seqio.FunctionDataSource(dataset_fn, splits=task.splits),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+        output_features=features)
+
+
+def register_builtin_tasks(vocab_path: str = DEFAULT_VOCABULARY) -> None:
+    for task in TEXT_TASKS.values():
+        register_seqio_task(task, vocab_path)

@@ -1,0 +1,106 @@
+"""Users' own CSV / TSV / JSONL files as a task, no code needed.
+
+    task = jaxprompt.data.from_files(
+        train="train.csv", validation="dev.csv", input_template="review: {text}",
+        target_field="label", verbalizer={"0": "negative", "1": "positive"})
+
+With a verbalizer the task is classification (rank classification over the verbalizer's
+words, accuracy); without one it is generation (targets are the field's text).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import string
+
+from jaxprompt.data.readers import DataError
+from jaxprompt.data.tasks import DEFAULT_VOCABULARY, TEXT_TASKS, TextTask, register_seqio_task
+
+
+def read_records(path: str) -> list[tuple[int, dict]]:
+    """(line number, row dict) of a .csv, .tsv or .jsonl file."""
+    if not os.path.exists(path):
+        raise DataError(f"{path} does not exist.")
+    extension = os.path.splitext(path)[1].lower()
+    records = []
+    with open(path, encoding="utf-8", newline="") as f:
+        if extension in (".jsonl", ".json"):
+            for line_number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        records.append((line_number, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"{path}, line {line_number}: not valid JSON ({e}).")
+        elif extension in (".csv", ".tsv"):
+            reader = csv.DictReader(f, delimiter="\t" if extension == ".tsv" else ",")
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path}, line {reader.line_num}: more columns than the "
+                                    f"header {reader.fieldnames}.")
+                records.append((reader.line_num, row))
+        else:
+            raise DataError(f"{path}: unsupported file type {extension!r}; use .csv, .tsv or "
+                            ".jsonl.")
+    return records
+
+
+def _template_fields(template: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(template) if field]
+
+
+def format_records(path: str, input_template: str, target_field: str,
+                   verbalizer: dict[str, str] | None) -> list[dict]:
+    """Formatted examples; every missing field or unknown label is an error naming its line."""
+    fields = _template_fields(input_template)
+    label_names = tuple(dict.fromkeys(verbalizer.values())) if verbalizer else None
+    examples = []
+    for line_number, row in read_records(path):
+        where = f"{path}, line {line_number}"
+        missing = [f for f in fields + [target_field] if f not in row or row[f] is None]
+        if missing:
+            raise DataError(f"{where}: missing field(s) {missing}; the row has {sorted(row)}.")
+        value = row[target_field]
+        key = str(value).lower() if isinstance(value, bool) else str(value)
+        if verbalizer is not None:
+            if key not in verbalizer:
+                raise DataError(f"{where}: label {value!r} is not in the verbalizer "
+                                f"{sorted(verbalizer)}.")
+            target = verbalizer[key]
+            label = label_names.index(target)
+        else:
+            target, label = key, -1
+        examples.append({"inputs": input_template.format(**row), "targets": target,
+                         "label": label, "group": line_number})
+    if not examples:
+        raise DataError(f"{path} holds no examples.")
+    return examples
+
+
+def from_files(train: str | None = None, validation: str | None = None, test: str | None = None,
+               input_template: str = "{text}", target_field: str = "label",
+               verbalizer: dict[str, str] | None = None, name: str = "user_task",
+               metrics: tuple[str, ...] | None = None,
+               vocab_path: str = DEFAULT_VOCABULARY) -> TextTask:
+    """Builds, registers (jaxprompt and seqio) and returns a task from local files."""
+    files = {split: path for split, path in
+             (("train", train), ("validation", validation), ("test", test)) if path}
+    if not files:
+        raise DataError("from_files needs at least one of train=, validation=, test=.")
+    verbalizer = {str(k): v for k, v in verbalizer.items()} if verbalizer else None
+    cache: dict[str, list[dict]] = {}
+
+    def load(split: str) -> list[dict]:
+        if split not in files:
+            raise DataError(f"Task {name!r} has no {split!r} file (given: {sorted(files)}).")
+        if split not in cache:
+            cache[split] = format_records(files[split], input_template, target_field, verbalizer)
+        return cache[split]
+
+    task = TextTask(name, tuple(dict.fromkeys(verbalizer.values())) if verbalizer else None,
+                    metrics or (("accuracy",) if verbalizer else ("exact_match",)), load,
+                    tuple(files))
+    TEXT_TASKS[name] = task
+    register_seqio_task(task, vocab_path)
+    return task
