@@ -1,46 +1,314 @@
-"""The `jaxprompt` command line. Gin is bound here, at the edge, and nowhere else."""
+"""The `jaxprompt` command line. Gin is bound here, at the edge, and nowhere else.
+
+  jaxprompt train --gin_file=runs/prompt_tuning.gin --gin.train.model="'/path/t5'" \\
+      --gin.train.task="'super_glue_rte'" --output_dir=/tmp/rte
+  jaxprompt eval --model /path/t5 --prompt /tmp/rte/best/3000/prompt.npy --task super_glue_rte
+  jaxprompt predict --model /path/t5 --prompt p.npy --input in.jsonl --output preds.jsonl
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
+import os
 import sys
 
 import gin
 
 from jaxprompt.config import T5Config
+from jaxprompt.optimizers import OptimizerConfig
+from jaxprompt.train import StepConfig
+from jaxprompt.trainer import TrainerConfig
 
+REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "gin_configs")
 _REGISTERED = False
 
 
+class CliError(Exception):
+    """A user-facing error: printed without a traceback."""
+
+
 def register_gin_configurables() -> None:
-    """Makes jaxprompt's configuration classes bindable from .gin files (idempotent)."""
+    """Makes jaxprompt's configuration classes and entry points bindable (idempotent)."""
     global _REGISTERED
     if _REGISTERED:
         return
-    gin.external_configurable(T5Config, "T5Config")
+    for cls in (T5Config, OptimizerConfig, StepConfig, TrainerConfig):
+        gin.external_configurable(cls, cls.__name__)
+    gin.external_configurable(train_run, "train")
+    gin.external_configurable(user_files_task, "from_files")
+    if os.path.isdir(REPO_GIN_DIR):
+        gin.add_config_file_search_path(REPO_GIN_DIR)
     _REGISTERED = True
 
 
+def user_files_task(train: str | None = None, validation: str | None = None,
+                    test: str | None = None, input_template: str = "{text}",
+                    target_field: str = "label", verbalizer: dict | None = None,
+                    name: str = "user_task"):
+    """gin's `@from_files()`: jaxprompt.data.from_files, imported only when used."""
+    from jaxprompt.data.user_files import from_files
+    return from_files(train=train, validation=validation, test=test,
+                      input_template=input_template, target_field=target_field,
+                      verbalizer=verbalizer, name=name)
+
+
 def parse_gin(files: list[str], bindings: list[str]) -> None:
-    """Parses gin files and KEY=VALUE bindings (unknown names raise, naming the binding)."""
+    """Parses gin files (paths, or relative to gin_configs/) and KEY=VALUE bindings."""
     register_gin_configurables()
-    gin.parse_config_files_and_bindings(files, bindings)
+    try:
+        with gin.unlock_config():
+            gin.clear_config()  # One CLI invocation, one configuration.
+            gin.parse_config_files_and_bindings(files, bindings)
+    except (ValueError, OSError, SyntaxError) as e:
+        raise CliError(f"gin configuration: {e}") from e
+
+
+def _configured(name: str):
+    return gin.get_configurable(name)()
+
+
+def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
+              task=gin.REQUIRED, data_dir: str | None = None, vocabulary: str | None = None,
+              prompt_length: int = 100, prompt_init: str = "class_labels",
+              prompt_text: str | None = None, prompt_file: str | None = None,
+              batch_size: int = 32, inputs_length: int = 512, targets_length: int = 16,
+              eval_split: str | None = "validation", eval_method: str | None = None,
+              eval_batch_size: int | None = None, max_eval_examples: int | None = None,
+              select_by: str = "task_metric", dtype: str | None = None,
+              max_encoder_length: int = 1024, strict_truncation: bool = False):
+    """Prompt-tunes `model` on `task` (a task name or @from_files()); see gin_configs/runs/."""
+    import jax
+
+    from jaxprompt import data, evaluation
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.prompts import PromptConfig, init_prompt
+    from jaxprompt.trainer import train
+
+    trainer_config: TrainerConfig = _configured("TrainerConfig")
+    if data_dir:
+        data.set_data_dir(data_dir)
+    vocab_path = vocabulary or data.DEFAULT_VOCABULARY
+    task = task if isinstance(task, data.TextTask) else data.get_task(task)
+    if vocabulary:
+        data.register_seqio_task(task, vocab_path)
+    config, params = load_pretrained(model, dtype=None if dtype is None else jax.numpy.dtype(dtype))
+    vocab = data.vocabulary(vocab_path)
+    data.check_vocabulary(vocab, config.vocab_size)
+    if prompt_length + inputs_length > max_encoder_length:
+        raise CliError(f"prompt_length {prompt_length} + inputs_length {inputs_length} exceeds "
+                       f"max_encoder_length {max_encoder_length}; shorten one of them.")
+    lengths = data.Lengths(inputs_length, targets_length)
+    report = data.truncation_report(task, "train", vocab, lengths, strict_truncation)
+    print(f"{task.name} train: {report} at lengths {lengths.as_dict()}.")
+
+    prompt_config = PromptConfig(
+        length=prompt_length, init=prompt_init, file=prompt_file,
+        label_token_ids=tuple(tuple(vocab.encode(w)) for w in (task.label_names or ())),
+        text_token_ids=tuple(vocab.encode(prompt_text)) if prompt_text else ())
+    prompt = init_prompt(jax.random.key(trainer_config.seed),
+                         params["token_embedder"]["embedding"], prompt_config)
+
+    eval_batches = eval_fn = None
+    if eval_split and eval_split in task.splits:
+        eval_batches = data.eval_batches(task.name, eval_split, eval_batch_size or batch_size,
+                                         lengths)
+
+        def eval_fn(trainable, frozen):
+            return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
+                                       split=eval_split, method=eval_method, lengths=lengths,
+                                       batch_size=eval_batch_size or batch_size,
+                                       prompt_mode=_configured("StepConfig").prompt_mode,
+                                       max_examples=max_eval_examples).metrics
+
+        if select_by == "task_metric" and trainer_config.eval_metric == "loss":
+            trainer_config = dataclasses.replace(trainer_config, eval_metric=task.metrics[0],
+                                                 eval_mode="max")
+    result = train(model_config=config, frozen_params=params, prompt=prompt,
+                   train_batches=data.train_batches(task.name, batch_size, lengths,
+                                                    seed=trainer_config.seed),
+                   output_dir=output_dir, optimizer_config=_configured("OptimizerConfig"),
+                   step_config=_configured("StepConfig"), trainer_config=trainer_config,
+                   eval_batches=eval_batches, eval_fn=eval_fn, model_path=os.path.abspath(model))
+    best = result.best_prompt_path or os.path.join(output_dir, "checkpoints", str(result.step),
+                                                   "prompt.npy")
+    print(f"Trained {result.step} steps. Best {trainer_config.eval_metric}: "
+          f"{result.best_metric} at step {result.best_step}.\nPrompt: {best}\n"
+          f"Export it for PyTorch/PEFT: jaxprompt export --prompt {best} --format peft "
+          f"--out {os.path.join(output_dir, 'peft_prompt')}")
+    return result
+
+
+def _cmd_train(args) -> int:
+    bindings = list(args.gin_bindings)
+    if args.output_dir:
+        bindings.append(f"train.output_dir = {args.output_dir!r}")
+    parse_gin(args.gin_file, bindings)
+    try:
+        _configured("train")
+    except (ValueError, TypeError) as e:
+        if "REQUIRED" in str(e) or "required" in str(e):
+            raise CliError(f"gin configuration: {e}") from e
+        raise
+    return 0
+
+
+def _load_prompt_arg(path: str):
+    from jaxprompt.prompts import load_prompt_array
+    return load_prompt_array(path)
+
+
+def _cmd_eval(args) -> int:
+    import jax.numpy as jnp
+
+    from jaxprompt import data, evaluation
+    from jaxprompt.checkpoints import load_pretrained
+
+    if args.data_dir:
+        data.set_data_dir(args.data_dir)
+    config, params = load_pretrained(args.model)
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    data.check_vocabulary(vocab, config.vocab_size)
+    task = data.get_task(args.task)
+    prompt = jnp.asarray(_load_prompt_arg(args.prompt)) if args.prompt else None
+    if prompt is not None and prompt.shape[1] != config.d_model:
+        raise CliError(f"{args.prompt}: prompt width {prompt.shape[1]} != the model's d_model "
+                       f"{config.d_model}.")
+    result = evaluation.evaluate(config, params, prompt, task, vocab, split=args.split,
+                                 method=args.method, batch_size=args.batch_size,
+                                 lengths=data.Lengths(args.inputs_length, args.targets_length),
+                                 max_examples=args.max_examples)
+    print(f"{task.name} ({args.split}, {len(result.examples)} examples, {result.method}):")
+    for name, value in result.metrics.items():
+        print(f"  {name:<14} {value:8.2f}")
+    out = args.output or "eval.json"
+    with open(out, "w") as f:
+        json.dump({"task": task.name, "split": args.split, "method": result.method,
+                   "examples": len(result.examples), "metrics": result.metrics,
+                   "model": args.model, "prompt": args.prompt}, f, indent=2)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    import jax.numpy as jnp
+
+    from jaxprompt import data, evaluation
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.data.user_files import read_records
+
+    config, params = load_pretrained(args.model)
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    data.check_vocabulary(vocab, config.vocab_size)
+    records = read_records(args.input)
+    inputs = []
+    for line, row in records:
+        try:
+            inputs.append(args.input_template.format(**row))
+        except KeyError as e:
+            raise CliError(f"{args.input}, line {line}: missing field {e} for --input_template "
+                           f"{args.input_template!r}.") from None
+    prompt = jnp.asarray(_load_prompt_arg(args.prompt)) if args.prompt else None
+    labels = tuple(args.labels.split(",")) if args.labels else None
+    predictions = evaluation.predict(config, params, prompt, vocab, inputs, label_names=labels,
+                                     method=args.method, batch_size=args.batch_size,
+                                     lengths=data.Lengths(args.inputs_length, args.targets_length))
+    with open(args.output, "w") as f:
+        for text, prediction in zip(inputs, predictions):
+            f.write(json.dumps({"inputs": text, "prediction": prediction}) + "\n")
+    print(f"wrote {len(predictions)} predictions to {args.output}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxprompt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="jaxprompt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="prompt-tune a frozen T5 (gin-configured)")
+    train.add_argument("--gin_file", action="append", default=[],
+                       help="gin file (path, or relative to gin_configs/); repeatable")
+    train.add_argument("--output_dir", help="checkpoints and logs; resumes if it holds a run")
+    train.set_defaults(func=_cmd_train, gin_bindings=[])
+
+    def model_flags(p, with_task=True):
+        p.add_argument("--model", required=True, help="Hugging Face T5 directory")
+        p.add_argument("--prompt", help="prompt file (.npy); none: the bare model")
+        p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+        p.add_argument("--method", choices=["rank", "greedy"],
+                       help="rank classification or greedy decoding (default by task)")
+        p.add_argument("--batch_size", type=int, default=32)
+        p.add_argument("--inputs_length", type=int, default=512)
+        p.add_argument("--targets_length", type=int, default=16)
+
+    evaluate = sub.add_parser("eval", help="evaluate a prompt on a task, write eval.json")
+    model_flags(evaluate)
+    evaluate.add_argument("--task", required=True, help="task name, e.g. super_glue_rte")
+    evaluate.add_argument("--split", default="validation")
+    evaluate.add_argument("--data_dir", help="folder with the original task files")
+    evaluate.add_argument("--max_examples", type=int)
+    evaluate.add_argument("--output", help="metrics JSON (default eval.json)")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    predict = sub.add_parser("predict", help="predictions for your own inputs")
+    model_flags(predict)
+    predict.add_argument("--input", required=True, help=".jsonl/.csv/.tsv of inputs")
+    predict.add_argument("--output", required=True, help="predictions .jsonl")
+    predict.add_argument("--input_template", default="{inputs}",
+                         help="format of the model input from each row's fields")
+    predict.add_argument("--labels", help="comma-separated candidate targets (rank)")
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 
+def _split_gin_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Pulls t5x-style `--gin.KEY=VALUE` flags out of argv (as gin bindings)."""
+    rest, bindings = [], []
+    for arg in argv:
+        if arg.startswith("--gin.") and "=" in arg:
+            key, value = arg[len("--gin."):].split("=", 1)
+            bindings.append(f"{key} = {value}")
+        else:
+            rest.append(arg)
+    return rest, bindings
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # seqio's TensorFlow: no info spam.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, bindings = _split_gin_flags(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.version:
         from jaxprompt import __version__
         print(__version__)
         return 0
-    build_parser().print_help()
-    return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    args.gin_bindings = bindings
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from jaxprompt.checkpoints.errors import CheckpointError
+    from jaxprompt.config import ConfigError
+    from jaxprompt.partitioning import PartitioningError
+    from jaxprompt.prompts import PromptError
+    from jaxprompt.trainer import TrainingError
+    known = (CliError, CheckpointError, ConfigError, PartitioningError, PromptError,
+             TrainingError)
+    try:
+        from jaxprompt.data.readers import DataError
+        known += (DataError,)
+    except ImportError:
+        pass
+    try:
+        return args.func(args)
+    except known as e:
+        print(f"jaxprompt {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

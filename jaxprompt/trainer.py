@@ -105,7 +105,7 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
           step_config: StepConfig = StepConfig(),
           trainer_config: TrainerConfig = TrainerConfig(),
           eval_batches: Callable[[], Iterable[dict]] | None = None,
-          eval_fn: Callable[[dict], dict[str, float]] | None = None,
+          eval_fn: Callable[[dict, dict], dict[str, float]] | None = None,
           model_path: str | None = None) -> TrainResult:
     """Prompt-tunes a frozen T5; resumes if `output_dir` holds a checkpoint of this run.
 
@@ -115,7 +115,8 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
       train_batches: a function position -> iterator of batches, or a re-iterable.
       output_dir: checkpoints, metrics.jsonl, TensorBoard events, learning_curve.png.
       eval_batches: a function returning validation batches (validation loss).
-      eval_fn: trainable tree -> task metrics (e.g. accuracy); merged with the loss.
+      eval_fn: (trainable tree, frozen params as placed on the mesh) -> task metrics
+        (e.g. accuracy); merged with the validation loss.
       model_path: recorded in model_info.json.
     """
     tc = trainer_config
@@ -242,7 +243,7 @@ class _Loop:
             metrics.update(validation_loss(self.steps, state.trainable, self.frozen,
                                            self.eval_batches))
         if self.eval_fn is not None:
-            metrics.update(self.eval_fn(state.trainable))
+            metrics.update(self.eval_fn(state.trainable, self.frozen))
         if not metrics:
             return False
         self.log.write(step, "validation", metrics)

@@ -136,8 +136,8 @@ def test_local_csv_task_trains_and_evaluates(tmp_path, pair):
     prompt = init_prompt(jax.random.key(0), params["token_embedder"]["embedding"],
                          PromptConfig(length=4, init="class_labels", label_token_ids=label_ids))
 
-    def eval_fn(trainable):
-        return evaluation.evaluate(config, params, trainable["prompt"], task, vocab,
+    def eval_fn(trainable, frozen):
+        return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
                                    lengths=lengths, batch_size=8).metrics
 
     result = train(model_config=config, frozen_params=params, prompt=prompt,

@@ -1,0 +1,93 @@
+"""The jaxprompt command line end to end on a tiny model: train (gin), eval, predict, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("jaxprompt.data", reason="seqio/tensorflow not installed")
+import jaxprompt  # noqa: E402
+from jaxprompt.cli import main  # noqa: E402
+from jaxprompt.config import T5Config  # noqa: E402
+from jaxprompt.models.t5 import init_params  # noqa: E402
+
+TINY_VOCAB = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
+                      num_decoder_layers=2, feed_forward_proj="gated-gelu",
+                      tie_word_embeddings=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    jaxprompt.save_hf_checkpoint(path, TINY_VOCAB, init_params(TINY_VOCAB, jax.random.key(0)))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    path = tmp_path_factory.mktemp("files")
+    rows = [("a truly great film", 1), ("dull and awful", 0), ("great fun", 1), ("bad", 0)] * 4
+    for name, subset in (("train.csv", rows), ("dev.csv", rows[:6])):
+        (path / name).write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in subset))
+    (path / "inputs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in rows[:3]))
+    return path
+
+
+def test_train_eval_predict(tmp_path, model_dir, files, capsys):
+    gin_flags = [
+        "--gin_file=runs/prompt_tuning.gin", "--gin_file=runs/user_files.gin",
+        f"--gin.train.model='{model_dir}'", f"--gin.from_files.train='{files / 'train.csv'}'",
+        f"--gin.from_files.validation='{files / 'dev.csv'}'", "--gin.from_files.name='cli_task'",
+        "--gin.train.prompt_length=5", "--gin.train.batch_size=4",
+        "--gin.train.inputs_length=16", "--gin.train.targets_length=4",
+        "--gin.TrainerConfig.steps=6", "--gin.TrainerConfig.eval_every=3",
+        "--gin.TrainerConfig.progress=False"]
+    output_dir = tmp_path / "run"
+    assert main(["train", *gin_flags, f"--output_dir={output_dir}"]) == 0
+    printed = capsys.readouterr().out
+    assert "Trained 6 steps. Best accuracy" in printed and "jaxprompt export --prompt" in printed
+    info = json.loads((output_dir / "model_info.json").read_text())
+    assert info["prompt_shape"] == [5, 16]
+    best = sorted(os.listdir(output_dir / "best"))
+    prompt = output_dir / "best" / best[0] / "prompt.npy"
+    assert np.load(prompt).shape == (5, 16)
+    assert (output_dir / "learning_curve.png").exists()
+
+    # Running again resumes (nothing to do: already at step 6) instead of starting over.
+    assert main(["train", *gin_flags, f"--output_dir={output_dir}"]) == 0
+    assert "Trained 6 steps" in capsys.readouterr().out
+
+    eval_json = tmp_path / "eval.json"
+    assert main(["eval", "--model", model_dir, "--prompt", str(prompt), "--task", "cli_task",
+                 "--inputs_length", "16", "--targets_length", "4",
+                 "--output", str(eval_json)]) == 0
+    result = json.loads(eval_json.read_text())
+    assert result["examples"] == 6 and 0 <= result["metrics"]["accuracy"] <= 100
+    assert "accuracy" in capsys.readouterr().out
+
+    preds = tmp_path / "preds.jsonl"
+    assert main(["predict", "--model", model_dir, "--prompt", str(prompt), "--input",
+                 str(files / "inputs.jsonl"), "--output", str(preds), "--input_template",
+                 "review: {text}", "--labels", "negative,positive", "--inputs_length", "16",
+                 "--targets_length", "4"]) == 0
+    lines = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert [line["inputs"] for line in lines] == ["review: a truly great film",
+                                                  "review: dull and awful", "review: great fun"]
+    assert all(line["prediction"] in ("negative", "positive") for line in lines)
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, model_dir, capsys):
+    assert main(["train", "--gin_file=runs/prompt_tuning.gin", "--gin.train.not_a_flag=1",
+                 f"--output_dir={tmp_path}"]) == 2
+    assert "doesn't have a parameter named 'not_a_flag'" in capsys.readouterr().err
+    bad_prompt = tmp_path / "p.npy"
+    np.save(bad_prompt, np.zeros((5, 8), np.float32))
+    assert main(["eval", "--model", model_dir, "--prompt", str(bad_prompt), "--task",
+                 "glue_sst2"]) == 2
+    assert "prompt width 8 != the model's d_model 16" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path / "missing"), "--task", "glue_sst2"]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
