@@ -3,8 +3,9 @@
 from jaxprompt.checkpoints import CheckpointError, load_pretrained, save_hf_checkpoint
 from jaxprompt.config import ConfigError, T5Config
 from jaxprompt.models.t5 import T5
+from jaxprompt.prompt_files import PromptFileError, load_prompt
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "ConfigError", "T5", "T5Config", "load_pretrained",
-           "save_hf_checkpoint", "__version__"]
+__all__ = ["CheckpointError", "ConfigError", "PromptFileError", "T5", "T5Config", "load_prompt",
+           "load_pretrained", "save_hf_checkpoint", "__version__"]

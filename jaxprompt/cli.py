@@ -157,8 +157,8 @@ def _cmd_train(args) -> int:
 
 
 def _load_prompt_arg(path: str):
-    from jaxprompt.prompts import load_prompt_array
-    return load_prompt_array(path)
+    from jaxprompt.prompt_files import load_prompt
+    return load_prompt(path)
 
 
 def _cmd_eval(args) -> int:
@@ -223,6 +223,81 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from jaxprompt.export import export_prompt
+    from jaxprompt.prompt_files import load_prompt
+
+    if bool(args.checkpoint) == bool(args.prompt):
+        raise CliError("Give exactly one of --checkpoint (a training output dir) or --prompt.")
+    config = None
+    if args.checkpoint:
+        info_path = os.path.join(args.checkpoint, "model_info.json")
+        best = os.path.join(args.checkpoint, "best")
+        latest = os.path.join(args.checkpoint, "checkpoints")
+        root = best if os.path.isdir(best) and os.listdir(best) else latest
+        steps = sorted((int(d) for d in os.listdir(root) if d.isdigit()), reverse=True) \
+            if os.path.isdir(root) else []
+        if not steps:
+            raise CliError(f"{args.checkpoint}: no checkpoint (expected best/<step>/ or "
+                           "checkpoints/<step>/ as written by jaxprompt train).")
+        source = os.path.join(root, str(steps[0]), "prompt.npy")
+        if os.path.exists(info_path):
+            with open(info_path) as f:
+                architecture = json.load(f)["architecture"]
+            config = T5Config(**architecture)
+    else:
+        source = args.prompt
+    prompt = load_prompt(source)
+    path = export_prompt(prompt, args.format, args.out, config=config, base_model=args.base_model)
+    print(f"exported {source} {prompt.shape} as {args.format} to {path}")
+    return 0
+
+
+def _describe_prompt(path: str) -> None:
+    import numpy as np
+
+    from jaxprompt.prompt_files import detect_format, load_prompt
+
+    prompt = load_prompt(path)
+    norms = np.linalg.norm(prompt, axis=1)
+    print(f"{path}: {detect_format(path)} prompt, shape {prompt.shape} (P, H), float32 as read; "
+          f"finite: {bool(np.isfinite(prompt).all())}")
+    print(f"  row L2 norm: mean {norms.mean():.4g}, min {norms.min():.4g}, max {norms.max():.4g}")
+    print("  per position: " + " ".join(f"{n:.3g}" for n in norms))
+
+
+def _cmd_inspect(args) -> int:
+    import numpy as np
+
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
+
+    path = args.path
+    is_model = (os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json"))) or (
+        is_t5x_checkpoint(path) and not _has_prompt(path))
+    if not is_model:
+        _describe_prompt(path)
+        return 0
+    import jax
+    config, params = load_pretrained(path)
+    leaves = jax.tree.leaves(params)
+    count = sum(int(np.prod(x.shape)) for x in leaves)
+    dtypes = sorted({str(x.dtype) for x in leaves})
+    print(f"{path}: T5 checkpoint, {count:,} parameters ({', '.join(dtypes)})")
+    for key, value in config.architecture().items():
+        print(f"  {key:<32} {value}")
+    return 0
+
+
+def _has_prompt(path: str) -> bool:
+    from jaxprompt.prompt_files import PromptFileError, load_prompt
+    try:
+        load_prompt(path)
+        return True
+    except PromptFileError:
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxprompt", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,6 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="format of the model input from each row's fields")
     predict.add_argument("--labels", help="comma-separated candidate targets (rank)")
     predict.set_defaults(func=_cmd_predict)
+
+    export = sub.add_parser("export", help="write a prompt for PEFT, torch, numpy, T5X")
+    export.add_argument("--checkpoint", help="a `jaxprompt train` output dir (its best prompt)")
+    export.add_argument("--prompt", help="a prompt file in any readable format")
+    export.add_argument("--format", required=True,
+                        choices=["peft", "torch", "npy", "safetensors", "t5x"])
+    export.add_argument("--out", required=True, help="output file or directory")
+    export.add_argument("--base_model", help="recorded as PEFT's base_model_name_or_path")
+    export.set_defaults(func=_cmd_export)
+
+    inspect = sub.add_parser("inspect", help="describe a prompt file or a checkpoint")
+    inspect.add_argument("path")
+    inspect.set_defaults(func=_cmd_inspect)
     return parser
 
 
@@ -295,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     from jaxprompt.checkpoints.errors import CheckpointError
     from jaxprompt.config import ConfigError
     from jaxprompt.partitioning import PartitioningError
+    from jaxprompt.prompt_files import PromptFileError
     from jaxprompt.prompts import PromptError
     from jaxprompt.trainer import TrainingError
     known = (CliError, CheckpointError, ConfigError, PartitioningError, PromptError,
-             TrainingError)
+             PromptFileError, TrainingError)
     try:
         from jaxprompt.data.readers import DataError
         known += (DataError,)

@@ -9,12 +9,10 @@ The prompt's logical axes are ("prompt", "embed"); the default rules replicate i
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 PROMPT_AXES = ("prompt", "embed")
 # SentencePiece ids are ordered by frequency after the specials (0 pad, 1 eos, 2 unk).
@@ -109,22 +107,14 @@ def text(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.Arra
     return jnp.concatenate([rows, rest], axis=0)
 
 
-def load_prompt_array(path: str | os.PathLike) -> np.ndarray:
-    """Reads a saved prompt as float32 [P, H] (.npy, or numpy files without suffix)."""
-    path = os.fspath(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise PromptError(f"{path}: cannot read a prompt array: {e}") from e
-    if array.ndim != 2:
-        raise PromptError(f"{path}: a prompt is a 2-D array [P, H]; found shape {array.shape}.")
-    return array.astype(np.float32)
-
-
 def from_file(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.Array:
-    """A saved prompt, checked against the model's H and the configured P."""
+    """A saved prompt (any format of jaxprompt.load_prompt), checked against H and P."""
     del rng
-    array = load_prompt_array(config.file)
+    from jaxprompt.prompt_files import PromptFileError, load_prompt
+    try:
+        array = load_prompt(config.file)
+    except PromptFileError as e:
+        raise PromptError(str(e)) from e
     expected = (config.length, embedding.shape[1])
     if array.shape != expected:
         raise PromptError(f"{config.file}: prompt has shape {array.shape} but this run expects "

@@ -78,6 +78,21 @@ def test_train_eval_predict(tmp_path, model_dir, files, capsys):
     assert [line["inputs"] for line in lines] == ["review: a truly great film",
                                                   "review: dull and awful", "review: great fun"]
     assert all(line["prediction"] in ("negative", "positive") for line in lines)
+    capsys.readouterr()
+
+    adapter = tmp_path / "adapter"
+    assert main(["export", "--checkpoint", str(output_dir), "--format", "peft",
+                 "--out", str(adapter), "--base_model", model_dir]) == 0
+    config_json = json.loads((adapter / "adapter_config.json").read_text())
+    assert config_json["num_virtual_tokens"] == 5 and config_json["token_dim"] == 16
+    assert config_json["task_type"] == "SEQ_2_SEQ_LM" and config_json["num_layers"] == 2
+    np.testing.assert_array_equal(jaxprompt.load_prompt(adapter), np.load(prompt))
+    capsys.readouterr()
+    assert main(["inspect", str(adapter)]) == 0
+    described = capsys.readouterr().out
+    assert "peft prompt, shape (5, 16)" in described and "finite: True" in described
+    assert main(["inspect", model_dir]) == 0
+    assert "T5 checkpoint, " in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, model_dir, capsys):

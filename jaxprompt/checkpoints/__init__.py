@@ -6,26 +6,37 @@ import os
 
 from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.checkpoints.hf import load_hf_checkpoint, save_hf_checkpoint
+from jaxprompt.checkpoints.t5x import is_t5x_checkpoint, load_t5x_checkpoint
 from jaxprompt.config import T5Config
 
 
-def load_pretrained(path: str | os.PathLike, dtype=None) -> tuple[T5Config, dict]:
+def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None = None,
+                    shardings=None) -> tuple[T5Config, dict]:
     """Loads a pretrained T5: returns (T5Config, params) for `jaxprompt.T5(config)`.
 
     Args:
       path: a Hugging Face T5 directory (config.json + model.safetensors, a sharded
-        safetensors index, or pytorch_model.bin).
+        safetensors index, or pytorch_model.bin), or a T5X checkpoint (a `checkpoint_N`
+        directory or its msgpack file; `gs://` paths via tensorstore's GCS driver).
       dtype: cast the weights (e.g. jnp.bfloat16); None keeps the stored dtype.
+      config: for T5X checkpoints, which store no config: the architecture (e.g. a preset);
+        None infers it from the shapes.
+      shardings: for T5X checkpoints, a tree of shardings: each process reads only its slices.
     """
     path = os.fspath(path)
+    if path.startswith("gs://"):
+        return load_t5x_checkpoint(path, config, dtype, shardings)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or directory. Pass a Hugging Face T5 "
-                              "directory (config.json + model.safetensors).")
+                              "directory (config.json + model.safetensors) or a T5X checkpoint.")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return load_hf_checkpoint(path, dtype)
+    if is_t5x_checkpoint(path):
+        return load_t5x_checkpoint(path, config, dtype, shardings)
     raise CheckpointError(
         f"{path}: not a checkpoint jaxprompt can read. Expected a Hugging Face T5 directory "
-        "with config.json and model.safetensors.")
+        "with config.json and model.safetensors, or a T5X checkpoint (checkpoint_N/checkpoint).")
 
 
-__all__ = ["CheckpointError", "load_pretrained", "load_hf_checkpoint", "save_hf_checkpoint"]
+__all__ = ["CheckpointError", "load_pretrained", "load_hf_checkpoint", "load_t5x_checkpoint",
+           "save_hf_checkpoint"]
