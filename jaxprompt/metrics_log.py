@@ -13,11 +13,15 @@ CURVE_FILE = "learning_curve.png"
 class MetricsLog:
     """Appends {"step", "split", **metrics} records to metrics.jsonl and TensorBoard."""
 
-    def __init__(self, output_dir: str, tensorboard: bool = True):
-        os.makedirs(output_dir, exist_ok=True)
+    def __init__(self, output_dir: str, tensorboard: bool = True, enabled: bool = True):
+        """`enabled=False` (non-leader hosts) makes every call a no-op."""
+        self.enabled = enabled
         self.output_dir = output_dir
         self.path = os.path.join(output_dir, LOG_FILE)
         self._writer = None
+        if not enabled:
+            return
+        os.makedirs(output_dir, exist_ok=True)
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -26,6 +30,8 @@ class MetricsLog:
                 self._writer = None
 
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         record = {"step": int(step), "split": split,
                   **{k: float(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:

@@ -6,12 +6,15 @@ mesh axis or None (replicated). The same code shards a 1-device CPU test and a T
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+logger = logging.getLogger(__name__)
 
 MESH_AXES = ("data", "model")
 
@@ -64,8 +67,9 @@ def logical_to_mesh_spec(path: str, logical: PartitionSpec | Sequence | None, sh
                          mesh: Mesh, rules=DEFAULT_RULES) -> PartitionSpec:
     """Maps one array's logical axes to a mesh PartitionSpec, with checks that name `path`.
 
-    Raises PartitioningError when a logical axis has no rule, when two axes of the array
-    map to the same mesh axis, or when a dimension is not divisible by its mesh axis size.
+    Raises PartitioningError when a logical axis has no rule or when two axes of the array
+    map to the same mesh axis. A dimension not divisible by its mesh axis size is replicated
+    (with a warning naming it): e.g. 6 heads over a model axis of 4.
     """
     mapping = _check_rules(rules)
     if logical is None:
@@ -88,12 +92,13 @@ def logical_to_mesh_spec(path: str, logical: PartitionSpec | Sequence | None, sh
             if mesh_axis in used:
                 raise PartitioningError(f"{path}: logical axes {used[mesh_axis]!r} and {name!r} "
                                         f"both map to mesh axis {mesh_axis!r}.")
-            used[mesh_axis] = name
             if size % mesh.shape[mesh_axis]:
-                raise PartitioningError(
-                    f"{path}: dimension {dim} ({name!r}) has size {size}, not divisible by mesh "
-                    f"axis {mesh_axis!r} of size {mesh.shape[mesh_axis]}. Use a mesh whose "
-                    f"{mesh_axis!r} size divides {size}, or map {name!r} to None.")
+                logger.warning("%s: dimension %d (%r) of size %d is not divisible by mesh axis "
+                               "%r of size %d; replicating it instead.", path, dim, name, size,
+                               mesh_axis, mesh.shape[mesh_axis])
+                spec.append(None)
+                continue
+            used[mesh_axis] = name
         spec.append(mesh_axis)
     return PartitionSpec(*spec)
 

@@ -25,6 +25,7 @@ from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
                                                 frozen_fingerprint)
 from jaxprompt.config import T5Config
+from jaxprompt.distributed import fetch, global_batch, is_leader, place
 from jaxprompt.metrics_log import MetricsLog, plot_learning_curve
 from jaxprompt.models.t5 import T5
 from jaxprompt.optimizers import OptimizerConfig, prompt_optimizer
@@ -91,7 +92,7 @@ def validation_loss(steps, trainable, frozen, eval_batches: Callable[[], Iterabl
     """Mean token NLL over a validation source: {"loss", "tokens"}."""
     nll, tokens = 0.0, 0.0
     for batch in eval_batches():
-        sums = steps.eval_step(trainable, frozen, jax.device_put(batch, steps.batch_sharding))
+        sums = steps.eval_step(trainable, frozen, global_batch(batch, steps.batch_sharding))
         nll += float(sums["nll"])
         tokens += float(sums["weight"])
     if tokens == 0:
@@ -137,19 +138,24 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
     checkpointer = PromptCheckpointer(output_dir, tc.keep_latest)
     meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
     if checkpointer.latest_step() is not None:
-        state, meta = checkpointer.restore(state)
-        logger.info("Resuming %s from step %d.", output_dir, int(state.step))
-    frozen = jax.device_put(frozen_params, steps.frozen_shardings)
-    state = jax.device_put(state, steps.state_shardings)
-    log = MetricsLog(output_dir)
+        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                state, steps.state_shardings)
+        state, meta = checkpointer.restore(abstract)
+        logger.info("Resuming %s from step %d.", output_dir, int(fetch(state.step)))
+    else:
+        state = place(state, steps.state_shardings)
+    frozen = place(frozen_params, steps.frozen_shardings)
+    log = MetricsLog(output_dir, enabled=is_leader())
     loop = _Loop(tc, steps, checkpointer, log, frozen, meta, eval_batches, eval_fn)
     try:
         state, stopped_early = loop.run(state, _batches_from(train_batches, meta["data_position"]))
     finally:
         log.close()
-        plot_learning_curve(output_dir, tc.eval_metric if eval_fn else "loss")
+        if is_leader():
+            plot_learning_curve(output_dir, tc.eval_metric if eval_fn else "loss")
         checkpointer.close()
-    return TrainResult(state, int(state.step), loop.meta["best_step"], loop.meta["best_metric"],
+    return TrainResult(state, int(fetch(state.step)), loop.meta["best_step"],
+                       loop.meta["best_metric"],
                        output_dir, checkpointer.best_prompt_path(), stopped_early)
 
 
@@ -165,8 +171,9 @@ class _Loop:
 
     def run(self, state: TrainState, batches: Iterator[dict]) -> tuple[TrainState, bool]:
         tc = self.tc
-        step = int(state.step)
-        bar = tqdm(total=tc.steps, initial=step, disable=not tc.progress, unit="step",
+        step = int(fetch(state.step))
+        bar = tqdm(total=tc.steps, initial=step, disable=not (tc.progress and is_leader()),
+                   unit="step",
                    dynamic_ncols=True, desc="train")
         window_loss, window_examples, window_start = [], 0, time.perf_counter()
         pending = None  # (step, metrics) of the previous step: checked after the next dispatch
@@ -184,7 +191,7 @@ class _Loop:
                 _check_batch(batch, step)
                 examples = len(batch["encoder_input_tokens"])
                 state, metrics = self.steps.train_step(
-                    state, self.frozen, jax.device_put(batch, self.steps.batch_sharding))
+                    state, self.frozen, global_batch(batch, self.steps.batch_sharding))
                 if pending is not None:
                     window_loss.append(self._checked_loss(*pending))
                 pending = (step, metrics)
@@ -201,7 +208,7 @@ class _Loop:
                     record = {"loss": float(np.mean(window_loss)),
                               "examples_per_second": window_examples / max(elapsed, 1e-9),
                               "steps_per_second": len(window_loss) / max(elapsed, 1e-9),
-                              "grad_norm": float(metrics["grad_norm"])}
+                              "grad_norm": float(fetch(metrics["grad_norm"]))}
                     self.log.write(step, "train", record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}",
                                     ex_s=f"{record['examples_per_second']:.1f}")
@@ -226,7 +233,7 @@ class _Loop:
         return state, stopped_early
 
     def _checked_loss(self, step: int, metrics: dict) -> float:
-        loss = float(metrics["loss"])
+        loss = float(fetch(metrics["loss"]))
         if not math.isfinite(loss):
             kept = self.checkpointer.latest_step()
             raise TrainingError(
@@ -254,7 +261,8 @@ class _Loop:
         value, best = metrics[key], self.meta["best_metric"]
         improved = best is None or (value < best if self.tc.eval_mode == "min" else value > best)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        tqdm.write(f"step {step}: validation {summary}" + (" (best)" if improved else ""))
+        if is_leader():
+            tqdm.write(f"step {step}: validation {summary}" + (" (best)" if improved else ""))
         if improved:
             self.meta.update(best_metric=value, best_step=step, stale_evals=0)
             self._save(step, state, best=True)

@@ -21,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxprompt.checkpoints.errors import CheckpointError
+from jaxprompt.distributed import fetch, is_leader
 
 MODEL_INFO_FILE = "model_info.json"
 PROMPT_FILE = "prompt.npy"
@@ -36,7 +37,7 @@ def frozen_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
         digest.update(f"{tuple(leaf.shape)}{leaf.dtype}".encode())
         flat = leaf.reshape(-1)
         stride = max(1, flat.shape[0] // samples_per_leaf)
-        digest.update(np.asarray(jax.device_get(flat[::stride][:samples_per_leaf])).tobytes())
+        digest.update(fetch(flat[::stride][:samples_per_leaf]).tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -60,6 +61,8 @@ def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
                 f"({path}):\n  - " + "\n  - ".join(mismatches)
                 + "\nNothing was overwritten. Use another --output_dir, or the model and "
                   "prompt length this run was started with.")
+        return
+    if not is_leader():
         return
     os.makedirs(output_dir, exist_ok=True)
     tmp = path + ".tmp"
@@ -89,8 +92,9 @@ class PromptCheckpointer:
             manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)))
             manager.wait_until_finished()
-            prompt = np.asarray(jax.device_get(state.trainable["prompt"]))
-            np.save(os.path.join(manager.directory, str(step), PROMPT_FILE), prompt)
+            prompt = fetch(state.trainable["prompt"])
+            if is_leader():
+                np.save(os.path.join(manager.directory, str(step), PROMPT_FILE), prompt)
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()

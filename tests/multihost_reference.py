@@ -1,0 +1,19 @@
+"""The 3-step training run shared by the multi-host test and its 1-process reference."""
+
+from __future__ import annotations
+
+import jax
+
+from jaxprompt.optimizers import OptimizerConfig
+from jaxprompt.trainer import TrainerConfig, train
+from tests.train_helpers import TINY, tiny_frozen
+
+
+def run(output_dir: str, batches):
+    prompt = jax.random.uniform(jax.random.key(5), (6, TINY.d_model), minval=-0.5, maxval=0.5)
+    # lr 0.03: see tests/train_worker.py (Adafactor amplifies summation-order noise).
+    return train(model_config=TINY, frozen_params=tiny_frozen(), prompt=prompt,
+                 train_batches=batches, output_dir=output_dir,
+                 optimizer_config=OptimizerConfig(learning_rate=0.03),
+                 trainer_config=TrainerConfig(steps=3, eval_every=0, checkpoint_every=3,
+                                              progress=False))
