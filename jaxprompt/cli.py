@@ -173,22 +173,37 @@ def _cmd_eval(args) -> int:
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
     task = data.get_task(args.task)
-    prompt = jnp.asarray(_load_prompt_arg(args.prompt)) if args.prompt else None
-    if prompt is not None and prompt.shape[1] != config.d_model:
-        raise CliError(f"{args.prompt}: prompt width {prompt.shape[1]} != the model's d_model "
-                       f"{config.d_model}.")
+    if args.hard_prompt or args.shots:
+        from jaxprompt.hard_prompts import with_hard_prompt
+        task = with_hard_prompt(task, args.hard_prompt or "", args.shots, args.seed)
+    prompts = [_load_prompt_arg(path) for path in args.prompt or []]
+    for path, prompt in zip(args.prompt or [], prompts):
+        if prompt.shape[1] != config.d_model:
+            raise CliError(f"{path}: prompt width {prompt.shape[1]} != the model's d_model "
+                           f"{config.d_model}.")
+    if len(prompts) > 1:
+        if not args.ensemble:
+            raise CliError("Several --prompt need --ensemble vote|mean.")
+        if len({p.shape for p in prompts}) > 1:
+            raise CliError(f"Ensembled prompts must share a shape; got {[p.shape for p in prompts]}.")
+        prompt = jnp.stack([jnp.asarray(p) for p in prompts])
+    else:
+        prompt = jnp.asarray(prompts[0]) if prompts else None
     result = evaluation.evaluate(config, params, prompt, task, vocab, split=args.split,
                                  method=args.method, batch_size=args.batch_size,
                                  lengths=data.Lengths(args.inputs_length, args.targets_length),
-                                 max_examples=args.max_examples)
-    print(f"{task.name} ({args.split}, {len(result.examples)} examples, {result.method}):")
+                                 max_examples=args.max_examples,
+                                 ensemble=args.ensemble if len(prompts) > 1 else None)
+    print(f"{task.name} ({args.split}, {len(result.examples)} examples, {result.method}"
+          f"{', ensemble of %d (%s)' % (len(prompts), args.ensemble) if len(prompts) > 1 else ''}):")
     for name, value in result.metrics.items():
         print(f"  {name:<14} {value:8.2f}")
     out = args.output or "eval.json"
     with open(out, "w") as f:
         json.dump({"task": task.name, "split": args.split, "method": result.method,
                    "examples": len(result.examples), "metrics": result.metrics,
-                   "model": args.model, "prompt": args.prompt}, f, indent=2)
+                   "model": args.model, "prompts": args.prompt, "ensemble": args.ensemble,
+                   "hard_prompt": args.hard_prompt, "shots": args.shots}, f, indent=2)
     print(f"wrote {out}")
     return 0
 
@@ -211,11 +226,24 @@ def _cmd_predict(args) -> int:
         except KeyError as e:
             raise CliError(f"{args.input}, line {line}: missing field {e} for --input_template "
                            f"{args.input_template!r}.") from None
-    prompt = jnp.asarray(_load_prompt_arg(args.prompt)) if args.prompt else None
-    labels = tuple(args.labels.split(",")) if args.labels else None
-    predictions = evaluation.predict(config, params, prompt, vocab, inputs, label_names=labels,
-                                     method=args.method, batch_size=args.batch_size,
-                                     lengths=data.Lengths(args.inputs_length, args.targets_length))
+    if args.prompt_bank:
+        from jaxprompt.prompt_bank import load_bank, predict_mixed
+        missing = [line for line, row in records if "task" not in row]
+        if missing:
+            raise CliError(f"{args.input}, line {missing[0]}: no 'task' field; with "
+                           "--prompt_bank every line names its task.")
+        bank = load_bank(args.prompt_bank)
+        predictions = predict_mixed(config, params, bank, vocab, [r["task"] for _, r in records],
+                                    inputs, inputs_length=args.inputs_length,
+                                    targets_length=args.targets_length,
+                                    batch_size=args.batch_size)
+    else:
+        prompt = jnp.asarray(_load_prompt_arg(args.prompt[0])) if args.prompt else None
+        labels = tuple(args.labels.split(",")) if args.labels else None
+        predictions = evaluation.predict(
+            config, params, prompt, vocab, inputs, label_names=labels, method=args.method,
+            batch_size=args.batch_size,
+            lengths=data.Lengths(args.inputs_length, args.targets_length))
     with open(args.output, "w") as f:
         for text, prediction in zip(inputs, predictions):
             f.write(json.dumps({"inputs": text, "prediction": prediction}) + "\n")
@@ -253,6 +281,15 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_quickstart(args) -> int:
+    from jaxprompt import quickstart
+    config = quickstart.QuickstartConfig(output_dir=args.output_dir)
+    if args.steps:
+        config = dataclasses.replace(config, steps=args.steps)
+    quickstart.run(config)
+    return 0
+
+
 def _describe_prompt(path: str) -> None:
     import numpy as np
 
@@ -277,6 +314,8 @@ def _cmd_inspect(args) -> int:
         is_t5x_checkpoint(path) and not _has_prompt(path))
     if not is_model:
         _describe_prompt(path)
+        if args.model:
+            _neighbours(args, path)
         return 0
     import jax
     config, params = load_pretrained(path)
@@ -287,6 +326,27 @@ def _cmd_inspect(args) -> int:
     for key, value in config.architecture().items():
         print(f"  {key:<32} {value}")
     return 0
+
+
+def _neighbours(args, path: str) -> None:
+    from jaxprompt import data
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.interpretation import nearest_tokens, plot_similarity
+    from jaxprompt.prompt_files import load_prompt
+
+    config, params = load_pretrained(args.model)
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    prompt = load_prompt(path, d_model=config.d_model)
+    ids, scores = nearest_tokens(prompt, params["token_embedder"]["embedding"], args.neighbours,
+                                 vocab_size=vocab.vocab_size)
+    print(f"  nearest tokens by cosine similarity to {args.model}'s embedding:")
+    for position, (row_ids, row_scores) in enumerate(zip(ids, scores)):
+        words = ", ".join(f"{vocab.decode([int(i)]) or repr(vocab.tokenizer.id_to_piece(int(i)))}"
+                          f" ({s:.2f})" for i, s in zip(row_ids, row_scores))
+        print(f"  {position:4d}: {words}")
+    heatmap = args.heatmap or os.path.splitext(os.path.basename(path.rstrip("/")))[0] + \
+        "_similarity.png"
+    print(f"  position similarity heatmap: {plot_similarity(prompt, heatmap)}")
 
 
 def _has_prompt(path: str) -> bool:
@@ -312,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_flags(p, with_task=True):
         p.add_argument("--model", required=True, help="Hugging Face T5 directory")
-        p.add_argument("--prompt", help="prompt file (.npy); none: the bare model")
+        p.add_argument("--prompt", action="append",
+                       help="prompt file (any format); repeat with --ensemble; none: bare model")
         p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
         p.add_argument("--method", choices=["rank", "greedy"],
                        help="rank classification or greedy decoding (default by task)")
@@ -327,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data_dir", help="folder with the original task files")
     evaluate.add_argument("--max_examples", type=int)
     evaluate.add_argument("--output", help="metrics JSON (default eval.json)")
+    evaluate.add_argument("--ensemble", choices=["vote", "mean"],
+                          help="combine several --prompt: majority vote or mean log-likelihood")
+    evaluate.add_argument("--hard_prompt", help="text put before every input (no training)")
+    evaluate.add_argument("--shots", type=int, default=0,
+                          help="k training examples as demonstrations in every input")
+    evaluate.add_argument("--seed", type=int, default=0, help="which demonstrations")
     evaluate.set_defaults(func=_cmd_eval)
 
     predict = sub.add_parser("predict", help="predictions for your own inputs")
@@ -336,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input_template", default="{inputs}",
                          help="format of the model input from each row's fields")
     predict.add_argument("--labels", help="comma-separated candidate targets (rank)")
+    predict.add_argument("--prompt_bank", help="directory of <task>.npy prompts (+ bank.json "
+                                               "labels); each input line names its task")
     predict.set_defaults(func=_cmd_predict)
 
     export = sub.add_parser("export", help="write a prompt for PEFT, torch, numpy, T5X")
@@ -349,7 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help="describe a prompt file or a checkpoint")
     inspect.add_argument("path")
+    inspect.add_argument("--model", help="with a prompt: show each position's nearest tokens")
+    inspect.add_argument("--neighbours", type=int, default=5)
+    inspect.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+    inspect.add_argument("--heatmap", help="PNG of position similarities (with --model)")
     inspect.set_defaults(func=_cmd_inspect)
+
+    quick = sub.add_parser("quickstart", help="prompt-tune the embedded T5 on SST-2, offline")
+    quick.add_argument("--output_dir", default="quickstart_sst2")
+    quick.add_argument("--steps", type=int, default=None, help="training steps (default 1500)")
+    quick.set_defaults(func=_cmd_quickstart)
     return parser
 
 

@@ -33,11 +33,13 @@ EOS_ID = 1
 
 @functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
 def score_candidates(config: T5Config, params: dict, prompt, encoder_ids: jax.Array,
-                     candidates: jax.Array, prompt_mode: str = "prefix") -> jax.Array:
+                     candidates: jax.Array, prompt_mode: str = "prefix",
+                     prompt_mask=None) -> jax.Array:
     """Log-likelihood of each candidate target for each example.
 
     Args:
       prompt: [P, H], [B, P, H] or None.
+      prompt_mask: None, or [P] / [B, P] booleans (prompts of a bank padded on the left).
       encoder_ids: [B, T] token ids (EOS-terminated, 0-padded).
       candidates: [C, S] target ids (EOS-terminated, 0-padded).
     Returns:
@@ -46,7 +48,8 @@ def score_candidates(config: T5Config, params: dict, prompt, encoder_ids: jax.Ar
     model = T5(config)
     batch, num_candidates = encoder_ids.shape[0], candidates.shape[0]
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
-                                prompt_mode=prompt_mode, method=T5.encode)
+                                prompt_mask=prompt_mask, prompt_mode=prompt_mode,
+                                method=T5.encode)
     encoded = jnp.repeat(encoded, num_candidates, axis=0)  # [B * C, P + T, H]
     mask = jnp.repeat(mask, num_candidates, axis=0)
     targets = jnp.tile(candidates, (batch, 1))  # [B * C, S]
@@ -58,12 +61,13 @@ def score_candidates(config: T5Config, params: dict, prompt, encoder_ids: jax.Ar
 
 @functools.partial(jax.jit, static_argnames=("config", "max_length", "prompt_mode"))
 def greedy_decode(config: T5Config, params: dict, prompt, encoder_ids: jax.Array,
-                  max_length: int, prompt_mode: str = "prefix") -> jax.Array:
+                  max_length: int, prompt_mode: str = "prefix", prompt_mask=None) -> jax.Array:
     """Greedy decoding with a KV cache: [B, T] -> tokens [B, max_length] (0 after EOS)."""
     model = T5(config)
     batch = encoder_ids.shape[0]
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
-                                prompt_mode=prompt_mode, method=T5.encode)
+                                prompt_mask=prompt_mask, prompt_mode=prompt_mode,
+                                method=T5.encode)
     cache_shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), encoded, mask,
                            jnp.zeros((batch, max_length), jnp.int32), decode=True,
@@ -87,6 +91,37 @@ def greedy_decode(config: T5Config, params: dict, prompt, encoder_ids: jax.Array
     carry = (jnp.zeros((), jnp.int32), cache, start, jnp.zeros((batch, max_length), jnp.int32),
              jnp.zeros((batch,), bool))
     return jax.lax.while_loop(not_finished, step, carry)[3]
+
+
+def ensemble_scores(config: T5Config, params: dict, prompts: jax.Array, encoder_ids: jax.Array,
+                    candidates: jax.Array, prompt_mode: str = "prefix") -> jax.Array:
+    """Candidate scores under N prompts in one batched pass: [N, P, H] -> [N, B, C].
+
+    The batch is tiled N times and each row gets its prompt ([N * B, P, H] per-example
+    prompts), so the cost is one pass over N * B rows, not N separate runs.
+    """
+    num_prompts, batch = prompts.shape[0], encoder_ids.shape[0]
+    rows = jnp.repeat(jnp.asarray(prompts), batch, axis=0)  # [N * B, P, H]
+    ids = jnp.tile(encoder_ids, (num_prompts, 1))  # [N * B, T]
+    scores = score_candidates(config, params, rows, ids, candidates, prompt_mode=prompt_mode)
+    return scores.reshape(num_prompts, batch, -1)
+
+
+def combine_ensemble(scores: np.ndarray, how: str) -> np.ndarray:
+    """[N, B, C] scores -> [B] class indices.
+
+    vote: each prompt votes for its argmax, the most votes win (ties: the lowest class
+    index), as in the paper's section 7; mean: argmax of the mean log-likelihood.
+    """
+    scores = np.asarray(scores)
+    if how == "mean":
+        return scores.mean(axis=0).argmax(axis=-1)
+    if how == "vote":
+        votes = np.zeros(scores.shape[1:], np.int64)
+        for prompt_votes in scores.argmax(axis=-1):  # [B] per prompt
+            votes[np.arange(len(prompt_votes)), prompt_votes] += 1
+        return votes.argmax(axis=-1)
+    raise ValueError(f"Unknown ensemble combination {how!r}; use 'vote' or 'mean'.")
 
 
 # ----------------------------------------------------------------------------- tokenization
@@ -242,18 +277,28 @@ class EvalResult:
 def predict(config: T5Config, params: dict, prompt, vocab, inputs: Sequence[str], *,
             label_names: Sequence[str] | None = None, method: str | None = None,
             lengths: Lengths = Lengths(), batch_size: int = 32,
-            prompt_mode: str = "prefix") -> list[str]:
-    """Predicted target strings for `inputs` (rank over label_names, or greedy decoding)."""
+            prompt_mode: str = "prefix", ensemble: str | None = None) -> list[str]:
+    """Predicted target strings for `inputs` (rank over label_names, or greedy decoding).
+
+    With `ensemble` ("vote" or "mean"), `prompt` is [N, P, H]: N prompts scored together.
+    """
     method = method or ("rank" if label_names else "greedy")
     if method == "rank" and not label_names:
         raise ValueError("Rank classification needs label_names (the candidate targets).")
+    if ensemble and (method != "rank" or prompt is None or np.ndim(prompt) != 3):
+        raise ValueError("An ensemble needs rank classification and prompts [N, P, H].")
     if method == "rank":
         candidates = jnp.asarray(encode_batch(vocab, label_names, lengths.targets))
     predictions: list[str] = []
     for start in range(0, len(inputs), batch_size):
         chunk = list(inputs[start:start + batch_size])
         ids = encode_batch(vocab, chunk + [""] * (batch_size - len(chunk)), lengths.inputs)
-        if method == "rank":
+        if ensemble:
+            scores = ensemble_scores(config, params, jnp.asarray(prompt), jnp.asarray(ids),
+                                     candidates, prompt_mode)
+            best = combine_ensemble(scores, ensemble)[: len(chunk)]
+            predictions += [label_names[i] for i in best]
+        elif method == "rank":
             scores = score_candidates(config, params, prompt, jnp.asarray(ids), candidates,
                                       prompt_mode=prompt_mode)
             best = np.asarray(jnp.argmax(scores, axis=-1))[: len(chunk)]
@@ -268,7 +313,7 @@ def predict(config: T5Config, params: dict, prompt, vocab, inputs: Sequence[str]
 def evaluate(config: T5Config, params: dict, prompt, task: TextTask, vocab, *,
              split: str = "validation", method: str | None = None,
              lengths: Lengths = Lengths(), batch_size: int = 32, prompt_mode: str = "prefix",
-             max_examples: int | None = None) -> EvalResult:
+             max_examples: int | None = None, ensemble: str | None = None) -> EvalResult:
     """Task metrics of the frozen model with `prompt` on `split`.
 
     method: "rank" (rank classification; default for tasks with label words) or
@@ -278,6 +323,6 @@ def evaluate(config: T5Config, params: dict, prompt, task: TextTask, vocab, *,
     method = method or ("rank" if task.label_names else "greedy")
     predictions = predict(config, params, prompt, vocab, [e["inputs"] for e in examples],
                           label_names=task.label_names, method=method, lengths=lengths,
-                          batch_size=batch_size, prompt_mode=prompt_mode)
+                          batch_size=batch_size, prompt_mode=prompt_mode, ensemble=ensemble)
     metrics = compute_metrics(task.metrics, examples, predictions, task.label_names)
     return EvalResult(metrics, predictions, examples, method)

@@ -15,8 +15,9 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
     """Loads a pretrained T5: returns (T5Config, params) for `jaxprompt.T5(config)`.
 
     Args:
-      path: a Hugging Face T5 directory (config.json + model.safetensors, a sharded
-        safetensors index, or pytorch_model.bin), or a T5X checkpoint (a `checkpoint_N`
+      path: "tiny" (jaxprompt's embedded pretrained T5), a Hugging Face T5 directory
+        (config.json + model.safetensors, a sharded safetensors index, or
+        pytorch_model.bin), or a T5X checkpoint (a `checkpoint_N`
         directory or its msgpack file; `gs://` paths via tensorstore's GCS driver).
       dtype: cast the weights (e.g. jnp.bfloat16); None keeps the stored dtype.
       config: for T5X checkpoints, which store no config: the architecture (e.g. a preset);
@@ -24,6 +25,9 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
       shardings: for T5X checkpoints, a tree of shardings: each process reads only its slices.
     """
     path = os.fspath(path)
+    if path in ("tiny", "t5_tiny_lm"):  # the embedded pretrained model (tools/pretrain_tiny.py)
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "assets", "t5_tiny_lm")
     if path.startswith("gs://"):
         return load_t5x_checkpoint(path, config, dtype, shardings)
     if not os.path.exists(path):

@@ -1,0 +1,118 @@
+"""Mixed-task batches: one frozen model, a bank of task prompts, one batch of many tasks.
+
+Prompts of different lengths are padded on the **left** to P_max and masked: the masked
+slots are invisible to attention, and the relative distance between every real prompt row
+and every token stays what it is without padding, so a mixed batch gives each example
+what a single-task batch gives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprompt.config import T5Config
+from jaxprompt.evaluation import decode_tokens, encode_batch, greedy_decode, score_candidates
+from jaxprompt.prompt_files import detect_format, load_prompt
+
+BANK_FILE = "bank.json"  # optional: {"task": {"labels": ["negative", "positive"]}, ...}
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptBank:
+    names: tuple[str, ...]
+    prompts: np.ndarray  # [num_tasks, P_max, H], left-padded with zeros
+    mask: np.ndarray  # [num_tasks, P_max] bool
+    labels: dict[str, tuple[str, ...]]  # rank-classification candidates per task (if any)
+
+    def index(self, task: str) -> int:
+        if task not in self.names:
+            raise KeyError(f"Task {task!r} has no prompt in the bank ({', '.join(self.names)}).")
+        return self.names.index(task)
+
+    def gather(self, tasks: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+        """Per-example prompts [B, P_max, H] and masks [B, P_max] for a batch's tasks."""
+        rows = np.asarray([self.index(t) for t in tasks])
+        return jnp.asarray(self.prompts[rows]), jnp.asarray(self.mask[rows])
+
+
+def make_bank(prompts: dict[str, np.ndarray],
+              labels: dict[str, Sequence[str]] | None = None) -> PromptBank:
+    names = tuple(sorted(prompts))
+    widths = {np.shape(p)[1] for p in prompts.values()}
+    if len(widths) != 1:
+        raise ValueError(f"Prompts of one bank must share d_model; found widths {sorted(widths)}.")
+    longest = max(np.shape(p)[0] for p in prompts.values())
+    bank = np.zeros((len(names), longest, widths.pop()), np.float32)
+    mask = np.zeros((len(names), longest), bool)
+    for row, name in enumerate(names):
+        prompt = np.asarray(prompts[name], np.float32)
+        bank[row, longest - len(prompt):] = prompt
+        mask[row, longest - len(prompt):] = True
+    return PromptBank(names, bank, mask, {k: tuple(v) for k, v in (labels or {}).items()})
+
+
+def load_bank(directory: str) -> PromptBank:
+    """A directory of prompt files named after their tasks (`sst2.npy`, `rte/` PEFT, ...)."""
+    prompts = {}
+    for entry in sorted(os.listdir(directory)):
+        path = os.path.join(directory, entry)
+        if entry == BANK_FILE:
+            continue
+        try:
+            detect_format(path)
+        except Exception:  # Not a prompt: skip READMEs and the like.
+            continue
+        prompts[os.path.splitext(entry)[0]] = load_prompt(path)
+    if not prompts:
+        raise ValueError(f"{directory}: no prompt files (name them after their tasks).")
+    labels = {}
+    if os.path.exists(os.path.join(directory, BANK_FILE)):
+        with open(os.path.join(directory, BANK_FILE)) as f:
+            labels = {task: spec["labels"] for task, spec in json.load(f).items()
+                      if "labels" in spec}
+    return make_bank(prompts, labels)
+
+
+def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
+                  tasks: Sequence[str], inputs: Sequence[str], *, inputs_length: int = 512,
+                  targets_length: int = 16, batch_size: int = 32) -> list[str]:
+    """Predictions for a stream of (task, input) pairs, batches mixing tasks freely.
+
+    Rank classification scores the union of all tasks' labels and keeps each example's
+    own; tasks without labels in the bank are decoded greedily.
+    """
+    union = sorted({label for labels in bank.labels.values() for label in labels})
+    candidates = jnp.asarray(encode_batch(vocab, union, targets_length)) if union else None
+    predictions = [""] * len(inputs)
+    ranked = [i for i, t in enumerate(tasks) if t in bank.labels]
+    decoded = [i for i, t in enumerate(tasks) if t not in bank.labels]
+    for group, rank in ((ranked, True), (decoded, False)):
+        for start in range(0, len(group), batch_size):
+            rows = group[start:start + batch_size]
+            pad = batch_size - len(rows)
+            chunk_tasks = [tasks[i] for i in rows] + [tasks[rows[0]]] * pad
+            ids = jnp.asarray(encode_batch(vocab, [inputs[i] for i in rows] + [""] * pad,
+                                           inputs_length))
+            prompt, mask = bank.gather(chunk_tasks)
+            if rank:
+                scores = np.asarray(score_candidates(config, params, prompt, ids, candidates,
+                                                     prompt_mask=mask))
+                for row, i in enumerate(rows):
+                    own = [union.index(label) for label in bank.labels[tasks[i]]]
+                    predictions[i] = union[own[int(np.argmax(scores[row, own]))]]
+            else:
+                tokens = greedy_decode(config, params, prompt, ids, targets_length,
+                                       prompt_mask=mask)
+                for row, text in zip(rows, decode_tokens(vocab, np.asarray(tokens))):
+                    predictions[row] = text
+    return predictions
+
+
+__all__ = ["PromptBank", "load_bank", "make_bank", "predict_mixed"]
