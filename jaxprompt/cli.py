@@ -95,7 +95,14 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
     task = task if isinstance(task, data.TextTask) else data.get_task(task)
     if vocabulary:
         data.register_seqio_task(task, vocab_path)
-    config, params = load_pretrained(model, dtype=None if dtype is None else jax.numpy.dtype(dtype))
+    def frozen_shardings(config):  # T5X checkpoints: each host reads only its slices.
+        from jaxprompt import partitioning
+        from jaxprompt.models.t5 import logical_axes, param_shapes
+        mesh = partitioning.make_mesh(trainer_config.mesh_shape)
+        return partitioning.tree_shardings(param_shapes(config), logical_axes(config), mesh)
+
+    config, params = load_pretrained(model, dtype=None if dtype is None else jax.numpy.dtype(dtype),
+                                     shardings=frozen_shardings)
     vocab = data.vocabulary(vocab_path)
     data.check_vocabulary(vocab, config.vocab_size)
     if prompt_length + inputs_length > max_encoder_length:
@@ -129,10 +136,13 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
                                                  eval_mode="max")
     result = train(model_config=config, frozen_params=params, prompt=prompt,
                    train_batches=data.train_batches(task.name, batch_size, lengths,
-                                                    seed=trainer_config.seed),
+                                                    seed=trainer_config.seed,
+                                                    shard_index=jax.process_index(),
+                                                    num_shards=jax.process_count()),
                    output_dir=output_dir, optimizer_config=_configured("OptimizerConfig"),
                    step_config=_configured("StepConfig"), trainer_config=trainer_config,
-                   eval_batches=eval_batches, eval_fn=eval_fn, model_path=os.path.abspath(model))
+                   eval_batches=eval_batches, eval_fn=eval_fn,
+                   model_path=model if "://" in model else os.path.abspath(model))
     best = result.best_prompt_path or os.path.join(output_dir, "checkpoints", str(result.step),
                                                    "prompt.npy")
     print(f"Trained {result.step} steps. Best {trainer_config.eval_metric}: "
@@ -143,6 +153,8 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
 
 
 def _cmd_train(args) -> int:
+    from jaxprompt.distributed import maybe_initialize
+    maybe_initialize({"auto": None, "on": True, "off": False}[args.multihost])
     bindings = list(args.gin_bindings)
     if args.output_dir:
         bindings.append(f"train.output_dir = {args.output_dir!r}")
@@ -368,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gin_file", action="append", default=[],
                        help="gin file (path, or relative to gin_configs/); repeatable")
     train.add_argument("--output_dir", help="checkpoints and logs; resumes if it holds a run")
+    train.add_argument("--multihost", choices=["auto", "on", "off"], default="auto",
+                       help="call jax.distributed.initialize() (auto: on multi-host TPU slices)")
     train.set_defaults(func=_cmd_train, gin_bindings=[])
 
     def model_flags(p, with_task=True):

@@ -20,6 +20,7 @@ HARD_PROMPT = "Is the sentiment of this sentence negative or positive?"
 @dataclasses.dataclass(frozen=True)
 class QuickstartConfig:
     output_dir: str = "quickstart_sst2"
+    model: str = TINY_MODEL
     steps: int = 1500
     prompt_length: int = 20
     batch_size: int = 32
@@ -44,17 +45,18 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
 
     from jaxprompt import data, evaluation
     from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.experiments import RunConfig, tune_and_evaluate
     from jaxprompt.hard_prompts import with_hard_prompt
-    from jaxprompt.optimizers import OptimizerConfig
-    from jaxprompt.prompts import PromptConfig, init_prompt
-    from jaxprompt.train import StepConfig
-    from jaxprompt.trainer import TrainerConfig, train
+    from jaxprompt.prompts import PromptConfig
 
     start = time.time()
-    config, params = load_pretrained(TINY_MODEL, dtype=np.float32)
-    vocab = data.vocabulary(os.path.join(TINY_MODEL, "spiece.model"))
+    config, params = load_pretrained(qc.model, dtype=np.float32)
+    vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
     task = sst2_task()
-    lengths = data.Lengths(qc.inputs_length, 4)
+    run_config = RunConfig(steps=qc.steps, batch_size=qc.batch_size,
+                           learning_rate=qc.learning_rate, eval_every=qc.eval_every,
+                           inputs_length=qc.inputs_length, seed=qc.seed)
+    lengths = data.Lengths(run_config.inputs_length, run_config.targets_length)
     test = task.examples("test")
     print(f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "
           f"params), SST-2: {len(task.examples('train'))} train / {len(task.examples('validation'))}"
@@ -64,29 +66,9 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     majority = 100 * float(np.mean([e["label"] == majority_label for e in test]))
     zero_shot = evaluation.evaluate(config, params, None, with_hard_prompt(task, HARD_PROMPT),
                                     vocab, split="test", lengths=lengths).metrics["accuracy"]
-
-    labels = tuple(tuple(vocab.encode(word)) for word in task.label_names)
-    prompt = init_prompt(jax.random.key(qc.seed), params["token_embedder"]["embedding"],
-                         PromptConfig(length=qc.prompt_length, init="class_labels",
-                                      label_token_ids=labels))
-
-    def eval_fn(trainable, frozen):
-        return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
-                                   split="validation", lengths=lengths).metrics
-
-    result = train(
-        model_config=config, frozen_params=params, prompt=prompt,
-        train_batches=data.train_batches(task.name, qc.batch_size, lengths, seed=qc.seed),
-        output_dir=qc.output_dir, model_path=TINY_MODEL,
-        optimizer_config=OptimizerConfig(learning_rate=qc.learning_rate),
-        step_config=StepConfig(enable_dropout=False),
-        eval_batches=data.eval_batches(task.name, "validation", qc.batch_size, lengths),
-        eval_fn=eval_fn,
-        trainer_config=TrainerConfig(steps=qc.steps, eval_every=qc.eval_every, log_every=25,
-                                     eval_metric="accuracy", eval_mode="max", seed=qc.seed))
-    best_prompt = np.load(result.best_prompt_path)
-    tuned = evaluation.evaluate(config, params, best_prompt, task, vocab, split="test",
-                                lengths=lengths).metrics["accuracy"]
+    tuned, result, _ = tune_and_evaluate(
+        config, params, vocab, task, PromptConfig(length=qc.prompt_length, init="class_labels"),
+        run_config, qc.output_dir, model_path=qc.model)
     minutes = (time.time() - start) / 60
     rows = [("majority class", majority), (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
             (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned)]
@@ -96,6 +78,6 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     print(f"\nPrompt: {result.best_prompt_path}\nLearning curve: "
           f"{os.path.join(qc.output_dir, 'learning_curve.png')}\nUse it in PyTorch (PEFT): "
           f"jaxprompt export --checkpoint {qc.output_dir} --format peft --out "
-          f"{os.path.join(qc.output_dir, 'peft')} --base_model {TINY_MODEL}")
+          f"{os.path.join(qc.output_dir, 'peft')} --base_model {qc.model}")
     return {"majority": majority, "zero_shot": zero_shot, "prompt_tuning": tuned,
             "minutes": minutes, "best_step": result.best_step}

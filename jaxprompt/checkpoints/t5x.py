@@ -151,8 +151,8 @@ def load_t5x_checkpoint(path: str | os.PathLike, config: T5Config | None = None,
       path: a checkpoint directory (holding `checkpoint`) or the msgpack file itself.
       config: the architecture, e.g. T5Config.preset("t5_1_1_lm100k_base"); None infers it.
       dtype: cast parameters (None keeps the stored dtype, e.g. bfloat16).
-      shardings: a tree of jax.sharding.Sharding matching the params; each process then
-        reads only the slices of its addressable devices.
+      shardings: a tree of jax.sharding.Sharding matching the params (or a function
+        config -> such a tree); each process then reads only its devices' slices.
     """
     path = os.fspath(path)
     file, leaves = _leaves(path)
@@ -168,6 +168,8 @@ def load_t5x_checkpoint(path: str | os.PathLike, config: T5Config | None = None,
     if extra:
         logger.info("%s: ignoring %d parameters T5 does not use (e.g. %s)", file, len(extra),
                     extra[0])
+    if callable(shardings):
+        shardings = shardings(config)
     flat_shardings = traverse_util.flatten_dict(shardings) if shardings is not None else {}
     params = {}
     for key in expected:

@@ -1,0 +1,66 @@
+"""One prompt-tuning run, start to test metric: the unit that quickstart, the method
+comparison and the transfer matrix repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from jaxprompt import data, evaluation
+from jaxprompt.data.tasks import TextTask
+from jaxprompt.optimizers import OptimizerConfig
+from jaxprompt.prompts import PromptConfig, init_prompt
+from jaxprompt.train import StepConfig
+from jaxprompt.trainer import TrainerConfig, TrainResult, train
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 0.3
+    eval_every: int = 250
+    inputs_length: int = 64
+    targets_length: int = 4
+    seed: int = 0
+    eval_split: str = "validation"
+    test_split: str = "test"
+
+
+def label_token_ids(task: TextTask, vocab) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(vocab.encode(word)) for word in (task.label_names or ()))
+
+
+def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_config: PromptConfig,
+                      run: RunConfig, output_dir: str, model_path: str | None = None,
+                      progress: bool = True) -> tuple[float, TrainResult, np.ndarray]:
+    """Prompt-tunes on task's train split, keeps the best validation prompt, and returns
+    (test metric of that prompt, the TrainResult, the prompt)."""
+    lengths = data.Lengths(run.inputs_length, run.targets_length)
+    if prompt_config.init == "class_labels" and not prompt_config.label_token_ids:
+        prompt_config = dataclasses.replace(prompt_config,
+                                            label_token_ids=label_token_ids(task, vocab))
+    prompt = init_prompt(jax.random.key(run.seed), params["token_embedder"]["embedding"],
+                         prompt_config)
+    metric = task.metrics[0]
+
+    def eval_fn(trainable, frozen):
+        return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
+                                   split=run.eval_split, lengths=lengths).metrics
+
+    result = train(
+        model_config=config, frozen_params=params, prompt=prompt, model_path=model_path,
+        train_batches=data.train_batches(task.name, run.batch_size, lengths, seed=run.seed),
+        output_dir=output_dir, optimizer_config=OptimizerConfig(learning_rate=run.learning_rate),
+        step_config=StepConfig(enable_dropout=False),
+        eval_batches=data.eval_batches(task.name, run.eval_split, run.batch_size, lengths),
+        eval_fn=eval_fn,
+        trainer_config=TrainerConfig(steps=run.steps, eval_every=run.eval_every, log_every=25,
+                                     eval_metric=metric, eval_mode="max", seed=run.seed,
+                                     progress=progress))
+    best = np.load(result.best_prompt_path)
+    test = evaluation.evaluate(config, params, best, task, vocab, split=run.test_split,
+                               lengths=lengths).metrics[metric]
+    return test, result, best

@@ -1,0 +1,138 @@
+"""Compares methods on one frozen model and task: zero-shot hard prompt, few-shot, prompt
+tuning (P in {1, 5, 20, 100} x three inits), a 5-prompt ensemble, and full fine-tuning of the
+same model for the same steps (the upper reference). Writes a markdown table and a PNG.
+
+    python tools/compare_methods.py                      # embedded model, bundled SST-2
+    python tools/compare_methods.py --steps 300 --lengths 1,20 --inits class_labels
+
+Deep prompts (prefix tuning) are not implemented yet and are listed as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def full_fine_tune(config, params, task, lengths, steps, batch_size, seed):
+    """All weights trained (AdamW 1e-3): the reference prompt tuning is compared with."""
+    import jax
+    import numpy as np
+    import optax
+
+    from jaxprompt import data, evaluation
+    from jaxprompt.losses import cross_entropy
+    from jaxprompt.models.t5 import T5
+
+    model = T5(config)
+    optimizer = optax.adamw(1e-3, weight_decay=0.0)
+    opt_state = optimizer.init(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, batch):
+        def loss(params):
+            logits = model.apply({"params": params}, batch["encoder_input_tokens"],
+                                 batch["decoder_input_tokens"])
+            sums = cross_entropy(logits, batch["decoder_target_tokens"],
+                                 batch["decoder_loss_weights"])
+            return sums["loss"] / sums["weight"]
+        grads = jax.grad(loss)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    batches = data.train_batches(task.name, batch_size, lengths, seed=seed)(0)
+    params = jax.tree.map(lambda x: x.copy(), params)
+    for _ in range(steps):
+        params, opt_state = step(params, opt_state, next(batches))
+    return evaluation.evaluate(config, params, None, task, data.vocabulary(), split="test",
+                               lengths=lengths).metrics[task.metrics[0]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--task", default="sst2", help="'sst2' (bundled) or a task name")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lengths", default="1,5,20,100")
+    parser.add_argument("--inits", default="class_labels,sampled_vocab,uniform")
+    parser.add_argument("--shots", type=int, default=4)
+    parser.add_argument("--out", default="compare_methods")
+    args = parser.parse_args()
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxprompt import data, evaluation
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.experiments import RunConfig, tune_and_evaluate
+    from jaxprompt.hard_prompts import with_hard_prompt
+    from jaxprompt.prompts import PromptConfig
+    from jaxprompt.quickstart import HARD_PROMPT, sst2_task
+
+    start = time.time()
+    config, params = load_pretrained(args.model, dtype=np.float32)
+    vocab = data.vocabulary()
+    task = sst2_task() if args.task == "sst2" else data.get_task(args.task)
+    run = RunConfig(steps=args.steps, eval_every=max(args.steps // 4, 1))
+    lengths = data.Lengths(run.inputs_length, run.targets_length)
+    metric = task.metrics[0]
+    rows = []
+
+    def evaluate(name, prompt=None, t=task, ensemble=None):
+        value = evaluation.evaluate(config, params, prompt, t, vocab, split="test",
+                                    lengths=lengths, ensemble=ensemble).metrics[metric]
+        rows.append((name, value))
+        print(f"{value:7.2f}  {name}", flush=True)
+
+    evaluate("zero-shot hard prompt", t=with_hard_prompt(task, HARD_PROMPT))
+    evaluate(f"{args.shots}-shot hard prompt", t=with_hard_prompt(task, HARD_PROMPT, args.shots))
+    prompts_20 = []
+    for length in [int(x) for x in args.lengths.split(",")]:
+        for init in args.inits.split(","):
+            value, _, prompt = tune_and_evaluate(
+                config, params, vocab, task, PromptConfig(length=length, init=init), run,
+                os.path.join(args.out, f"p{length}_{init}"), progress=False)
+            rows.append((f"prompt tuning P={length}, {init} init", value))
+            print(f"{value:7.2f}  {rows[-1][0]}", flush=True)
+            if length == 20:
+                prompts_20.append(prompt)
+    while 0 < len(prompts_20) < 5:  # Seeds for a 5-prompt ensemble of P=20 class-label prompts.
+        seed = len(prompts_20)
+        _, _, prompt = tune_and_evaluate(
+            config, params, vocab, task, PromptConfig(length=20, init="class_labels"),
+            dataclasses.replace(run, seed=seed), os.path.join(args.out, f"ensemble_{seed}"),
+            progress=False)
+        prompts_20.append(prompt)
+    if prompts_20:
+        evaluate("5-prompt ensemble (P=20, vote)", jnp.stack(prompts_20[:5]), ensemble="vote")
+    rows.append(("deep prompts (prefix tuning)", float("nan")))
+    value = full_fine_tune(config, params, task, lengths, args.steps, run.batch_size, run.seed)
+    rows.append((f"full fine-tuning ({args.steps} steps, AdamW 1e-3)", value))
+    print(f"{value:7.2f}  {rows[-1][0]}")
+
+    os.makedirs(args.out, exist_ok=True)
+    table = [f"| method | test {metric} |", "| --- | --- |"] + [
+        f"| {name} | {'not implemented' if np.isnan(v) else f'{v:.2f}'} |" for name, v in rows]
+    with open(os.path.join(args.out, "comparison.md"), "w") as f:
+        f.write(f"Model {args.model}, task {task.name}, {args.steps} steps per trained method, "
+                f"{(time.time() - start) / 60:.0f} min.\n\n" + "\n".join(table) + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    shown = [(n, v) for n, v in rows if not np.isnan(v)]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(shown) + 1))
+    ax.barh([n for n, _ in shown][::-1], [v for _, v in shown][::-1])
+    ax.set_xlabel(f"test {metric}")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "comparison.png"), dpi=90)
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
