@@ -24,7 +24,6 @@ def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
     """
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
-    vocab = logits.shape[-1]
     log_z = jax.nn.logsumexp(logits, axis=-1)  # [B, S]
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     nll = log_z - target_logit

@@ -21,13 +21,9 @@ HARD_PROMPT = "Is the sentiment of this sentence negative or positive?"
 class QuickstartConfig:
     output_dir: str = "quickstart_sst2"
     model: str = TINY_MODEL
-    steps: int = 1500
     prompt_length: int = 20
-    batch_size: int = 32
-    learning_rate: float = 0.3
+    steps: int = 1500  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
     eval_every: int = 250
-    inputs_length: int = 64
-    seed: int = 0
 
 
 def sst2_task():
@@ -53,9 +49,7 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     config, params = load_pretrained(qc.model, dtype=np.float32)
     vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
     task = sst2_task()
-    run_config = RunConfig(steps=qc.steps, batch_size=qc.batch_size,
-                           learning_rate=qc.learning_rate, eval_every=qc.eval_every,
-                           inputs_length=qc.inputs_length, seed=qc.seed)
+    run_config = RunConfig(steps=qc.steps, eval_every=qc.eval_every)
     lengths = data.Lengths(run_config.inputs_length, run_config.targets_length)
     test = task.examples("test")
     print(f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "

@@ -11,7 +11,6 @@ import dataclasses
 import itertools
 import logging
 import math
-import os
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -21,7 +20,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxprompt import partitioning
-from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
                                                 frozen_fingerprint)
 from jaxprompt.config import T5Config
@@ -275,5 +273,4 @@ class _Loop:
         self.checkpointer.save(step, state, dict(self.meta), best=best)
 
 
-__all__ = ["TrainerConfig", "TrainResult", "TrainingError", "train", "validation_loss",
-           "CheckpointError"]
+__all__ = ["TrainerConfig", "TrainResult", "TrainingError", "train", "validation_loss"]

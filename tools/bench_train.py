@@ -60,7 +60,6 @@ def run_jax(args) -> dict:
     import functools
 
     import jax
-    import jax.numpy as jnp
 
     from jaxprompt import optimizers, partitioning, train
     from jaxprompt.config import T5Config

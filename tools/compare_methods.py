@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def full_fine_tune(config, params, task, lengths, steps, batch_size, seed):
     """All weights trained (AdamW 1e-3): the reference prompt tuning is compared with."""
     import jax
-    import numpy as np
     import optax
 
     from jaxprompt import data, evaluation

@@ -133,7 +133,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import jax
-    import jax.numpy as jnp
     import ml_dtypes
     import optax
     from tqdm import tqdm

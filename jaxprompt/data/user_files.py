@@ -32,7 +32,8 @@ def read_records(path: str) -> list[tuple[int, dict]]:
                     try:
                         records.append((line_number, json.loads(line)))
                     except json.JSONDecodeError as e:
-                        raise DataError(f"{path}, line {line_number}: not valid JSON ({e}).")
+                        raise DataError(f"{path}, line {line_number}: not valid JSON "
+                                        f"({e}).") from e
         elif extension in (".csv", ".tsv"):
             reader = csv.DictReader(f, delimiter="\t" if extension == ".tsv" else ",")
             for row in reader:
