@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     quick = sub.add_parser("quickstart", help="prompt-tune the embedded T5 on SST-2, offline")
     quick.add_argument("--output_dir", default="quickstart_sst2")
-    quick.add_argument("--steps", type=int, default=None, help="training steps (default 1500)")
+    quick.add_argument("--steps", type=int, default=None, help="training steps (default 1200)")
     quick.set_defaults(func=_cmd_quickstart)
     return parser
 

@@ -22,8 +22,8 @@ class QuickstartConfig:
     output_dir: str = "quickstart_sst2"
     model: str = TINY_MODEL
     prompt_length: int = 20
-    steps: int = 1500  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
-    eval_every: int = 250
+    steps: int = 1200  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
+    eval_every: int = 300
 
 
 def sst2_task():

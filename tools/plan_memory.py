@@ -5,7 +5,7 @@ with shardings, and `jax.jit(...).lower(...).compile()` runs XLA's real compiler
 target. Targets:
   --topology v3:4x4          TPU v3-32 (32 cores, 16 GiB each), deviceless: needs the
                              `libtpu` wheel (pip install 'jaxprompt[tpu]'); also v4:2x2x4,
-                             v5e:4x4 ("v5litepod"), ...
+                             v5e:4x4, ...
   --cpu_devices 8            simulated CPU devices (always available)
 
     python tools/plan_memory.py --preset t5_1_1_xxl --topology v3:4x4 --mesh 4,8
@@ -24,7 +24,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 GIB = 2 ** 30
-TOPOLOGY_ALIASES = {"v5e": "v5litepod"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +41,8 @@ class Plan:
 def devices_for(args):
     if args.topology:
         from jax.experimental import topologies
-        name = args.topology
-        for short, long in TOPOLOGY_ALIASES.items():
-            name = name.replace(short + ":", long + ":")
-        return topologies.get_topology_desc(platform="tpu", topology_name=name).devices
+        return topologies.get_topology_desc(platform="tpu",
+                                            topology_name=args.topology).devices
     import jax
     return jax.devices()
 
@@ -102,16 +99,21 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
     return train_plan, eval_plan
 
 
-def print_plans(plans: list[Plan], args, devices) -> None:
+def print_header(args, devices) -> None:
     print(f"target: {args.topology or f'{len(devices)} CPU devices'} "
           f"({devices[0].device_kind}), mesh (data, model) = {tuple(args.mesh)}; batch "
           f"{args.batch}, inputs {args.inputs} + prompt {args.prompt_length}, targets "
           f"{args.targets}; compute {args.compute_dtype}")
     print(f"{'step':<40}{'args GiB':>9}{'out GiB':>9}{'temp GiB':>10}{'alias GiB':>10}"
-          f"{'peak GiB':>10}{'TFLOP/dev':>10}{'compile s':>11}")
-    for p in plans:
-        print(f"{p.label:<40}{p.argument_gib:9.2f}{p.output_gib:9.2f}{p.temp_gib:10.2f}"
-              f"{p.alias_gib:10.2f}{p.peak_gib:10.2f}{p.tflops:10.2f}{p.compile_s:11.1f}")
+          f"{'peak GiB':>10}{'TFLOP/dev':>10}{'compile s':>11}", flush=True)
+
+
+def print_plan(p: Plan) -> None:
+    print(f"{p.label:<40}{p.argument_gib:9.2f}{p.output_gib:9.2f}{p.temp_gib:10.2f}"
+          f"{p.alias_gib:10.2f}{p.peak_gib:10.2f}{p.tflops:10.2f}{p.compile_s:11.1f}", flush=True)
+
+
+def print_footer() -> None:
     print("peak = arguments + outputs + temporaries - aliased (donated) bytes, per device, from "
           "compiled.memory_analysis(). TFLOP/dev: XLA's cost_analysis() of the partitioned "
           "(per-device) step; XLA counts a while loop's body once, so under nn.scan it covers "
@@ -144,24 +146,26 @@ def main() -> None:
     devices = devices_for(args)
     args.mesh = tuple(int(x) for x in args.mesh.split(",")) if args.mesh else (len(devices), 1)
 
-    plans = []
+    print_header(args, devices)
     if args.table:
         for size in ("small", "base", "large", "xl", "xxl"):
-            plans += plan(f"t5_1_1_{size}", args, devices, param_dtype=args.param_dtype,
-                          scan=not args.no_scan, remat=args.remat)
+            for p in plan(f"t5_1_1_{size}", args, devices, param_dtype=args.param_dtype,
+                          scan=not args.no_scan, remat=args.remat):
+                print_plan(p)
     elif args.ablation:
-        variants = [("float32 weights, per-layer, no remat", "float32", False, "none"),
-                    ("bf16 weights, per-layer, no remat", "bfloat16", False, "none"),
-                    ("bf16 weights, per-layer, remat full", "bfloat16", False, "full"),
-                    ("bf16 weights, scan, remat full", "bfloat16", True, "full"),
-                    ("bf16 weights, scan, remat minimal", "bfloat16", True, "minimal")]
+        variants = [("bf16 weights, scan, remat full", "bfloat16", True, "full"),
+                    ("bf16 weights, scan, remat minimal", "bfloat16", True, "minimal"),
+                    ("bf16 weights, scan, no remat", "bfloat16", True, "none"),
+                    ("float32 weights, scan, remat full", "float32", True, "full"),
+                    ("bf16 weights, per-layer, remat full", "bfloat16", False, "full")]
         for label, dtype, scan, remat in variants:
-            plans += plan(args.preset, args, devices, param_dtype=dtype, scan=scan, remat=remat,
-                          label=label)[:1]
+            print_plan(plan(args.preset, args, devices, param_dtype=dtype, scan=scan,
+                            remat=remat, label=label)[0])
     else:
-        plans += plan(args.preset, args, devices, param_dtype=args.param_dtype,
-                      scan=not args.no_scan, remat=args.remat)
-    print_plans(plans, args, devices)
+        for p in plan(args.preset, args, devices, param_dtype=args.param_dtype,
+                      scan=not args.no_scan, remat=args.remat):
+            print_plan(p)
+    print_footer()
 
 
 if __name__ == "__main__":
