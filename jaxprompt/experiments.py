@@ -33,15 +33,16 @@ def label_token_ids(task: TextTask, vocab) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(vocab.encode(word)) for word in (task.label_names or ()))
 
 
-def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_config: PromptConfig,
-                      run: RunConfig, output_dir: str, model_path: str | None = None,
-                      progress: bool = True) -> tuple[float, TrainResult, np.ndarray]:
+def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int, init: str,
+                      run: RunConfig, output_dir: str, prompt_file: str | None = None,
+                      model_path: str | None = None, progress: bool = True
+                      ) -> tuple[float, TrainResult, np.ndarray]:
     """Prompt-tunes on task's train split, keeps the best validation prompt, and returns
-    (test metric of that prompt, the TrainResult, the prompt)."""
+    (test metric of that prompt, the TrainResult, the prompt). `init` names an initializer
+    of jaxprompt.prompts; class labels come from the task's verbalizer."""
     lengths = data.Lengths(run.inputs_length, run.targets_length)
-    if prompt_config.init == "class_labels" and not prompt_config.label_token_ids:
-        prompt_config = dataclasses.replace(prompt_config,
-                                            label_token_ids=label_token_ids(task, vocab))
+    prompt_config = PromptConfig(length=prompt_length, init=init, file=prompt_file,
+                                 label_token_ids=label_token_ids(task, vocab))
     prompt = init_prompt(jax.random.key(run.seed), params["token_embedder"]["embedding"],
                          prompt_config)
     metric = task.metrics[0]

@@ -43,7 +43,6 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.experiments import RunConfig, tune_and_evaluate
     from jaxprompt.hard_prompts import with_hard_prompt
-    from jaxprompt.prompts import PromptConfig
 
     start = time.time()
     config, params = load_pretrained(qc.model, dtype=np.float32)
@@ -60,9 +59,9 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     majority = 100 * float(np.mean([e["label"] == majority_label for e in test]))
     zero_shot = evaluation.evaluate(config, params, None, with_hard_prompt(task, HARD_PROMPT),
                                     vocab, split="test", lengths=lengths).metrics["accuracy"]
-    tuned, result, _ = tune_and_evaluate(
-        config, params, vocab, task, PromptConfig(length=qc.prompt_length, init="class_labels"),
-        run_config, qc.output_dir, model_path=qc.model)
+    tuned, result, _ = tune_and_evaluate(config, params, vocab, task, qc.prompt_length,
+                                         "class_labels", run_config, qc.output_dir,
+                                         model_path=qc.model)
     minutes = (time.time() - start) / 60
     rows = [("majority class", majority), (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
             (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned)]

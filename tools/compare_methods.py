@@ -71,7 +71,6 @@ def main() -> None:
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.experiments import RunConfig, tune_and_evaluate
     from jaxprompt.hard_prompts import with_hard_prompt
-    from jaxprompt.prompts import PromptConfig
     from jaxprompt.quickstart import HARD_PROMPT, sst2_task
 
     start = time.time()
@@ -95,7 +94,7 @@ def main() -> None:
     for length in [int(x) for x in args.lengths.split(",")]:
         for init in args.inits.split(","):
             value, _, prompt = tune_and_evaluate(
-                config, params, vocab, task, PromptConfig(length=length, init=init), run,
+                config, params, vocab, task, length, init, run,
                 os.path.join(args.out, f"p{length}_{init}"), progress=False)
             rows.append((f"prompt tuning P={length}, {init} init", value))
             print(f"{value:7.2f}  {rows[-1][0]}", flush=True)
@@ -104,9 +103,8 @@ def main() -> None:
     while 0 < len(prompts_20) < 5:  # Seeds for a 5-prompt ensemble of P=20 class-label prompts.
         seed = len(prompts_20)
         _, _, prompt = tune_and_evaluate(
-            config, params, vocab, task, PromptConfig(length=20, init="class_labels"),
-            dataclasses.replace(run, seed=seed), os.path.join(args.out, f"ensemble_{seed}"),
-            progress=False)
+            config, params, vocab, task, 20, "class_labels", dataclasses.replace(run, seed=seed),
+            os.path.join(args.out, f"ensemble_{seed}"), progress=False)
         prompts_20.append(prompt)
     if prompts_20:
         evaluate("5-prompt ensemble (P=20, vote)", jnp.stack(prompts_20[:5]), ensemble="vote")

@@ -32,7 +32,6 @@ def main() -> None:
     from jaxprompt import data
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.experiments import RunConfig, tune_and_evaluate
-    from jaxprompt.prompts import PromptConfig
     from jaxprompt.quickstart import sst2_task
 
     if args.data_dir:
@@ -47,10 +46,9 @@ def main() -> None:
     for name, task in tasks.items():
         run_task = dataclasses.replace(run, test_split=run.test_split
                                        if run.test_split in task.splits else "validation")
-        matrix[name, name], _, prompt = tune_and_evaluate(config, params, vocab, task,
-                                         PromptConfig(length=args.prompt_length,
-                                                      init="class_labels"), run_task,
-                                         os.path.join(args.out, f"source_{name}"), progress=False)
+        matrix[name, name], _, prompt = tune_and_evaluate(
+            config, params, vocab, task, args.prompt_length, "class_labels", run_task,
+            os.path.join(args.out, f"source_{name}"), progress=False)
         path = os.path.join(args.out, f"source_{name}.npy")
         np.save(path, prompt)
         sources[name] = path
@@ -58,12 +56,12 @@ def main() -> None:
         for target, task in tasks.items():
             if source == target:
                 continue  # the diagonal is the source run itself (class-label init)
-            init = PromptConfig(length=args.prompt_length, init="from_file", file=path)
             run_task = dataclasses.replace(run, test_split=run.test_split
                                            if run.test_split in task.splits else "validation")
             matrix[source, target], _, _ = tune_and_evaluate(
-                config, params, vocab, task, init, run_task,
-                os.path.join(args.out, f"{source}_to_{target}"), progress=False)
+                config, params, vocab, task, args.prompt_length, "from_file", run_task,
+                os.path.join(args.out, f"{source}_to_{target}"), prompt_file=path,
+                progress=False)
     names = list(tasks)
     print("source \\ target | " + " | ".join(names))
     for source in names:
