@@ -79,12 +79,19 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
               eval_split: str | None = "validation", eval_method: str | None = None,
               eval_batch_size: int | None = None, max_eval_examples: int | None = None,
               select_by: str = "task_metric", dtype: str | None = None,
-              max_encoder_length: int = 1024, strict_truncation: bool = False):
-    """Prompt-tunes `model` on `task` (a task name or @from_files()); see gin_configs/runs/."""
+              max_encoder_length: int = 1024, strict_truncation: bool = False,
+              deep_prompt_length: int = 0, deep_prompt_decoder: bool = False):
+    """Prompt-tunes `model` on `task` (a task name or @from_files()); see gin_configs/runs/.
+
+    deep_prompt_length > 0 also trains a deep prompt (keys and values in every encoder
+    layer; decoder self-attention too with deep_prompt_decoder); prompt_length 0 trains
+    the deep prompt alone (prefix tuning).
+    """
     import jax
 
     from jaxprompt import data, evaluation
     from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.deep_prompts import DEEP_PROMPT_FILE, init_deep_prompt
     from jaxprompt.prompts import PromptConfig, init_prompt
     from jaxprompt.trainer import train
 
@@ -112,12 +119,19 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
     report = data.truncation_report(task, "train", vocab, lengths, strict_truncation)
     print(f"{task.name} train: {report} at lengths {lengths.as_dict()}.")
 
-    prompt_config = PromptConfig(
-        length=prompt_length, init=prompt_init, file=prompt_file,
-        label_token_ids=tuple(tuple(vocab.encode(w)) for w in (task.label_names or ())),
-        text_token_ids=tuple(vocab.encode(prompt_text)) if prompt_text else ())
-    prompt = init_prompt(jax.random.key(trainer_config.seed),
-                         params["token_embedder"]["embedding"], prompt_config)
+    prompt = deep_prompt = None
+    if prompt_length:
+        prompt_config = PromptConfig(
+            length=prompt_length, init=prompt_init, file=prompt_file,
+            label_token_ids=tuple(tuple(vocab.encode(w)) for w in (task.label_names or ())),
+            text_token_ids=tuple(vocab.encode(prompt_text)) if prompt_text else ())
+        prompt = init_prompt(jax.random.key(trainer_config.seed),
+                             params["token_embedder"]["embedding"], prompt_config)
+    if deep_prompt_length:
+        deep_prompt = init_deep_prompt(jax.random.key(trainer_config.seed + 1), params, config,
+                                       deep_prompt_length, decoder=deep_prompt_decoder)
+    if prompt is None and deep_prompt is None:
+        raise CliError("prompt_length and deep_prompt_length are both 0: nothing to train.")
 
     eval_batches = eval_fn = None
     if eval_split and eval_split in task.splits:
@@ -125,16 +139,18 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
                                          lengths)
 
         def eval_fn(trainable, frozen):
-            return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
+            return evaluation.evaluate(config, frozen, trainable.get("prompt"), task, vocab,
                                        split=eval_split, method=eval_method, lengths=lengths,
                                        batch_size=eval_batch_size or batch_size,
                                        prompt_mode=_configured("StepConfig").prompt_mode,
-                                       max_examples=max_eval_examples).metrics
+                                       max_examples=max_eval_examples,
+                                       deep_prompt=trainable.get("deep_prompt")).metrics
 
         if select_by == "task_metric" and trainer_config.eval_metric == "loss":
             trainer_config = dataclasses.replace(trainer_config, eval_metric=task.metrics[0],
                                                  eval_mode="max")
     result = train(model_config=config, frozen_params=params, prompt=prompt,
+                   deep_prompt=deep_prompt,
                    train_batches=data.train_batches(task.name, batch_size, lengths,
                                                     seed=trainer_config.seed,
                                                     shard_index=jax.process_index(),
@@ -143,12 +159,17 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
                    step_config=_configured("StepConfig"), trainer_config=trainer_config,
                    eval_batches=eval_batches, eval_fn=eval_fn,
                    model_path=model if "://" in model else os.path.abspath(model))
-    best = result.best_prompt_path or os.path.join(output_dir, "checkpoints", str(result.step),
-                                                   "prompt.npy")
+    step_dir = os.path.join(output_dir, "checkpoints", str(result.step))
     print(f"Trained {result.step} steps. Best {trainer_config.eval_metric}: "
-          f"{result.best_metric} at step {result.best_step}.\nPrompt: {best}\n"
-          f"Export it for PyTorch/PEFT: jaxprompt export --prompt {best} --format peft "
-          f"--out {os.path.join(output_dir, 'peft_prompt')}")
+          f"{result.best_metric} at step {result.best_step}.")
+    if prompt is not None:
+        best = result.best_prompt_path or os.path.join(step_dir, "prompt.npy")
+        print(f"Prompt: {best}\nExport it for PyTorch/PEFT: jaxprompt export --prompt {best} "
+              f"--format peft --out {os.path.join(output_dir, 'peft_prompt')}")
+    if deep_prompt is not None:
+        best = result.best_deep_prompt_path or os.path.join(step_dir, DEEP_PROMPT_FILE)
+        print(f"Deep prompt: {best} (use it with jaxprompt eval/predict --deep_prompt; PEFT "
+              "cannot hold T5 encoder prefixes, see the README)")
     return result
 
 
@@ -171,6 +192,16 @@ def _cmd_train(args) -> int:
 def _load_prompt_arg(path: str):
     from jaxprompt.prompt_files import load_prompt
     return load_prompt(path)
+
+
+def _load_deep_prompt_arg(args, config):
+    """--deep_prompt FILE.npz, checked against the model; None without the flag."""
+    if not args.deep_prompt:
+        return None
+    if len(args.prompt or []) > 1:
+        raise CliError("--deep_prompt cannot be combined with an ensemble of --prompt.")
+    from jaxprompt.deep_prompts import load_deep_prompt
+    return load_deep_prompt(args.deep_prompt, config)
 
 
 def _cmd_eval(args) -> int:
@@ -205,7 +236,8 @@ def _cmd_eval(args) -> int:
                                  method=args.method, batch_size=args.batch_size,
                                  lengths=data.Lengths(args.inputs_length, args.targets_length),
                                  max_examples=args.max_examples,
-                                 ensemble=args.ensemble if len(prompts) > 1 else None)
+                                 ensemble=args.ensemble if len(prompts) > 1 else None,
+                                 deep_prompt=_load_deep_prompt_arg(args, config))
     print(f"{task.name} ({args.split}, {len(result.examples)} examples, {result.method}"
           f"{', ensemble of %d (%s)' % (len(prompts), args.ensemble) if len(prompts) > 1 else ''}):")
     for name, value in result.metrics.items():
@@ -215,6 +247,7 @@ def _cmd_eval(args) -> int:
         json.dump({"task": task.name, "split": args.split, "method": result.method,
                    "examples": len(result.examples), "metrics": result.metrics,
                    "model": args.model, "prompts": args.prompt, "ensemble": args.ensemble,
+                   "deep_prompt": args.deep_prompt,
                    "hard_prompt": args.hard_prompt, "shots": args.shots}, f, indent=2)
     print(f"wrote {out}")
     return 0
@@ -239,6 +272,8 @@ def _cmd_predict(args) -> int:
             raise CliError(f"{args.input}, line {line}: missing field {e} for --input_template "
                            f"{args.input_template!r}.") from None
     if args.prompt_bank:
+        if args.deep_prompt:
+            raise CliError("--prompt_bank serves input prompts; --deep_prompt cannot join it.")
         from jaxprompt.prompt_bank import load_bank, predict_mixed
         missing = [line for line, row in records if "task" not in row]
         if missing:
@@ -255,7 +290,8 @@ def _cmd_predict(args) -> int:
         predictions = evaluation.predict(
             config, params, prompt, vocab, inputs, label_names=labels, method=args.method,
             batch_size=args.batch_size,
-            lengths=data.Lengths(args.inputs_length, args.targets_length))
+            lengths=data.Lengths(args.inputs_length, args.targets_length),
+            deep_prompt=_load_deep_prompt_arg(args, config))
     with open(args.output, "w") as f:
         for text, prediction in zip(inputs, predictions):
             f.write(json.dumps({"inputs": text, "prediction": prediction}) + "\n")
@@ -281,6 +317,11 @@ def _cmd_export(args) -> int:
             raise CliError(f"{args.checkpoint}: no checkpoint (expected best/<step>/ or "
                            "checkpoints/<step>/ as written by jaxprompt train).")
         source = os.path.join(root, str(steps[0]), "prompt.npy")
+        if not os.path.exists(source):
+            raise CliError(f"{os.path.join(root, str(steps[0]))} holds no prompt.npy: a deep "
+                           "prompt alone cannot be exported (PEFT's PREFIX_TUNING reaches only "
+                           "T5's decoder; see the README). Use its deep_prompt.npz with "
+                           "jaxprompt eval/predict --deep_prompt.")
         if os.path.exists(info_path):
             with open(info_path) as f:
                 architecture = json.load(f)["architecture"]
@@ -388,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", required=True, help="Hugging Face T5 directory")
         p.add_argument("--prompt", action="append",
                        help="prompt file (any format); repeat with --ensemble; none: bare model")
+        p.add_argument("--deep_prompt", help="deep_prompt.npz of a deep-prompt run")
         p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
         p.add_argument("--method", choices=["rank", "greedy"],
                        help="rank classification or greedy decoding (default by task)")
@@ -474,12 +516,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from jaxprompt.checkpoints.errors import CheckpointError
     from jaxprompt.config import ConfigError
+    from jaxprompt.deep_prompts import DeepPromptError
     from jaxprompt.partitioning import PartitioningError
     from jaxprompt.prompt_files import PromptFileError
     from jaxprompt.prompts import PromptError
     from jaxprompt.trainer import TrainingError
-    known = (CliError, CheckpointError, ConfigError, PartitioningError, PromptError,
-             PromptFileError, TrainingError)
+    known = (CliError, CheckpointError, ConfigError, DeepPromptError, PartitioningError,
+             PromptError, PromptFileError, TrainingError)
     try:
         from jaxprompt.data.readers import DataError
         known += (DataError,)

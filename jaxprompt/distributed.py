@@ -13,6 +13,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,17 @@ def place(tree, shardings):
     return jax.tree.map(put, tree, shardings)
 
 
-def fetch(array) -> np.ndarray:
-    """A replicated (or fully addressable) array as numpy on every host."""
-    if getattr(array, "is_fully_addressable", True):
-        return np.asarray(jax.device_get(array))
-    return np.asarray(array.addressable_data(0))
+def fetch(tree):
+    """Arrays (or a pytree of them) as numpy on every host; call it on every host.
+
+    Replicated and fully addressable arrays are read locally; an array sharded across
+    hosts (a deep prompt split over the model axis) is all-gathered.
+    """
+    def one(array) -> np.ndarray:
+        if getattr(array, "is_fully_addressable", True):
+            return np.asarray(jax.device_get(array))
+        if array.sharding.is_fully_replicated:
+            return np.asarray(array.addressable_data(0))
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+    return jax.tree.map(one, tree)

@@ -34,12 +34,13 @@ EOS_ID = 1
 @functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
 def score_candidates(config: T5Config, params: dict, prompt, encoder_ids: jax.Array,
                      candidates: jax.Array, prompt_mode: str = "prefix",
-                     prompt_mask=None) -> jax.Array:
+                     prompt_mask=None, deep_prompt=None) -> jax.Array:
     """Log-likelihood of each candidate target for each example.
 
     Args:
       prompt: [P, H], [B, P, H] or None.
       prompt_mask: None, or [P] / [B, P] booleans (prompts of a bank padded on the left).
+      deep_prompt: None or a deep prompt (jaxprompt.deep_prompts).
       encoder_ids: [B, T] token ids (EOS-terminated, 0-padded).
       candidates: [C, S] target ids (EOS-terminated, 0-padded).
     Returns:
@@ -49,36 +50,38 @@ def score_candidates(config: T5Config, params: dict, prompt, encoder_ids: jax.Ar
     batch, num_candidates = encoder_ids.shape[0], candidates.shape[0]
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
                                 prompt_mask=prompt_mask, prompt_mode=prompt_mode,
-                                method=T5.encode)
+                                deep_prompt=deep_prompt, method=T5.encode)
     encoded = jnp.repeat(encoded, num_candidates, axis=0)  # [B * C, P + T, H]
     mask = jnp.repeat(mask, num_candidates, axis=0)
     targets = jnp.tile(candidates, (batch, 1))  # [B * C, S]
     decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))  # shift right, start id 0
-    logits = model.apply({"params": params}, encoded, mask, decoder_inputs, method=T5.decode)
+    logits = model.apply({"params": params}, encoded, mask, decoder_inputs,
+                         deep_prompt=deep_prompt, method=T5.decode)
     scores = sequence_log_likelihood(logits, targets, targets > 0)
     return scores.reshape(batch, num_candidates)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_length", "prompt_mode"))
 def greedy_decode(config: T5Config, params: dict, prompt, encoder_ids: jax.Array,
-                  max_length: int, prompt_mode: str = "prefix", prompt_mask=None) -> jax.Array:
+                  max_length: int, prompt_mode: str = "prefix", prompt_mask=None,
+                  deep_prompt=None) -> jax.Array:
     """Greedy decoding with a KV cache: [B, T] -> tokens [B, max_length] (0 after EOS)."""
     model = T5(config)
     batch = encoder_ids.shape[0]
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
                                 prompt_mask=prompt_mask, prompt_mode=prompt_mode,
-                                method=T5.encode)
+                                deep_prompt=deep_prompt, method=T5.encode)
     cache_shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), encoded, mask,
                            jnp.zeros((batch, max_length), jnp.int32), decode=True,
-                           method=T5.decode))["cache"]
+                           deep_prompt=deep_prompt, method=T5.decode))["cache"]
     cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache_shapes)
 
     def step(carry):
         i, cache, token, out, done = carry
         logits, variables = model.apply({"params": params, "cache": cache}, encoded, mask,
-                                        token[:, None], decode=True, method=T5.decode,
-                                        mutable=["cache"])
+                                        token[:, None], decode=True, deep_prompt=deep_prompt,
+                                        method=T5.decode, mutable=["cache"])
         token = jnp.where(done, 0, jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32))
         out = out.at[:, i].set(token)
         return i + 1, variables["cache"], token, out, done | (token == EOS_ID)
@@ -277,16 +280,20 @@ class EvalResult:
 def predict(config: T5Config, params: dict, prompt, vocab, inputs: Sequence[str], *,
             label_names: Sequence[str] | None = None, method: str | None = None,
             lengths: Lengths = Lengths(), batch_size: int = 32,
-            prompt_mode: str = "prefix", ensemble: str | None = None) -> list[str]:
+            prompt_mode: str = "prefix", ensemble: str | None = None,
+            deep_prompt: dict | None = None) -> list[str]:
     """Predicted target strings for `inputs` (rank over label_names, or greedy decoding).
 
     With `ensemble` ("vote" or "mean"), `prompt` is [N, P, H]: N prompts scored together.
+    `deep_prompt` (not with an ensemble) adds per-layer keys and values.
     """
     method = method or ("rank" if label_names else "greedy")
     if method == "rank" and not label_names:
         raise ValueError("Rank classification needs label_names (the candidate targets).")
     if ensemble and (method != "rank" or prompt is None or np.ndim(prompt) != 3):
         raise ValueError("An ensemble needs rank classification and prompts [N, P, H].")
+    if ensemble and deep_prompt is not None:
+        raise ValueError("Ensembles of deep prompts are not supported; ensemble prompts.")
     if method == "rank":
         candidates = jnp.asarray(encode_batch(vocab, label_names, lengths.targets))
     predictions: list[str] = []
@@ -300,12 +307,12 @@ def predict(config: T5Config, params: dict, prompt, vocab, inputs: Sequence[str]
             predictions += [label_names[i] for i in best]
         elif method == "rank":
             scores = score_candidates(config, params, prompt, jnp.asarray(ids), candidates,
-                                      prompt_mode=prompt_mode)
+                                      prompt_mode=prompt_mode, deep_prompt=deep_prompt)
             best = np.asarray(jnp.argmax(scores, axis=-1))[: len(chunk)]
             predictions += [label_names[i] for i in best]
         else:
             tokens = greedy_decode(config, params, prompt, jnp.asarray(ids), lengths.targets,
-                                   prompt_mode=prompt_mode)
+                                   prompt_mode=prompt_mode, deep_prompt=deep_prompt)
             predictions += decode_tokens(vocab, np.asarray(tokens)[: len(chunk)])
     return predictions
 
@@ -313,7 +320,8 @@ def predict(config: T5Config, params: dict, prompt, vocab, inputs: Sequence[str]
 def evaluate(config: T5Config, params: dict, prompt, task: TextTask, vocab, *,
              split: str = "validation", method: str | None = None,
              lengths: Lengths = Lengths(), batch_size: int = 32, prompt_mode: str = "prefix",
-             max_examples: int | None = None, ensemble: str | None = None) -> EvalResult:
+             max_examples: int | None = None, ensemble: str | None = None,
+             deep_prompt: dict | None = None) -> EvalResult:
     """Task metrics of the frozen model with `prompt` on `split`.
 
     method: "rank" (rank classification; default for tasks with label words) or
@@ -323,6 +331,7 @@ def evaluate(config: T5Config, params: dict, prompt, task: TextTask, vocab, *,
     method = method or ("rank" if task.label_names else "greedy")
     predictions = predict(config, params, prompt, vocab, [e["inputs"] for e in examples],
                           label_names=task.label_names, method=method, lengths=lengths,
-                          batch_size=batch_size, prompt_mode=prompt_mode, ensemble=ensemble)
+                          batch_size=batch_size, prompt_mode=prompt_mode, ensemble=ensemble,
+                          deep_prompt=deep_prompt)
     metrics = compute_metrics(task.metrics, examples, predictions, task.label_names)
     return EvalResult(metrics, predictions, examples, method)

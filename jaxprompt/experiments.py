@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxprompt import data, evaluation
 from jaxprompt.data.tasks import TextTask
+from jaxprompt.deep_prompts import init_deep_prompt, load_deep_prompt
 from jaxprompt.optimizers import OptimizerConfig
 from jaxprompt.prompts import PromptConfig, init_prompt
 from jaxprompt.train import StepConfig
@@ -35,24 +36,34 @@ def label_token_ids(task: TextTask, vocab) -> tuple[tuple[int, ...], ...]:
 
 def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int, init: str,
                       run: RunConfig, output_dir: str, prompt_file: str | None = None,
-                      model_path: str | None = None, progress: bool = True
-                      ) -> tuple[float, TrainResult, np.ndarray]:
+                      model_path: str | None = None, progress: bool = True,
+                      deep_prompt_length: int = 0
+                      ) -> tuple[float, TrainResult, np.ndarray | None]:
     """Prompt-tunes on task's train split, keeps the best validation prompt, and returns
     (test metric of that prompt, the TrainResult, the prompt). `init` names an initializer
-    of jaxprompt.prompts; class labels come from the task's verbalizer."""
+    of jaxprompt.prompts; class labels come from the task's verbalizer. With
+    `deep_prompt_length` > 0 a deep prompt of that length is trained too (prompt_length 0:
+    the deep prompt alone, as in prefix tuning / P-tuning v2)."""
     lengths = data.Lengths(run.inputs_length, run.targets_length)
-    prompt_config = PromptConfig(length=prompt_length, init=init, file=prompt_file,
-                                 label_token_ids=label_token_ids(task, vocab))
-    prompt = init_prompt(jax.random.key(run.seed), params["token_embedder"]["embedding"],
-                         prompt_config)
+    prompt = deep_prompt = None
+    if prompt_length:
+        prompt_config = PromptConfig(length=prompt_length, init=init, file=prompt_file,
+                                     label_token_ids=label_token_ids(task, vocab))
+        prompt = init_prompt(jax.random.key(run.seed), params["token_embedder"]["embedding"],
+                             prompt_config)
+    if deep_prompt_length:
+        deep_prompt = init_deep_prompt(jax.random.key(run.seed + 1), params, config,
+                                       deep_prompt_length)
     metric = task.metrics[0]
 
     def eval_fn(trainable, frozen):
-        return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
-                                   split=run.eval_split, lengths=lengths).metrics
+        return evaluation.evaluate(config, frozen, trainable.get("prompt"), task, vocab,
+                                   split=run.eval_split, lengths=lengths,
+                                   deep_prompt=trainable.get("deep_prompt")).metrics
 
     result = train(
-        model_config=config, frozen_params=params, prompt=prompt, model_path=model_path,
+        model_config=config, frozen_params=params, prompt=prompt, deep_prompt=deep_prompt,
+        model_path=model_path,
         train_batches=data.train_batches(task.name, run.batch_size, lengths, seed=run.seed),
         output_dir=output_dir, optimizer_config=OptimizerConfig(learning_rate=run.learning_rate),
         step_config=StepConfig(enable_dropout=False),
@@ -61,7 +72,9 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
         trainer_config=TrainerConfig(steps=run.steps, eval_every=run.eval_every, log_every=25,
                                      eval_metric=metric, eval_mode="max", seed=run.seed,
                                      progress=progress))
-    best = np.load(result.best_prompt_path)
+    best = np.load(result.best_prompt_path) if prompt is not None else None
+    best_deep = (load_deep_prompt(result.best_deep_prompt_path, config)
+                 if deep_prompt is not None else None)
     test = evaluation.evaluate(config, params, best, task, vocab, split=run.test_split,
-                               lengths=lengths).metrics[metric]
+                               lengths=lengths, deep_prompt=best_deep).metrics[metric]
     return test, result, best

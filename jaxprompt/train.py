@@ -1,6 +1,7 @@
 """Pure prompt-tuning steps and their sharded, jitted forms.
 
-The frozen T5 params and the trainable tree ({"prompt": [P, H]}) are separate pytrees.
+The frozen T5 params and the trainable tree ({"prompt": [P, H]}, and/or a deep prompt
+{"deep_prompt": {"encoder_key": [L, P, K], ...}}) are separate pytrees.
 `loss_fn(trainable, frozen, batch, rng)` is differentiated with respect to `trainable`
 only, so no weight gradient is ever computed; the optimizer is masked to trainable
 subtrees and holds state for them alone.
@@ -22,9 +23,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from jaxprompt import partitioning
+from jaxprompt import deep_prompts, partitioning
 from jaxprompt.losses import cross_entropy
 from jaxprompt.models.t5 import T5, logical_axes, param_shapes
+from jaxprompt.prompts import PROMPT_AXES
 
 BATCH_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
               "decoder_loss_weights")
@@ -34,7 +36,7 @@ Batch = dict[str, jax.Array]
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array  # int32 scalar: optimizer steps taken.
-    trainable: dict  # {"prompt": [P, H]}
+    trainable: dict  # {"prompt": [P, H]} and/or {"deep_prompt": {...}}
     opt_state: optax.OptState
     rng: jax.Array  # uint32[2] base key; step rng = fold_in(rng, step).
 
@@ -53,18 +55,32 @@ class StepConfig:
                              f"{self.loss_normalization!r}.")
 
 
-def init_train_state(prompt: jax.Array, optimizer: optax.GradientTransformation,
-                     seed: int) -> TrainState:
-    trainable = {"prompt": jnp.asarray(prompt, jnp.float32)}
+def trainable_tree(prompt: jax.Array | None, deep_prompt: dict | None = None) -> dict:
+    """The trainable pytree: {"prompt": [P, H]} and/or {"deep_prompt": {...}}, float32."""
+    if prompt is None and deep_prompt is None:
+        raise ValueError("Nothing to train: give a prompt, a deep prompt or both.")
+    trainable = {}
+    if prompt is not None:
+        trainable["prompt"] = jnp.asarray(prompt, jnp.float32)
+    if deep_prompt is not None:
+        trainable["deep_prompt"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
+                                                deep_prompt)
+    return trainable
+
+
+def init_train_state(prompt: jax.Array | None, optimizer: optax.GradientTransformation,
+                     seed: int, deep_prompt: dict | None = None) -> TrainState:
+    trainable = trainable_tree(prompt, deep_prompt)
     return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
                       opt_state=optimizer.init(trainable), rng=jax.random.PRNGKey(seed))
 
 
 def forward(model: T5, trainable: dict, frozen: dict, batch: Batch, *, prompt_mode: str,
             enable_dropout: bool = False, rng: jax.Array | None = None) -> jax.Array:
-    """Logits [B, S, V] of the frozen model with the trainable prompt."""
+    """Logits [B, S, V] of the frozen model with the trainable prompt (and deep prompt)."""
     return model.apply({"params": frozen}, batch["encoder_input_tokens"],
-                       batch["decoder_input_tokens"], prompt=trainable["prompt"],
+                       batch["decoder_input_tokens"], prompt=trainable.get("prompt"),
+                       deep_prompt=trainable.get("deep_prompt"),
                        prompt_mode=prompt_mode, enable_dropout=enable_dropout,
                        rngs={"dropout": rng} if enable_dropout else None)
 
@@ -106,6 +122,40 @@ def eval_step(trainable: dict, frozen: dict, batch: Batch, *, model: T5,
                          step_config.z_loss, 0.0)
 
 
+def trainable_logical_axes(trainable: dict) -> dict:
+    """Logical PartitionSpecs of the trainable tree."""
+    axes = {}
+    if "prompt" in trainable:
+        axes["prompt"] = jax.sharding.PartitionSpec(*PROMPT_AXES)
+    if "deep_prompt" in trainable:
+        axes["deep_prompt"] = deep_prompts.logical_axes(trainable["deep_prompt"])
+    return axes
+
+
+def full_training_step(model: T5, optimizer: optax.GradientTransformation,
+                       z_loss: float = 0.0) -> Callable:
+    """A jitted step that trains *every* weight, for baselines and pretraining only.
+
+    (params, opt_state, batch) -> (params, opt_state, mean token NLL); params and optimizer
+    state are donated. Prompt tuning never uses it: see `train_step`.
+    """
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, batch):
+        def loss(params):
+            logits = model.apply({"params": params}, batch["encoder_input_tokens"],
+                                 batch["decoder_input_tokens"])
+            sums = cross_entropy(logits, batch["decoder_target_tokens"],
+                                 batch["decoder_loss_weights"], z_loss)
+            weight = jnp.maximum(sums["weight"], 1.0)
+            return sums["loss"] / weight, sums["nll"] / weight
+
+        (_, nll), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, nll
+
+    return step
+
+
 @dataclasses.dataclass(frozen=True)
 class ShardedSteps:
     """The jitted steps and the shardings their arguments must have."""
@@ -123,13 +173,16 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
                 ) -> ShardedSteps:
     """jax.jit's the steps with explicit in/out shardings; the train state is donated.
 
-    Frozen params are sharded by their logical axes and the rules; the trainable state
-    (prompt and its optimizer state, P * H floats each) is replicated; batches are split
-    along B over the mesh axis of the 'batch' rule.
+    Frozen params are sharded by their logical axes and the rules; the trainable tree by
+    its own (the prompt ("prompt", "embed"), a deep prompt ("layers", "prompt",
+    "joined_kv")); the rest of the state (optimizer statistics, step, rng) is replicated;
+    batches are split along B over the mesh axis of the 'batch' rule.
     """
     frozen_shardings = partitioning.tree_shardings(
         param_shapes(model.config), logical_axes(model.config), mesh, rules)
     state_shardings = jax.tree.map(lambda _: partitioning.replicated(mesh), state)
+    state_shardings = state_shardings.replace(trainable=partitioning.tree_shardings(
+        state.trainable, trainable_logical_axes(state.trainable), mesh, rules))
     batch_sharding = partitioning.batch_sharding(mesh, rules)
 
     def with_rules(fn):

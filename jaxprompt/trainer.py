@@ -23,6 +23,7 @@ from jaxprompt import partitioning
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
                                                 frozen_fingerprint)
 from jaxprompt.config import T5Config
+from jaxprompt.deep_prompts import DEEP_PROMPT_FILE, DeepPromptError, check_deep_prompt
 from jaxprompt.distributed import fetch, global_batch, is_leader, place
 from jaxprompt.metrics_log import MetricsLog, plot_learning_curve
 from jaxprompt.models.t5 import T5
@@ -68,8 +69,9 @@ class TrainResult:
     best_step: int | None
     best_metric: float | None
     output_dir: str
-    best_prompt_path: str | None
+    best_prompt_path: str | None  # best/<step>/prompt.npy (None: no prompt or no evaluation)
     stopped_early: bool
+    best_deep_prompt_path: str | None = None  # best/<step>/deep_prompt.npz
 
 
 def _batches_from(source: BatchSource, position: int) -> Iterator[dict]:
@@ -98,8 +100,8 @@ def validation_loss(steps, trainable, frozen, eval_batches: Callable[[], Iterabl
     return {"loss": nll / tokens, "tokens": tokens}
 
 
-def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
-          train_batches: BatchSource, output_dir: str,
+def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array | None,
+          train_batches: BatchSource, output_dir: str, deep_prompt: dict | None = None,
           optimizer_config: OptimizerConfig = OptimizerConfig(),
           step_config: StepConfig = StepConfig(),
           trainer_config: TrainerConfig = TrainerConfig(),
@@ -110,7 +112,10 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
 
     Args:
       model_config, frozen_params: the frozen T5 (from `jaxprompt.load_pretrained`).
-      prompt: the initial prompt [P, H] (from `jaxprompt.prompts.init_prompt`).
+      prompt: the initial prompt [P, H] (from `jaxprompt.prompts.init_prompt`), or None
+        to train a deep prompt alone.
+      deep_prompt: optional initial deep prompt (`jaxprompt.deep_prompts.init_deep_prompt`),
+        trained with the prompt by the same masked optimizer.
       train_batches: a function position -> iterator of batches, or a re-iterable.
       output_dir: checkpoints, metrics.jsonl, TensorBoard events, learning_curve.png.
       eval_batches: a function returning validation batches (validation loss).
@@ -119,19 +124,31 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
       model_path: recorded in model_info.json.
     """
     tc = trainer_config
-    prompt = jnp.asarray(prompt, jnp.float32)
-    if prompt.ndim != 2 or prompt.shape[1] != model_config.d_model:
-        raise TrainingError(f"The prompt must be [P, {model_config.d_model}] for this model "
-                            f"(d_model {model_config.d_model}); got {tuple(prompt.shape)}.")
+    if prompt is not None:
+        prompt = jnp.asarray(prompt, jnp.float32)
+        if prompt.ndim != 2 or prompt.shape[1] != model_config.d_model:
+            raise TrainingError(f"The prompt must be [P, {model_config.d_model}] for this model "
+                                f"(d_model {model_config.d_model}); got {tuple(prompt.shape)}.")
+    if deep_prompt is not None:
+        try:
+            check_deep_prompt(deep_prompt, model_config)
+        except DeepPromptError as e:
+            raise TrainingError(str(e)) from e
     model = T5(model_config)
     optimizer = prompt_optimizer(optimizer_config)
     mesh = partitioning.make_mesh(tc.mesh_shape)
-    state = init_train_state(prompt, optimizer, tc.seed)
+    try:
+        state = init_train_state(prompt, optimizer, tc.seed, deep_prompt)
+    except ValueError as e:
+        raise TrainingError(str(e)) from e
     steps = shard_steps(model, optimizer, step_config, state, mesh)
-    check_or_write_model_info(output_dir, {
-        "model": model_path, "architecture": model_config.architecture(),
-        "fingerprint": frozen_fingerprint(frozen_params), "prompt_shape": list(prompt.shape),
-        "prompt_mode": step_config.prompt_mode})
+    info = {"model": model_path, "architecture": model_config.architecture(),
+            "fingerprint": frozen_fingerprint(frozen_params),
+            "prompt_shape": None if prompt is None else list(prompt.shape),
+            "prompt_mode": step_config.prompt_mode}
+    if deep_prompt is not None:  # Older runs' model_info.json has no such key.
+        info["deep_prompt_shapes"] = {k: list(v.shape) for k, v in sorted(deep_prompt.items())}
+    check_or_write_model_info(output_dir, info)
 
     checkpointer = PromptCheckpointer(output_dir, tc.keep_latest)
     meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
@@ -154,7 +171,8 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array,
         checkpointer.close()
     return TrainResult(state, int(fetch(state.step)), loop.meta["best_step"],
                        loop.meta["best_metric"],
-                       output_dir, checkpointer.best_prompt_path(), stopped_early)
+                       output_dir, checkpointer.best_prompt_path(), stopped_early,
+                       checkpointer.best_prompt_path(DEEP_PROMPT_FILE))
 
 
 class _Loop:

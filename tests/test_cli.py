@@ -106,3 +106,31 @@ def test_cli_errors_are_one_clear_line(tmp_path, model_dir, capsys):
     assert "prompt width 8 != the model's d_model 16" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "missing"), "--task", "glue_sst2"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_prefix_tuning_train_eval_and_export_refusal(tmp_path, model_dir, files, capsys):
+    output_dir = tmp_path / "prefix"
+    assert main(["train", "--gin_file=runs/prefix_tuning.gin", "--gin_file=runs/user_files.gin",
+                 f"--gin.train.model='{model_dir}'",
+                 f"--gin.from_files.train='{files / 'train.csv'}'",
+                 f"--gin.from_files.validation='{files / 'dev.csv'}'",
+                 "--gin.from_files.name='cli_prefix_task'", "--gin.train.deep_prompt_length=3",
+                 "--gin.train.batch_size=4", "--gin.train.inputs_length=16",
+                 "--gin.train.targets_length=4", "--gin.TrainerConfig.steps=2",
+                 "--gin.TrainerConfig.eval_every=2", "--gin.TrainerConfig.progress=False",
+                 f"--output_dir={output_dir}"]) == 0
+    printed = capsys.readouterr().out
+    assert "Deep prompt: " in printed and "Prompt: " not in printed
+    step_dir = output_dir / "best" / "2"
+    assert not (step_dir / "prompt.npy").exists()
+    info = json.loads((output_dir / "model_info.json").read_text())
+    assert info["prompt_shape"] is None and info["deep_prompt_shapes"]["encoder_key"][1] == 3
+
+    eval_json = tmp_path / "eval.json"
+    assert main(["eval", "--model", model_dir, "--deep_prompt", str(step_dir / "deep_prompt.npz"),
+                 "--task", "cli_prefix_task", "--inputs_length", "16", "--targets_length", "4",
+                 "--output", str(eval_json)]) == 0
+    assert json.loads(eval_json.read_text())["examples"] == 6
+    assert main(["export", "--checkpoint", str(output_dir), "--format", "peft",
+                 "--out", str(tmp_path / "adapter")]) == 2
+    assert "a deep prompt alone cannot be exported" in capsys.readouterr().err

@@ -14,7 +14,6 @@ model.safetensors in bfloat16, spiece.model), pretrain_log.json and pretrain_cur
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -139,8 +138,8 @@ def main() -> None:
 
     from jaxprompt.checkpoints.hf import save_hf_checkpoint
     from jaxprompt.data.tasks import DEFAULT_VOCABULARY, vocabulary
-    from jaxprompt.losses import cross_entropy
     from jaxprompt.models.t5 import T5, init_params
+    from jaxprompt.train import full_training_step
 
     start_time = time.time()
     vocab = vocabulary(DEFAULT_VOCABULARY)
@@ -159,17 +158,7 @@ def main() -> None:
                             optax.adamw(schedule, weight_decay=0.01))
     opt_state = optimizer.init(params)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, batch):
-        def loss_fn(params):
-            logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                                 batch["decoder_input_tokens"])
-            sums = cross_entropy(logits, batch["decoder_target_tokens"],
-                                 batch["decoder_loss_weights"], z_loss=1e-4)
-            return sums["loss"] / sums["weight"], sums["nll"] / sums["weight"]
-        (_, nll), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, nll
+    step = full_training_step(model, optimizer, z_loss=1e-4)
 
     rng = np.random.default_rng(args.seed)
     phases = [("span_corruption", span_corruption, args.span_steps, 64, 64, 24),

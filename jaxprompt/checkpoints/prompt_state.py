@@ -4,8 +4,9 @@ Layout of an output directory:
   model_info.json            the frozen model (path, architecture, fingerprint), prompt shape
   checkpoints/<step>/        latest checkpoint(s): state + meta (data position, best metric)
   checkpoints/<step>/prompt.npy
+  checkpoints/<step>/deep_prompt.npz   (runs with a deep prompt)
   best/<step>/               the checkpoint with the best validation metric
-  best/<step>/prompt.npy
+  best/<step>/prompt.npy, best/<step>/deep_prompt.npz
 The frozen weights are never written: a checkpoint is a few hundred KB to a few MB.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxprompt.checkpoints.errors import CheckpointError
+from jaxprompt.deep_prompts import DEEP_PROMPT_FILE, save_deep_prompt
 from jaxprompt.distributed import fetch, is_leader
 
 MODEL_INFO_FILE = "model_info.json"
@@ -53,7 +55,8 @@ def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
             existing = json.load(f)
         mismatches = [
             f"{key}: checkpoint has {existing.get(key)!r}, this run has {info.get(key)!r}"
-            for key in ("architecture", "fingerprint", "prompt_shape", "prompt_mode")
+            for key in ("architecture", "fingerprint", "prompt_shape", "prompt_mode",
+                        "deep_prompt_shapes")
             if existing.get(key) != info.get(key)]
         if mismatches:
             raise CheckpointError(
@@ -84,7 +87,8 @@ class PromptCheckpointer:
                                           options=options(1), item_names=("state", "meta"))
 
     def save(self, step: int, state, meta: dict, best: bool = False) -> None:
-        """Saves to latest (and to best); blocks until written, then writes prompt.npy."""
+        """Saves to latest (and to best); blocks until written, then writes prompt.npy
+        (and deep_prompt.npz) beside it."""
         managers = [self.latest] + ([self.best] if best else [])
         for manager in managers:
             if manager.latest_step() == step:
@@ -92,9 +96,14 @@ class PromptCheckpointer:
             manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)))
             manager.wait_until_finished()
-            prompt = fetch(state.trainable["prompt"])
+            trainable = fetch(state.trainable)
             if is_leader():
-                np.save(os.path.join(manager.directory, str(step), PROMPT_FILE), prompt)
+                directory = os.path.join(manager.directory, str(step))
+                if "prompt" in trainable:
+                    np.save(os.path.join(directory, PROMPT_FILE), trainable["prompt"])
+                if "deep_prompt" in trainable:
+                    save_deep_prompt(os.path.join(directory, DEEP_PROMPT_FILE),
+                                     trainable["deep_prompt"])
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -113,9 +122,11 @@ class PromptCheckpointer:
                                   f"into this run's structure: {e}") from e
         return restored["state"], restored["meta"]
 
-    def best_prompt_path(self) -> str | None:
+    def best_prompt_path(self, name: str = PROMPT_FILE) -> str | None:
+        """The best checkpoint's prompt.npy (or `name`, e.g. deep_prompt.npz), if written."""
         step = self.best.latest_step()
-        return None if step is None else os.path.join(self.best.directory, str(step), PROMPT_FILE)
+        path = None if step is None else os.path.join(self.best.directory, str(step), name)
+        return path if path is not None and os.path.exists(path) else None
 
     def close(self) -> None:
         self.latest.close()

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
+from jaxprompt.deep_prompts import check_deep_prompt, layer_prefixes
 from jaxprompt.models.combine import combine_prompt
 
 Array = jax.Array
@@ -136,6 +137,26 @@ class RelativePositionBias(nn.Module):
         return jnp.take(table.astype(jnp.float32), buckets, axis=1)[None]
 
 
+def prepend_prefix(key: Array, value: Array, bias: Array, prefix: dict
+                   ) -> tuple[Array, Array, Array]:
+    """Puts a layer's deep-prompt keys and values before the real ones.
+
+    key, value [B, T_k, heads, d_kv]; prefix {"key", "value"} [P, heads * d_kv]; bias
+    [B|1, heads|1, T_q, T_k]. Returns [B, P + T_k, heads, d_kv] twice and the bias with P
+    zero columns in front: every query sees every prefix position, without position bias.
+    """
+    batch, _, heads, d_kv = key.shape
+
+    def expand(rows: Array) -> Array:
+        rows = rows.reshape(1, rows.shape[0], heads, d_kv).astype(key.dtype)
+        return jnp.broadcast_to(rows, (batch,) + rows.shape[1:])
+
+    length = prefix["key"].shape[0]
+    bias = jnp.pad(bias, [(0, 0)] * (bias.ndim - 1) + [(length, 0)])
+    return (jnp.concatenate([expand(prefix["key"]), key], axis=1),
+            jnp.concatenate([expand(prefix["value"]), value], axis=1), bias)
+
+
 def attention_bias(mask: Array) -> Array:
     """Additive bias from a boolean key mask [B, T_k] or [B, T_q, T_k]: [B, 1, T_q|1, T_k]."""
     if mask.ndim == 2:
@@ -148,6 +169,7 @@ class MultiHeadAttention(nn.Module):
 
     With `decode=True` keys and values are appended to a cache of shape [B, S_max, heads, d_kv]
     (self-attention only): initialise it by running once with full-length dummy inputs.
+    A deep-prompt `prefix` ({"key", "value"} [P, K]) goes before the (cached) keys.
     """
 
     config: T5Config
@@ -155,7 +177,8 @@ class MultiHeadAttention(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x_q: Array, x_kv: Array, bias: Array) -> Array:
+    def __call__(self, x_q: Array, x_kv: Array, bias: Array, prefix: dict | None = None
+                 ) -> Array:
         """x_q [B, T_q, H], x_kv [B, T_k, H], additive bias [B|1, heads|1, T_q, T_k] -> [B, T_q, H]."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
@@ -168,6 +191,8 @@ class MultiHeadAttention(nn.Module):
         query, key, value = split(query), split(key), split(value)
         if self.decode:
             key, value = self._update_cache(key, value)
+        if prefix is not None:
+            key, value, bias = prepend_prefix(key, value, bias, prefix)
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32) + bias
         weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
         weights = nn.Dropout(c.dropout_rate)(weights, deterministic=self.deterministic)
@@ -212,18 +237,22 @@ class MlpBlock(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Pre-norm self-attention and MLP with residuals. Scan-compatible: (x, bias) -> (x, None)."""
+    """Pre-norm self-attention and MLP with residuals.
+
+    Scan-compatible: (x, bias, prefix) -> (x, None), `prefix` this layer's deep prompt or None.
+    """
 
     config: T5Config
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x: Array, bias: Array) -> tuple[Array, None]:
+    def __call__(self, x: Array, bias: Array, prefix: dict | None = None
+                 ) -> tuple[Array, None]:
         c = self.config
         dtype = jnp.dtype(c.dtype)
         dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_attention_layer_norm")(x)
-        h = MultiHeadAttention(c, self.deterministic, name="attention")(h, h, bias)
+        h = MultiHeadAttention(c, self.deterministic, name="attention")(h, h, bias, prefix)
         x = x + dropout(h)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(x)
         x = x + dropout(MlpBlock(c, self.deterministic, name="mlp")(h))
@@ -238,14 +267,14 @@ class DecoderLayer(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, y: Array, self_bias: Array, encoded: Array, cross_bias: Array
-                 ) -> tuple[Array, None]:
+    def __call__(self, y: Array, self_bias: Array, encoded: Array, cross_bias: Array,
+                 prefix: dict | None = None) -> tuple[Array, None]:
         c = self.config
         dtype = jnp.dtype(c.dtype)
         dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_self_attention_layer_norm")(y)
         h = MultiHeadAttention(c, self.deterministic, self.decode, name="self_attention")(
-            h, h, self_bias)
+            h, h, self_bias, prefix)
         y = y + dropout(h)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_cross_attention_layer_norm")(y)
         h = MultiHeadAttention(c, self.deterministic, name="encoder_decoder_attention")(
@@ -263,20 +292,26 @@ _REMAT_POLICIES = {
 
 
 def _run_layers(layer_cls, config: T5Config, num_layers: int, carry: Array, *broadcast,
-                **layer_kwargs) -> Array:
-    """Applies `num_layers` layers: named layers_i, or one scanned `layers` with a layer axis."""
+                prefixes: dict | None = None, **layer_kwargs) -> Array:
+    """Applies `num_layers` layers: named layers_i, or one scanned `layers` with a layer axis.
+
+    `broadcast` arguments reach every layer whole; `prefixes` ([L, ...] leaves or None) are
+    sliced along their first axis, layer i getting row i.
+    """
     if config.remat_policy != "none":
         layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[config.remat_policy],
                              prevent_cse=not config.scan_layers)
     if config.scan_layers:
         stack = nn.scan(layer_cls, variable_axes={"params": 0, "cache": 0},
                         split_rngs={"params": True, "dropout": True},
-                        in_axes=(nn.broadcast,) * len(broadcast), length=num_layers,
+                        in_axes=(nn.broadcast,) * len(broadcast) + (0,), length=num_layers,
                         metadata_params={nn.PARTITION_NAME: "layers"})
-        carry, _ = stack(config, name="layers", **layer_kwargs)(carry, *broadcast)
+        carry, _ = stack(config, name="layers", **layer_kwargs)(carry, *broadcast, prefixes)
         return carry
     for i in range(num_layers):
-        carry, _ = layer_cls(config, name=f"layers_{i}", **layer_kwargs)(carry, *broadcast)
+        layer_prefix = jax.tree.map(lambda t: t[i], prefixes)
+        carry, _ = layer_cls(config, name=f"layers_{i}", **layer_kwargs)(carry, *broadcast,
+                                                                         layer_prefix)
     return carry
 
 
@@ -287,7 +322,8 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, input_ids: Array, prompt: Array | None = None,
                  prompt_mask: Array | None = None, prompt_mode: str = "prefix",
-                 deterministic: bool = True) -> tuple[Array, Array]:
+                 deterministic: bool = True, deep_prompt: dict | None = None
+                 ) -> tuple[Array, Array]:
         """input_ids [B, T] -> (encoded [B, P + T, H], mask [B, P + T] bool)."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
@@ -300,7 +336,9 @@ class Encoder(nn.Module):
         length = x.shape[1]
         bias = (RelativePositionBias(c, bidirectional=True, name="relpos_bias")(length, length)
                 + attention_bias(mask))
-        x = _run_layers(EncoderLayer, c, c.num_layers, x, bias, deterministic=deterministic)
+        x = _run_layers(EncoderLayer, c, c.num_layers, x, bias,
+                        prefixes=layer_prefixes(deep_prompt, "encoder"),
+                        deterministic=deterministic)
         x = RMSNorm(c.layer_norm_epsilon, dtype, name="encoder_norm")(x)
         return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic), mask
 
@@ -311,7 +349,8 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_ids: Array,
-                 deterministic: bool = True, decode: bool = False) -> Array:
+                 deterministic: bool = True, decode: bool = False,
+                 deep_prompt: dict | None = None) -> Array:
         """encoded [B, T, H], encoder_mask [B, T], decoder_input_ids [B, S] -> logits [B, S, V].
 
         With `decode=True`, S is the number of new positions (usually 1) and positions come
@@ -324,7 +363,8 @@ class Decoder(nn.Module):
         self_bias = self._self_attention_bias(decoder_input_ids.shape[1], decode)
         cross_bias = attention_bias(encoder_mask)
         y = _run_layers(DecoderLayer, c, c.num_decoder_layers, y, self_bias, encoded.astype(dtype),
-                        cross_bias, deterministic=deterministic, decode=decode)
+                        cross_bias, prefixes=layer_prefixes(deep_prompt, "decoder"),
+                        deterministic=deterministic, decode=decode)
         y = RMSNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(y)
         y = nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
         if c.tie_word_embeddings:
@@ -362,7 +402,8 @@ class T5(nn.Module):
     """T5 encoder-decoder with an optional soft prompt in front of the encoder inputs.
 
     `T5(config).apply({"params": params}, encoder_input_ids, decoder_input_ids, prompt=None)`
-    returns float32 logits [B, S, V].
+    returns float32 logits [B, S, V]. `deep_prompt` (see jaxprompt.deep_prompts) adds
+    trainable keys and values to every encoder (and optionally decoder) self-attention.
     """
 
     config: T5Config
@@ -375,23 +416,30 @@ class T5(nn.Module):
 
     def encode(self, encoder_input_ids: Array, prompt: Array | None = None,
                prompt_mask: Array | None = None, prompt_mode: str = "prefix",
-               enable_dropout: bool = False) -> tuple[Array, Array]:
+               enable_dropout: bool = False, deep_prompt: dict | None = None
+               ) -> tuple[Array, Array]:
         """encoder_input_ids [B, T], prompt [P, H] | [B, P, H] -> ([B, P + T, H], mask [B, P + T])."""
+        if deep_prompt is not None:
+            check_deep_prompt(deep_prompt, self.config)
         return self.encoder(encoder_input_ids, prompt, prompt_mask, prompt_mode,
-                            deterministic=not enable_dropout)
+                            deterministic=not enable_dropout, deep_prompt=deep_prompt)
 
     def decode(self, encoded: Array, encoder_mask: Array, decoder_input_ids: Array,
-               enable_dropout: bool = False, decode: bool = False) -> Array:
+               enable_dropout: bool = False, decode: bool = False,
+               deep_prompt: dict | None = None) -> Array:
         """Logits [B, S, V] for decoder_input_ids [B, S] (shifted targets, start id 0)."""
         return self.decoder(encoded, encoder_mask, decoder_input_ids,
-                            deterministic=not enable_dropout, decode=decode)
+                            deterministic=not enable_dropout, decode=decode,
+                            deep_prompt=deep_prompt)
 
     def __call__(self, encoder_input_ids: Array, decoder_input_ids: Array,
                  prompt: Array | None = None, prompt_mask: Array | None = None,
-                 prompt_mode: str = "prefix", enable_dropout: bool = False) -> Array:
+                 prompt_mode: str = "prefix", enable_dropout: bool = False,
+                 deep_prompt: dict | None = None) -> Array:
         encoded, mask = self.encode(encoder_input_ids, prompt, prompt_mask, prompt_mode,
-                                    enable_dropout)
-        return self.decode(encoded, mask, decoder_input_ids, enable_dropout)
+                                    enable_dropout, deep_prompt)
+        return self.decode(encoded, mask, decoder_input_ids, enable_dropout,
+                           deep_prompt=deep_prompt)
 
 
 def init_params(config: T5Config, rng: Array, batch: int = 1, length: int = 8) -> dict:

@@ -1,0 +1,131 @@
+"""Deep prompts (prefix tuning, P-tuning v2): trainable keys and values in every layer.
+
+A deep prompt is a pure pytree of float32 arrays, the trainable subtree "deep_prompt":
+  encoder_key, encoder_value  [L_enc, P, K]  prepended to every encoder self-attention;
+  decoder_key, decoder_value  [L_dec, P, K]  optional, decoder self-attention;
+with K = num_heads * d_kv. Prefix positions are visible to every query, get no relative
+position bias and are never cached (the KV cache holds real tokens only). Logical axes
+("layers", "prompt", "joined_kv"): the default rules shard K over the model axis, like
+the frozen key/value kernels.
+
+Hugging Face PEFT's PREFIX_TUNING cannot hold these for T5: PEFT passes its prefixes as
+`past_key_values`, which transformers' T5 gives to the decoder only (the encoder has no
+past), and it places them at relative positions before the decoder's tokens. So a deep
+prompt stays a jaxprompt checkpoint (`deep_prompt.npz`); the README says so.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprompt.config import T5Config
+from jaxprompt.prompts import FIRST_REGULAR_ID
+
+DEEP_PROMPT_AXES = ("layers", "prompt", "joined_kv")
+DEEP_PROMPT_FILE = "deep_prompt.npz"
+
+
+class DeepPromptError(ValueError):
+    """A deep prompt whose keys or shapes do not fit the model."""
+
+
+def expected_shapes(config: T5Config, length: int, decoder: bool) -> dict[str, tuple]:
+    inner = config.num_heads * config.d_kv
+    shapes = {"encoder_key": (config.num_layers, length, inner),
+              "encoder_value": (config.num_layers, length, inner)}
+    if decoder:
+        shapes.update(decoder_key=(config.num_decoder_layers, length, inner),
+                      decoder_value=(config.num_decoder_layers, length, inner))
+    return shapes
+
+
+def check_deep_prompt(deep_prompt: dict, config: T5Config) -> None:
+    """Raises DeepPromptError naming the key and the expected shape."""
+    decoder = "decoder_key" in deep_prompt or "decoder_value" in deep_prompt
+    encoder_key_shape = np.shape(deep_prompt.get("encoder_key", ()))
+    length = encoder_key_shape[1] if len(encoder_key_shape) == 3 else 0
+    expected = expected_shapes(config, length, decoder)
+    if set(deep_prompt) != set(expected):
+        raise DeepPromptError(f"A deep prompt holds {sorted(expected)}; got {sorted(deep_prompt)}.")
+    for name, shape in expected.items():
+        if tuple(np.shape(deep_prompt[name])) != shape:
+            raise DeepPromptError(
+                f"deep_prompt[{name!r}] has shape {tuple(np.shape(deep_prompt[name]))}; this "
+                f"model needs {shape} ([layers, P, num_heads * d_kv]).")
+
+
+def layer_prefixes(deep_prompt: dict | None, stack: str) -> dict | None:
+    """{"key", "value"} [L, P, K] of one stack ("encoder" or "decoder"), or None."""
+    if deep_prompt is None or f"{stack}_key" not in deep_prompt:
+        return None
+    return {"key": deep_prompt[f"{stack}_key"], "value": deep_prompt[f"{stack}_value"]}
+
+
+def _rms_normalize(x: jax.Array, scale: jax.Array, epsilon: float) -> jax.Array:
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + epsilon)
+    return x * scale
+
+
+def _stack_params(stack: dict, num_layers: int) -> list[dict]:
+    """Per-layer param dicts of a scanned (`layers`, layer axis first) or unscanned stack."""
+    if "layers" in stack:
+        return [jax.tree.map(lambda a, i=i: a[i], stack["layers"]) for i in range(num_layers)]
+    return [stack[f"layers_{i}"] for i in range(num_layers)]
+
+
+def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int,
+                     decoder: bool = False, sample_top_k: int = 5000) -> dict:
+    """Keys and values of P sampled vocabulary tokens, through each frozen layer's projections.
+
+    Each layer's prefix starts as the key and value that layer would compute for the
+    embeddings of P frequent tokens (after its pre-attention norm), so it begins in the
+    range the frozen attention expects. Returns float32 arrays (see `expected_shapes`).
+    """
+    if not isinstance(length, int) or length < 1:
+        raise DeepPromptError(f"Deep prompt length must be a positive integer, got {length!r}.")
+    embedding = params["token_embedder"]["embedding"]
+    top_k = min(sample_top_k, embedding.shape[0] - FIRST_REGULAR_ID)
+    ids = FIRST_REGULAR_ID + jax.random.choice(rng, top_k, (length,), replace=length > top_k)
+    rows = jnp.take(embedding, ids, axis=0).astype(jnp.float32)  # [P, H]
+
+    def project(stack: str, num_layers: int, norm: str, attention: str) -> dict:
+        keys, values = [], []
+        for layer in _stack_params(params[stack], num_layers):
+            h = _rms_normalize(rows, layer[norm]["scale"].astype(jnp.float32),
+                               config.layer_norm_epsilon)
+            keys.append(h @ layer[attention]["key"]["kernel"].astype(jnp.float32))
+            values.append(h @ layer[attention]["value"]["kernel"].astype(jnp.float32))
+        return {f"{stack}_key": jnp.stack(keys), f"{stack}_value": jnp.stack(values)}
+
+    deep_prompt = project("encoder", config.num_layers, "pre_attention_layer_norm", "attention")
+    if decoder:
+        deep_prompt.update(project("decoder", config.num_decoder_layers,
+                                   "pre_self_attention_layer_norm", "self_attention"))
+    check_deep_prompt(deep_prompt, config)
+    return deep_prompt
+
+
+def logical_axes(deep_prompt: dict) -> dict:
+    return {name: jax.sharding.PartitionSpec(*DEEP_PROMPT_AXES) for name in deep_prompt}
+
+
+def save_deep_prompt(path: str, deep_prompt: dict) -> None:
+    """Writes the arrays to one .npz (float32)."""
+    np.savez(path, **{k: np.asarray(v, np.float32) for k, v in deep_prompt.items()})
+
+
+def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
+    """Reads a `deep_prompt.npz`; with `config`, checks it fits that model."""
+    try:
+        with np.load(path) as data:
+            deep_prompt = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise DeepPromptError(f"{path}: not a readable deep prompt .npz ({e}).") from e
+    if config is not None:
+        try:
+            check_deep_prompt(deep_prompt, config)
+        except DeepPromptError as e:
+            raise DeepPromptError(f"{path}: {e}") from e
+    return deep_prompt
