@@ -343,12 +343,11 @@ def _cmd_quickstart(args) -> int:
     return 0
 
 
-def _describe_prompt(path: str) -> None:
+def _describe_prompt(path: str, prompt) -> None:
     import numpy as np
 
-    from jaxprompt.prompt_files import detect_format, load_prompt
+    from jaxprompt.prompt_files import detect_format
 
-    prompt = load_prompt(path)
     norms = np.linalg.norm(prompt, axis=1)
     print(f"{path}: {detect_format(path)} prompt, shape {prompt.shape} (P, H), float32 as read; "
           f"finite: {bool(np.isfinite(prompt).all())}")
@@ -356,21 +355,12 @@ def _describe_prompt(path: str) -> None:
     print("  per position: " + " ".join(f"{n:.3g}" for n in norms))
 
 
-def _cmd_inspect(args) -> int:
+def _describe_model(path: str) -> None:
+    import jax
     import numpy as np
 
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
 
-    path = args.path
-    is_model = (os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json"))) or (
-        is_t5x_checkpoint(path) and not _has_prompt(path))
-    if not is_model:
-        _describe_prompt(path)
-        if args.model:
-            _neighbours(args, path)
-        return 0
-    import jax
     config, params = load_pretrained(path)
     leaves = jax.tree.leaves(params)
     count = sum(int(np.prod(x.shape)) for x in leaves)
@@ -378,18 +368,38 @@ def _cmd_inspect(args) -> int:
     print(f"{path}: T5 checkpoint, {count:,} parameters ({', '.join(dtypes)})")
     for key, value in config.architecture().items():
         print(f"  {key:<32} {value}")
+
+
+def _cmd_inspect(args) -> int:
+    from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
+    from jaxprompt.prompt_files import PromptFileError, load_prompt
+
+    path = args.path
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        _describe_model(path)
+        return 0
+    try:
+        prompt = load_prompt(path)  # Read once: described, then (with --model) interpreted.
+    except PromptFileError:
+        if not is_t5x_checkpoint(path):
+            raise
+        _describe_model(path)  # A T5X checkpoint of a whole model, not a prompt.
+        return 0
+    _describe_prompt(path, prompt)
+    if args.model:
+        _neighbours(args, path, prompt)
     return 0
 
 
-def _neighbours(args, path: str) -> None:
+def _neighbours(args, path: str, prompt) -> None:
     from jaxprompt import data
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.interpretation import nearest_tokens, plot_similarity
-    from jaxprompt.prompt_files import load_prompt
+    from jaxprompt.prompt_files import check_width
 
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
-    prompt = load_prompt(path, d_model=config.d_model)
+    check_width(prompt, config.d_model, path)
     ids, scores = nearest_tokens(prompt, params["token_embedder"]["embedding"], args.neighbours,
                                  vocab_size=vocab.vocab_size)
     print(f"  nearest tokens by cosine similarity to {args.model}'s embedding:")
@@ -400,15 +410,6 @@ def _neighbours(args, path: str) -> None:
     heatmap = args.heatmap or os.path.splitext(os.path.basename(path.rstrip("/")))[0] + \
         "_similarity.png"
     print(f"  position similarity heatmap: {plot_similarity(prompt, heatmap)}")
-
-
-def _has_prompt(path: str) -> bool:
-    from jaxprompt.prompt_files import PromptFileError, load_prompt
-    try:
-        load_prompt(path)
-        return True
-    except PromptFileError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,8 +148,14 @@ def load_prompt(path: str | os.PathLike, d_model: int | None = None) -> np.ndarr
         prompt = _read_t5x(path)
     if prompt.ndim != 2:
         raise PromptFileError(f"{path}: a prompt is [P, H]; found shape {prompt.shape}.")
-    if d_model is not None and prompt.shape[1] != d_model:
+    if d_model is not None:
+        check_width(prompt, d_model, path)
+    return prompt.astype(np.float32)
+
+
+def check_width(prompt: np.ndarray, d_model: int, path: str) -> None:
+    """Raises PromptFileError unless the prompt [P, H] has H == d_model."""
+    if prompt.shape[1] != d_model:
         raise PromptFileError(f"{path}: prompt width {prompt.shape[1]} does not match the "
                               f"model's d_model {d_model}; this prompt was trained for another "
                               "model size.")
-    return prompt.astype(np.float32)

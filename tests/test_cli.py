@@ -134,3 +134,30 @@ def test_prefix_tuning_train_eval_and_export_refusal(tmp_path, model_dir, files,
     assert main(["export", "--checkpoint", str(output_dir), "--format", "peft",
                  "--out", str(tmp_path / "adapter")]) == 2
     assert "a deep prompt alone cannot be exported" in capsys.readouterr().err
+
+
+def test_inspect_prompt_with_model_names_its_nearest_tokens(tmp_path, model_dir, capsys):
+    from jaxprompt.data import vocabulary
+    embedding = np.asarray(jaxprompt.load_pretrained(model_dir)[1]["token_embedder"]["embedding"])
+    word_ids = [vocabulary().encode("positive")[0], vocabulary().encode("movie")[0]]
+    prompt_path = tmp_path / "two_words.npy"
+    np.save(prompt_path, 3.0 * embedding[word_ids])  # cosine ignores the scale
+    heatmap = tmp_path / "heat.png"
+    assert main(["inspect", str(prompt_path), "--model", model_dir, "--neighbours", "1",
+                 "--heatmap", str(heatmap)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.strip()[:2] in ("0:", "1:")]
+    assert "shape (2, 16)" in lines[0]
+    assert "positive (1.00)" in rows[0] and "movie (1.00)" in rows[1], rows
+    assert heatmap.exists()
+    np.save(prompt_path, np.zeros((2, 8), np.float32))
+    assert main(["inspect", str(prompt_path), "--model", model_dir]) == 2
+    assert "prompt width 8 does not match the model's d_model 16" in capsys.readouterr().err
+
+
+def test_inspect_t5x_model_checkpoint_is_described_as_a_model(capsys):
+    from tests.conftest import shared_path
+    path = shared_path("fixtures", "t5x_checkpoint", "t5x_test_t5_tiny", "test_t5_tiny.checkpoint_0")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "T5 checkpoint, " in out and "d_model" in out and " 8\n" in out
