@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.train_helpers import TINY, synthetic_batch, synthetic_batches, tiny_frozen
+from tests.train_helpers import TINY, run_steps, synthetic_batch, synthetic_batches, tiny_frozen
 
 from jaxprompt import deep_prompts, evaluation, optimizers, partitioning, train
 from jaxprompt.models.scan import stack_layers
@@ -156,10 +156,7 @@ def test_training_moves_only_the_deep_prompt_sharded_over_the_model_axis():
         jax.sharding.PartitionSpec(None, None, "model")
     frozen = jax.device_put(frozen_host, steps.frozen_shardings)
     state = jax.device_put(state, steps.state_shardings)
-    losses = []
-    for i in range(6):
-        state, metrics = steps.train_step(state, frozen, synthetic_batch(i))
-        losses.append(float(metrics["loss"]))
+    state, losses = run_steps(steps, state, frozen, 6)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, frozen), reference)
     assert set(state.trainable) == {"deep_prompt"}
     for name, before in initial.items():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.train_helpers import TINY, synthetic_batch, synthetic_batches, tiny_frozen
+from tests.train_helpers import TINY, run_steps, synthetic_batch, synthetic_batches, tiny_frozen
 from tests.train_worker import three_steps, trainer_run
 
 from jaxprompt import optimizers, partitioning, train
@@ -40,10 +40,7 @@ def test_frozen_weights_bit_identical_prompt_moves_state_is_prompt_only():
     _, state, steps = _setup()
     initial_prompt = np.array(state.trainable["prompt"])
     frozen = jax.device_put(frozen_host, steps.frozen_shardings)
-    losses = []
-    for i in range(8):
-        state, metrics = steps.train_step(state, frozen, synthetic_batch(i))
-        losses.append(float(metrics["loss"]))
+    state, losses = run_steps(steps, state, frozen, 8)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, frozen), reference)
     assert np.abs(np.asarray(state.trainable["prompt"]) - initial_prompt).max() > 1e-3
     frozen_shapes = {tuple(x.shape) for x in jax.tree.leaves(reference) if x.ndim >= 1}

@@ -40,3 +40,12 @@ def synthetic_batches(position: int, **kwargs):
     while True:
         yield synthetic_batch(index, **kwargs)
         index += 1
+
+
+def run_steps(steps, state, frozen, count: int):
+    """`count` jitted train steps on synthetic batches 0..count-1: (state, losses)."""
+    losses = []
+    for i in range(count):
+        state, metrics = steps.train_step(state, frozen, synthetic_batch(i))
+        losses.append(float(metrics["loss"]))
+    return state, losses

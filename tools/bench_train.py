@@ -65,7 +65,9 @@ def run_jax(args) -> dict:
     from jaxprompt.config import T5Config
     from jaxprompt.models.t5 import T5, init_params
 
-    config = T5Config.preset(args.preset).replace(dropout_rate=0.0, dtype=args.dtype)
+    config = T5Config.preset(args.preset).replace(dropout_rate=0.0, dtype=args.dtype,
+                                                  scan_layers=args.scan,
+                                                  remat_policy=args.remat)
     frozen = init_params(config, jax.random.key(0))
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     prompt = jax.random.uniform(jax.random.key(1), (args.prompt_length, config.d_model),
@@ -162,6 +164,10 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=128)
     parser.add_argument("--targets", type=int, default=8)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--scan", action=argparse.BooleanOptionalAction, default=False,
+                        help="jaxprompt: layers under nn.scan")
+    parser.add_argument("--remat", default="none", choices=["none", "minimal", "full"],
+                        help="jaxprompt: rematerialisation policy of each layer")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -176,7 +182,8 @@ def main() -> None:
     results = {}
     for side in ("jax", "peft"):
         command = [sys.executable, __file__, "--only", side] + [
-            f"--{k}={v}" for k, v in vars(args).items() if k != "only"]
+            (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}"
+            for k, v in vars(args).items() if k != "only"]
         out = subprocess.run(command, env=env, capture_output=True, text=True)
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
         if out.returncode or not line:
@@ -186,7 +193,8 @@ def main() -> None:
     jx, pt = results["jax"], results["peft"]
     print(f"config: {args.preset}, P={args.prompt_length}, batch {args.batch}, "
           f"inputs {args.inputs}, targets {args.targets}, {args.dtype}, {args.threads} threads, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+          f"median of {args.steps} steps after {args.warmup} warm-up; jaxprompt "
+          f"{'scanned' if args.scan else 'per-layer'}, remat {args.remat}")
     print(f"{'':12}{'ms/step':>10}{'ex/s':>9}{'peak RSS MiB':>14}")
     for name, r in (("jaxprompt", jx), ("PEFT", pt)):
         print(f"{name:12}{1000 * r['step_s']:10.1f}{r['examples_per_s']:9.2f}"
