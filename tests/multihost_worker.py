@@ -2,7 +2,8 @@
 
   python -m tests.multihost_worker PROCESS_ID NUM_PROCESSES PORT OUTPUT_DIR
 Each process has 4 CPU devices (XLA_FLAGS set by the parent) and feeds only its own rows of
-every global batch of 8.
+every global batch of 8. The mesh is (data 2, model 4): one process per data row, the deep
+prompt split over each process's 4 devices.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ def main(process_id: int, num_processes: int, port: int, output_dir: str) -> Non
         for batch in synthetic_batches(position):
             yield {k: v[process_id * rows:(process_id + 1) * rows] for k, v in batch.items()}
 
-    result = run(output_dir, local_rows)
+    result = run(output_dir, local_rows, mesh_shape=(2, 4))
+    from jaxprompt.deep_prompts import save_deep_prompt
     from jaxprompt.distributed import fetch
-    np.save(f"{output_dir}/prompt_process_{process_id}.npy", fetch(result.state.trainable["prompt"]))
+    trainable = fetch(result.state.trainable)
+    np.save(f"{output_dir}/prompt_process_{process_id}.npy", trainable["prompt"])
+    save_deep_prompt(f"{output_dir}/deep_prompt_process_{process_id}.npz", trainable["deep_prompt"])
 
 
 if __name__ == "__main__":

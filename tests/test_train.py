@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from tests.train_worker import three_steps, trainer_run
 
 from jaxprompt import optimizers, partitioning, train
 from jaxprompt.checkpoints import CheckpointError
+from jaxprompt.deep_prompts import load_deep_prompt
 from jaxprompt.models.t5 import T5, init_params
 from jaxprompt.trainer import TrainerConfig, TrainingError
 from jaxprompt.trainer import train as run_training
@@ -208,9 +210,13 @@ def test_two_process_multihost_matches_one_process(tmp_path):
                for i in range(2)]
     for worker in workers:
         assert worker.wait(timeout=600) == 0
+    expected_deep = jax.tree.map(np.asarray, reference.state.trainable["deep_prompt"])
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
     for i in range(2):
-        np.testing.assert_allclose(np.load(output_dir / f"prompt_process_{i}.npy"), expected,
-                                   rtol=1e-5, atol=1e-5)
+        close(np.load(output_dir / f"prompt_process_{i}.npy"), expected)
+        jax.tree.map(close, load_deep_prompt(str(output_dir / f"deep_prompt_process_{i}.npz")),
+                     expected_deep)
     # Orbax wrote one checkpoint from both processes; it restores to the same prompt.
-    np.testing.assert_allclose(np.load(output_dir / "checkpoints" / "3" / "prompt.npy"), expected,
-                               rtol=1e-5, atol=1e-5)
+    close(np.load(output_dir / "checkpoints" / "3" / "prompt.npy"), expected)
+    jax.tree.map(close, load_deep_prompt(str(output_dir / "checkpoints" / "3" /
+                                             "deep_prompt.npz")), expected_deep)

@@ -36,6 +36,7 @@ class Plan:
     peak_gib: float
     tflops: float
     compile_s: float
+    error: str = ""  # why XLA refused to compile it (e.g. out of HBM), if it did
 
 
 def devices_for(args):
@@ -48,7 +49,8 @@ def devices_for(args):
 
 
 def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str,
-         label: str = "") -> tuple[Plan, Plan]:
+         label: str = "", with_eval: bool = True) -> tuple[Plan, ...]:
+    """(train plan, eval plan), or (train plan,) without `with_eval`."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -83,7 +85,15 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
 
     def compiled_plan(fn, fn_args, name):
         start = time.perf_counter()
-        compiled = fn.lower(*fn_args).compile()
+        try:
+            compiled = fn.lower(*fn_args).compile()
+        except jax.errors.JaxRuntimeError as e:
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            nan = float("nan")
+            reason = str(e).split("\n")[0].split(": ", 1)[-1]
+            return Plan(f"{label or preset} {name}", nan, nan, nan, nan, nan, nan,
+                        time.perf_counter() - start, error=reason)
         seconds = time.perf_counter() - start
         memory = compiled.memory_analysis()
         cost = compiled.cost_analysis()
@@ -95,8 +105,9 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
                     alias / GIB, peak / GIB, float(cost.get("flops", 0.0)) / 1e12, seconds)
 
     train_plan = compiled_plan(steps.train_step, (state, frozen, batch), "train")
-    eval_plan = compiled_plan(steps.eval_step, (state.trainable, frozen, batch), "eval")
-    return train_plan, eval_plan
+    if not with_eval:
+        return (train_plan,)
+    return train_plan, compiled_plan(steps.eval_step, (state.trainable, frozen, batch), "eval")
 
 
 def print_header(args, devices) -> None:
@@ -109,6 +120,9 @@ def print_header(args, devices) -> None:
 
 
 def print_plan(p: Plan) -> None:
+    if p.error:
+        print(f"{p.label:<40}does not fit: {p.error}", flush=True)
+        return
     print(f"{p.label:<40}{p.argument_gib:9.2f}{p.output_gib:9.2f}{p.temp_gib:10.2f}"
           f"{p.alias_gib:10.2f}{p.peak_gib:10.2f}{p.tflops:10.2f}{p.compile_s:11.1f}", flush=True)
 
@@ -160,7 +174,7 @@ def main() -> None:
                     ("bf16 weights, per-layer, remat full", "bfloat16", False, "full")]
         for label, dtype, scan, remat in variants:
             print_plan(plan(args.preset, args, devices, param_dtype=dtype, scan=scan,
-                            remat=remat, label=label)[0])
+                            remat=remat, label=label, with_eval=False)[0])
     else:
         for p in plan(args.preset, args, devices, param_dtype=args.param_dtype,
                       scan=not args.no_scan, remat=args.remat):
