@@ -58,6 +58,7 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
 
     from jaxprompt import optimizers, partitioning, train
     from jaxprompt.config import T5Config
+    from jaxprompt.deep_prompts import expected_shapes
     from jaxprompt.models.t5 import T5, logical_axes, param_shapes
 
     config = T5Config.preset(preset).replace(dtype=args.compute_dtype, scan_layers=scan,
@@ -70,7 +71,12 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
                                                              sharding=sh), shapes, shardings)
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     prompt = jax.ShapeDtypeStruct((args.prompt_length, config.d_model), jnp.float32)
-    abstract_state = jax.eval_shape(lambda p: train.init_train_state(p, optimizer, 0), prompt)
+    deep_prompt = None
+    if args.deep_prompt_length:
+        deep_prompt = {name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in
+                       expected_shapes(config, args.deep_prompt_length, decoder=False).items()}
+    abstract_state = jax.eval_shape(
+        lambda p, d: train.init_train_state(p, optimizer, 0, deep_prompt=d), prompt, deep_prompt)
     steps = train.shard_steps(T5(config), optimizer, train.StepConfig(), abstract_state, mesh,
                               rules)
     state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
@@ -114,7 +120,9 @@ def print_header(args, devices) -> None:
     print(f"target: {args.topology or f'{len(devices)} CPU devices'} "
           f"({devices[0].device_kind}), mesh (data, model) = {tuple(args.mesh)}; batch "
           f"{args.batch}, inputs {args.inputs} + prompt {args.prompt_length}, targets "
-          f"{args.targets}; compute {args.compute_dtype}")
+          f"{args.targets}; compute {args.compute_dtype}"
+          + (f"; deep prompt {args.deep_prompt_length} per encoder layer"
+             if args.deep_prompt_length else ""))
     print(f"{'step':<40}{'args GiB':>9}{'out GiB':>9}{'temp GiB':>10}{'alias GiB':>10}"
           f"{'peak GiB':>10}{'TFLOP/dev':>10}{'compile s':>11}", flush=True)
 
@@ -145,6 +153,8 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=512)
     parser.add_argument("--targets", type=int, default=16)
     parser.add_argument("--prompt_length", type=int, default=100)
+    parser.add_argument("--deep_prompt_length", type=int, default=0,
+                        help="also train a deep prompt of this length in every encoder layer")
     parser.add_argument("--param_dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--compute_dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--no_scan", action="store_true", help="per-layer params, no nn.scan")
