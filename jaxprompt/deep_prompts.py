@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
-from jaxprompt.prompts import FIRST_REGULAR_ID
+from jaxprompt.prompts import sample_rows
 
 DEEP_PROMPT_AXES = ("layers", "prompt", "joined_kv")
 DEEP_PROMPT_FILE = "deep_prompt.npz"
@@ -68,13 +68,6 @@ def _rms_normalize(x: jax.Array, scale: jax.Array, epsilon: float) -> jax.Array:
     return x * scale
 
 
-def _stack_params(stack: dict, num_layers: int) -> list[dict]:
-    """Per-layer param dicts of a scanned (`layers`, layer axis first) or unscanned stack."""
-    if "layers" in stack:
-        return [jax.tree.map(lambda a, i=i: a[i], stack["layers"]) for i in range(num_layers)]
-    return [stack[f"layers_{i}"] for i in range(num_layers)]
-
-
 def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int,
                      decoder: bool = False, sample_top_k: int = 5000) -> dict:
     """Keys and values of P sampled vocabulary tokens, through each frozen layer's projections.
@@ -85,14 +78,14 @@ def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int
     """
     if not isinstance(length, int) or length < 1:
         raise DeepPromptError(f"Deep prompt length must be a positive integer, got {length!r}.")
-    embedding = params["token_embedder"]["embedding"]
-    top_k = min(sample_top_k, embedding.shape[0] - FIRST_REGULAR_ID)
-    ids = FIRST_REGULAR_ID + jax.random.choice(rng, top_k, (length,), replace=length > top_k)
-    rows = jnp.take(embedding, ids, axis=0).astype(jnp.float32)  # [P, H]
+    from jaxprompt.models.scan import unstack_layers  # here: models.t5 imports this module
+    rows = sample_rows(rng, params["token_embedder"]["embedding"], length, sample_top_k)  # [P, H]
+    if "layers" in params["encoder"]:  # scanned: per-layer views of the stacked kernels
+        params = unstack_layers(params, config)
 
     def project(stack: str, num_layers: int, norm: str, attention: str) -> dict:
         keys, values = [], []
-        for layer in _stack_params(params[stack], num_layers):
+        for layer in (params[stack][f"layers_{i}"] for i in range(num_layers)):
             h = _rms_normalize(rows, layer[norm]["scale"].astype(jnp.float32),
                                config.layer_norm_epsilon)
             keys.append(h @ layer[attention]["key"]["kernel"].astype(jnp.float32))

@@ -64,7 +64,7 @@ def uniform(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.A
                               config.uniform_range)
 
 
-def _sample_rows(rng: jax.Array, embedding: jax.Array, count: int, top_k: int) -> jax.Array:
+def sample_rows(rng: jax.Array, embedding: jax.Array, count: int, top_k: int) -> jax.Array:
     """`count` embedding rows drawn from ids [3, 3 + top_k) (without replacement if possible)."""
     top_k = min(top_k, embedding.shape[0] - FIRST_REGULAR_ID)
     ids = FIRST_REGULAR_ID + jax.random.choice(rng, top_k, (count,), replace=count > top_k)
@@ -73,7 +73,7 @@ def _sample_rows(rng: jax.Array, embedding: jax.Array, count: int, top_k: int) -
 
 def sampled_vocab(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.Array:
     """Rows copied from the embeddings of the `sample_top_k` most frequent tokens."""
-    return _sample_rows(rng, embedding, config.length, config.sample_top_k)
+    return sample_rows(rng, embedding, config.length, config.sample_top_k)
 
 
 def _mean_embeddings(embedding: jax.Array, token_ids: tuple[tuple[int, ...], ...]) -> jax.Array:
@@ -95,7 +95,7 @@ def class_labels(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> 
     The paper's best initialisation. With more classes than P, the first P classes are used.
     """
     labels = _mean_embeddings(embedding, config.label_token_ids)[: config.length]
-    rest = _sample_rows(rng, embedding, config.length - labels.shape[0], config.sample_top_k)
+    rest = sample_rows(rng, embedding, config.length - labels.shape[0], config.sample_top_k)
     return jnp.concatenate([labels, rest], axis=0)
 
 
@@ -103,7 +103,7 @@ def text(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.Arra
     """The embeddings of a hard prompt's tokens, truncated to P or completed by sampled_vocab."""
     ids = [i for i in config.text_token_ids if i != 1][: config.length]
     rows = _mean_embeddings(embedding, tuple((i,) for i in ids))
-    rest = _sample_rows(rng, embedding, config.length - rows.shape[0], config.sample_top_k)
+    rest = sample_rows(rng, embedding, config.length - rows.shape[0], config.sample_top_k)
     return jnp.concatenate([rows, rest], axis=0)
 
 
