@@ -534,6 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     except known as e:
         print(f"jaxprompt {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        from jaxprompt.extras import missing_extra_message
+        message = missing_extra_message(e, f"jaxprompt {args.command}")
+        if message is None:
+            raise
+        print(f"jaxprompt {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

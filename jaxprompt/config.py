@@ -63,7 +63,10 @@ class T5Config:
         if self.remat_policy not in ("none", "full", "minimal"):
             problems.append(f"remat_policy={self.remat_policy!r} must be 'none', 'full' "
                             "or 'minimal'")
-        if not 0.0 <= self.dropout_rate < 1.0:
+        if not isinstance(self.layer_norm_epsilon, (int, float)) or not \
+                0.0 < self.layer_norm_epsilon < 1.0:
+            problems.append(f"layer_norm_epsilon={self.layer_norm_epsilon!r} must be in (0, 1)")
+        if not isinstance(self.dropout_rate, (int, float)) or not 0.0 <= self.dropout_rate < 1.0:
             problems.append(f"dropout_rate={self.dropout_rate!r} must be in [0, 1)")
         if problems:
             raise ConfigError("Invalid T5Config: " + "; ".join(problems))
@@ -99,10 +102,13 @@ class T5Config:
         if not isinstance(config, Mapping):
             source = os.fspath(config)
             try:
-                with open(source) as f:
+                with open(source, encoding="utf-8") as f:
                     config = json.load(f)
-            except (OSError, json.JSONDecodeError) as e:
-                raise ConfigError(f"Cannot read {source}: {e}") from e
+            except (OSError, ValueError, RecursionError) as e:  # JSON and UTF-8 errors
+                raise ConfigError(f"Cannot read {source}: {str(e)[:200]}") from None
+            if not isinstance(config, Mapping):
+                raise ConfigError(f"{source}: a JSON object is expected, found a "
+                                  f"{type(config).__name__}.")
         model_type = config.get("model_type")
         if model_type != "t5":
             raise ConfigError(
@@ -124,6 +130,9 @@ class T5Config:
             return T5Config(**kwargs)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from e
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ConfigError(f"{source}: a value has the wrong type or range "
+                              f"({type(e).__name__}: {str(e)[:200]}).") from None
 
     def to_hf_config(self) -> dict[str, Any]:
         """The transformers `config.json` dict of this architecture."""

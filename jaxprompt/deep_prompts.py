@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import zipfile
+
 import numpy as np
 
 from jaxprompt.config import T5Config
@@ -111,11 +113,17 @@ def save_deep_prompt(path: str, deep_prompt: dict) -> None:
 
 def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
     """Reads a `deep_prompt.npz`; with `config`, checks it fits that model."""
+    from jaxprompt.checkpoints.errors import PARSE_ERRORS
     try:
-        with np.load(path) as data:
-            deep_prompt = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise DeepPromptError(f"{path}: not a readable deep prompt .npz ({e}).") from e
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise DeepPromptError(f"{path}: a single array, not a deep prompt .npz.")
+            deep_prompt = {k: np.asarray(data[k]) for k in data.files}
+    except DeepPromptError:
+        raise
+    except PARSE_ERRORS + (zipfile.BadZipFile,) as e:
+        raise DeepPromptError(f"{path}: not a readable deep prompt .npz "
+                              f"({type(e).__name__}: {str(e)[:200]}).") from None
     if config is not None:
         try:
             check_deep_prompt(deep_prompt, config)

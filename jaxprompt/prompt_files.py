@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from jaxprompt.checkpoints.errors import PARSE_ERRORS, CheckpointError
+
 logger = logging.getLogger(__name__)
 
 PEFT_CONFIG = "adapter_config.json"
@@ -126,31 +128,55 @@ def _read_t5x(path: str) -> np.ndarray:
     return np.asarray(node)
 
 
+def _read(path: str, fmt: str) -> np.ndarray:
+    if fmt == "peft":
+        return _read_peft(path)
+    if fmt == "torch":
+        return _to_numpy(_torch_load(path), path)
+    if fmt == "npy":
+        return np.load(path, allow_pickle=False)
+    if fmt == "safetensors":
+        tensors = _read_safetensors(path)
+        if not tensors:
+            raise PromptFileError(f"{path}: holds no tensor.")
+        return _to_numpy(tensors if len(tensors) > 1 else next(iter(tensors.values())), path)
+    return _read_t5x(path)
+
+
 def load_prompt(path: str | os.PathLike, d_model: int | None = None) -> np.ndarray:
     """Reads a prompt in any supported format as float32 [P, H], checked against d_model."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise PromptFileError(f"{path}: no such prompt file or directory.")
     fmt = detect_format(path)
-    if fmt == "peft":
-        prompt = _read_peft(path)
-    elif fmt == "torch":
-        prompt = _to_numpy(_torch_load(path), path)
-    elif fmt == "npy":
-        try:
-            prompt = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise PromptFileError(f"{path}: not a plain numpy array ({e}).") from e
-    elif fmt == "safetensors":
-        tensors = _read_safetensors(path)
-        prompt = _to_numpy(tensors if len(tensors) > 1 else next(iter(tensors.values())), path)
-    else:
-        prompt = _read_t5x(path)
+    try:
+        prompt = _read(path, fmt)
+    except (PromptFileError, CheckpointError):
+        raise
+    except PARSE_ERRORS as e:
+        raise PromptFileError(f"{path}: cannot read this {fmt} prompt file, it is corrupt or "
+                              f"not a prompt ({type(e).__name__}: {str(e)[:200]}).") from None
+    if not isinstance(prompt, np.ndarray):
+        raise PromptFileError(f"{path}: holds a {type(prompt).__name__}, not an array.")
     if prompt.ndim != 2:
         raise PromptFileError(f"{path}: a prompt is [P, H]; found shape {prompt.shape}.")
+    if not np.issubdtype(prompt.dtype, np.number) or np.iscomplexobj(prompt):
+        raise PromptFileError(f"{path}: a prompt holds real numbers; found dtype {prompt.dtype}.")
     if d_model is not None:
         check_width(prompt, d_model, path)
-    return prompt.astype(np.float32)
+    prompt = prompt.astype(np.float32)
+    check_finite(prompt, path)
+    return prompt
+
+
+def check_finite(prompt: np.ndarray, path: str) -> None:
+    """Raises PromptFileError naming the first NaN or infinite entry of a prompt [P, H]."""
+    bad = np.argwhere(~np.isfinite(prompt))
+    if len(bad):
+        row, column = (int(i) for i in bad[0])
+        raise PromptFileError(f"{path}: the prompt holds {len(bad)} non-finite value(s) (NaN or "
+                              f"inf); the first is {prompt[row, column]} at row {row}, column "
+                              f"{column}. A prompt from a diverged run cannot be used.")
 
 
 def check_width(prompt: np.ndarray, d_model: int, path: str) -> None:

@@ -2,7 +2,8 @@
 
 Compares, on the 872 labelled SST-2 test sentences (GLUE dev): the majority class, the
 frozen model with a hard prompt (zero-shot), and prompt tuning (this run), with the
-paper's recipe scaled down (class-label init, Adafactor lr 0.3, batch 32).
+paper's recipe scaled down (class-label init, Adafactor lr 0.3, batch 32). Runs on the
+base install (`pip install jaxprompt`): no TensorFlow, torch or scikit-learn needed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 TINY_MODEL = os.path.join(ASSETS, "t5_tiny_lm")
 SST2_DIR = os.path.join(ASSETS, "sst2")
 HARD_PROMPT = "Is the sentiment of this sentence negative or positive?"
+VERBALIZER = {"0": "negative", "1": "positive"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,18 +26,29 @@ class QuickstartConfig:
     prompt_length: int = 20
     steps: int = 1200  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
     eval_every: int = 300
+    validation_rows: int | None = None  # None: all 500; fewer for a smoke test
+    test_rows: int | None = None  # None: all 872
 
 
-def sst2_task():
+def sst2_task(validation_rows: int | None = None, test_rows: int | None = None):
+    """The bundled SST-2 sentences as a task (optionally the first rows of validation/test)."""
     from jaxprompt.data import from_files
-    return from_files(train=os.path.join(SST2_DIR, "train.tsv"),
+    from jaxprompt.data.tasks import TEXT_TASKS, TextTask
+
+    task = from_files(train=os.path.join(SST2_DIR, "train.tsv"),
                       validation=os.path.join(SST2_DIR, "dev.tsv"),
                       test=os.path.join(SST2_DIR, "test.tsv"), input_template="sentence: {sentence}",
-                      target_field="label", verbalizer={"0": "negative", "1": "positive"},
-                      name="quickstart_sst2")
+                      target_field="label", verbalizer=VERBALIZER, name="quickstart_sst2")
+    if validation_rows is None and test_rows is None:
+        return task
+    rows = {"validation": validation_rows, "test": test_rows}
+    subset = dataclasses.replace(task, name="quickstart_sst2_subset",
+                                 load=lambda split: task.load(split)[:rows.get(split)])
+    TEXT_TASKS[subset.name] = subset
+    return subset
 
 
-def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
+def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     import jax
     import numpy as np
 
@@ -47,13 +60,13 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     start = time.time()
     config, params = load_pretrained(qc.model, dtype=np.float32)
     vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
-    task = sst2_task()
+    task = sst2_task(qc.validation_rows, qc.test_rows)
     run_config = RunConfig(steps=qc.steps, eval_every=qc.eval_every)
     lengths = data.Lengths(run_config.inputs_length, run_config.targets_length)
     test = task.examples("test")
     print(f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "
           f"params), SST-2: {len(task.examples('train'))} train / {len(task.examples('validation'))}"
-          f" validation / {len(test)} test sentences")
+          f" validation / {len(test)} test sentences", flush=True)
 
     majority_label = int(np.bincount([e["label"] for e in task.examples("train")]).argmax())
     majority = 100 * float(np.mean([e["label"] == majority_label for e in test]))
@@ -65,7 +78,7 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
     minutes = (time.time() - start) / 60
     rows = [("majority class", majority), (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
             (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned)]
-    print(f"\nSST-2 test accuracy (872 sentences), {minutes:.1f} min in all:")
+    print(f"\nSST-2 test accuracy ({len(test)} sentences), {minutes:.1f} min in all:")
     for name, value in rows:
         print(f"  {value:6.2f}  {name}")
     print(f"\nPrompt: {result.best_prompt_path}\nLearning curve: "
@@ -73,4 +86,5 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict[str, float]:
           f"jaxprompt export --checkpoint {qc.output_dir} --format peft --out "
           f"{os.path.join(qc.output_dir, 'peft')} --base_model {qc.model}")
     return {"majority": majority, "zero_shot": zero_shot, "prompt_tuning": tuned,
-            "minutes": minutes, "best_step": result.best_step}
+            "minutes": minutes, "best_step": result.best_step,
+            "prompt_path": result.best_prompt_path}

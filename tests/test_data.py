@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import shared_path
 
-data = pytest.importorskip("jaxprompt.data", reason="seqio/tensorflow not installed")
-from jaxprompt.data import DataError, Lengths  # noqa: E402
-from jaxprompt.data.formats import TASK_FORMATS  # noqa: E402
+from jaxprompt import data
+from jaxprompt.data import DataError, Lengths
+from jaxprompt.data.formats import TASK_FORMATS
 
 
 @pytest.fixture()
@@ -87,7 +87,33 @@ def test_sst2_and_glue_formats():
                        "answers": ["Paris"]}]
 
 
-def test_seqio_batches_are_deterministic_and_resumable(superglue_dir):
+def test_numpy_batches_equal_seqio_batches(superglue_dir):
+    """jaxprompt's numpy pipeline gives the batches seqio's tokenize + append_eos_after_trim +
+    EncDecFeatureConverter give, token for token (evaluation order), and the same vocabulary."""
+    seqio = pytest.importorskip("seqio")
+    from jaxprompt.data import pipeline
+
+    task = data.get_task("super_glue_rte")
+    data.register_seqio_task(task)
+    lengths = Lengths(48, 6)  # short inputs: many examples are truncated, as in real runs
+    ours = list(data.eval_batches(task.name, "validation", 16, lengths)())
+    converted = pipeline._seqio_converted(task.name, "validation", lengths, False, 0, 1, None)
+    theirs = [data.pad_batch(b, 16) for b in converted.batch(16).as_numpy_iterator()]
+    assert len(ours) == len(theirs) == 18
+    for a, b in zip(ours, theirs):
+        assert set(a) == set(b)
+        for key in a:
+            assert a[key].dtype == b[key].dtype, key
+            np.testing.assert_array_equal(a[key], b[key])
+    reference = seqio.SentencePieceVocabulary(data.DEFAULT_VOCABULARY, extra_ids=100)
+    text = task.examples("validation")[0]["inputs"] + " <extra_id_3> café"
+    assert data.vocabulary().encode(text) == list(reference.encode(text))
+    ids = data.vocabulary().encode(text) + [32096, 1, 5, 6]
+    assert data.vocabulary().decode(ids) == reference.decode(ids)
+    assert data.vocabulary().vocab_size == reference.vocab_size
+
+
+def test_batches_are_deterministic_and_resumable(superglue_dir):
     batches = data.train_batches("super_glue_rte", batch_size=4, lengths=Lengths(64, 6), seed=3)
     first = [next(batches(0)) for _ in range(1)][0]
     stream = batches(0)

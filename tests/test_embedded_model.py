@@ -1,32 +1,65 @@
-"""The embedded pretrained T5 (jaxprompt/assets/t5_tiny_lm): loads by name, and a short
-prompt tuning run on the bundled SST-2 lowers the validation loss with the weights frozen."""
+"""The embedded pretrained T5 (jaxprompt/assets/t5_tiny_lm): transformers reads it and gives
+jaxprompt's logits; prompt tuning on it lowers the validation loss with the weights frozen;
+the quickstart runs end to end; the pretraining tool resumes exactly."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("jaxprompt.data", reason="seqio/tensorflow not installed")
-import jaxprompt  # noqa: E402
-from jaxprompt import data, partitioning, train as train_lib  # noqa: E402
-from jaxprompt.models.t5 import T5  # noqa: E402
-from jaxprompt.optimizers import OptimizerConfig, prompt_optimizer  # noqa: E402
-from jaxprompt.prompts import PromptConfig, init_prompt  # noqa: E402
-from jaxprompt.quickstart import TINY_MODEL, sst2_task  # noqa: E402
-from jaxprompt.trainer import TrainerConfig, train, validation_loss  # noqa: E402
+import jaxprompt
+from jaxprompt import data, partitioning, train as train_lib
+from jaxprompt.models.t5 import T5
+from jaxprompt.optimizers import OptimizerConfig, prompt_optimizer
+from jaxprompt.prompts import PromptConfig, init_prompt
+from jaxprompt.quickstart import TINY_MODEL, sst2_task
+from jaxprompt.trainer import TrainerConfig, train, validation_loss
+from tests.conftest import REPO
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_embedded_model_card_and_loading():
     for name in ("config.json", "model.safetensors", "spiece.model", "MODEL_CARD.md"):
         assert os.path.exists(os.path.join(TINY_MODEL, name)), name
-    assert os.path.getsize(os.path.join(TINY_MODEL, "model.safetensors")) <= 25 * 2 ** 20
+    assert os.path.getsize(os.path.join(TINY_MODEL, "model.safetensors")) <= 50 * 2 ** 20
     config, params = jaxprompt.load_pretrained("tiny")
-    assert config.is_gated and not config.tie_word_embeddings  # T5.1.1 architecture
+    assert config.is_gated  # T5.1.1's gated-GELU MLP
     assert params["token_embedder"]["embedding"].dtype == jnp.bfloat16
+
+
+def test_embedded_model_matches_transformers():
+    """transformers' T5ForConditionalGeneration reads the directory and gives the same logits."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    model = transformers.T5ForConditionalGeneration.from_pretrained(
+        TINY_MODEL, dtype=torch.float32).eval()
+    config, params = jaxprompt.load_pretrained("tiny", dtype=np.float32)
+    vocab = data.vocabulary(os.path.join(TINY_MODEL, "spiece.model"))
+    sentences = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate ."]
+    encoder = np.zeros((2, 16), np.int64)
+    for row, text in enumerate(sentences):
+        ids = vocab.encode(text)[:15] + [1]
+        encoder[row, :len(ids)] = ids
+    decoder = np.array([[0] + vocab.encode("positive"), [0] + vocab.encode("negative")])
+    with torch.no_grad():
+        theirs = model(input_ids=torch.tensor(encoder), attention_mask=torch.tensor(encoder > 0),
+                       decoder_input_ids=torch.tensor(decoder)).logits.numpy()
+    ours = np.asarray(T5(config).apply({"params": params}, jnp.asarray(encoder, jnp.int32),
+                                       jnp.asarray(decoder, jnp.int32)))
+    np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=1e-4)
 
 
 def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
@@ -53,3 +86,88 @@ def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
     print(f"embedded model, SST-2 validation loss: {before:.4f} -> {after:.4f} in 40 steps")
     assert after < before
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), frozen_before)
+
+
+def test_quickstart_smoke(tmp_path, capsys):
+    """The quickstart end to end with few steps: its three lines, a learning curve, a prompt."""
+    from jaxprompt import quickstart
+
+    config = quickstart.QuickstartConfig(output_dir=str(tmp_path / "qs"), steps=6, eval_every=3,
+                                         validation_rows=64, test_rows=64)
+    result = quickstart.run(config)
+    printed = capsys.readouterr().out
+    for line in ("majority class", "zero-shot hard prompt", "prompt tuning"):
+        assert line in printed
+    assert os.path.exists(tmp_path / "qs" / "learning_curve.png")
+    assert np.load(result["prompt_path"]).shape[0] == config.prompt_length
+    # The majority line is the share of the majority training label among the test rows.
+    labels = [e["label"] for e in sst2_task().examples("test")][:64]
+    assert result["majority"] == pytest.approx(100 * np.mean(np.asarray(labels) == 1))
+
+
+def test_pretraining_resumes_exactly(tmp_path):
+    """4 steps in one go == 2 steps, an interruption, then --resume for 2 more."""
+    pretrain_tiny = _load_tool("pretrain_tiny")
+    pc = pretrain_tiny.PretrainConfig(d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
+                                      num_decoder_layers=1, steps=4, batch=4, inputs_length=32,
+                                      targets_length=12, warmup_steps=2)
+    rng = np.random.default_rng(0)
+    streams = [rng.integers(3, 32000, 5000).astype(np.int32),
+               rng.integers(3, 32000, 5000).astype(np.int32)]
+    whole = pretrain_tiny.pretrain(pc, streams, str(tmp_path / "a"), checkpoint_every=2,
+                                   progress=False)
+    pretrain_tiny.pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2, stop_after=2,
+                           progress=False)
+    resumed = pretrain_tiny.pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2,
+                                     progress=False)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole), jax.device_get(resumed))
+    first = pretrain_tiny.pretrain(pc, streams, str(tmp_path / "c"), checkpoint_every=2,
+                                   stop_after=2, progress=False)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(jax.device_get(first)),
+                                                        jax.tree.leaves(jax.device_get(whole))))
+
+
+def test_span_corruption_and_prefix_lm_rebuild_the_text():
+    """Each objective's inputs and targets together hold exactly the original chunk."""
+    pretrain_tiny = _load_tool("pretrain_tiny")
+    chunk = np.arange(100, 163, dtype=np.int32)
+    rng = np.random.default_rng(0)
+    inputs, targets = pretrain_tiny.span_corruption(chunk, rng)
+    assert inputs[-1] == 1 and targets[-1] == 1
+    rebuilt, spans = [], {}
+    key = None
+    for t in targets[:-1]:
+        if t >= 32000:
+            key = t
+            spans[key] = []
+        else:
+            spans[key].append(t)
+    for t in inputs[:-1]:
+        rebuilt.extend(spans[t] if t >= 32000 else [t])
+    np.testing.assert_array_equal(rebuilt, chunk)
+    assert 0.1 < sum(len(s) for s in spans.values()) / len(chunk) < 0.2  # 15 % noise
+    inputs, targets = pretrain_tiny.prefix_lm(chunk, rng, 23)
+    assert len(targets) - 1 <= 23
+    np.testing.assert_array_equal(np.concatenate([inputs[:-1], targets[:-1]]), chunk)
+
+
+def test_monitor_sees_a_collapsed_encoder():
+    """representation_report's token cosine is near 1 when every token is encoded alike."""
+    pretrain_tiny = _load_tool("pretrain_tiny")
+    from jaxprompt.config import T5Config
+    from jaxprompt.models.t5 import init_params
+
+    config = T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
+                      num_decoder_layers=1, feed_forward_proj="gated-gelu")
+    params = init_params(config, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 64, (40, 10)).astype(np.int32)
+    labels = rng.integers(0, 2, 40)
+    healthy = pretrain_tiny.representation_report(T5(config), params, ids, labels)
+    collapsed_params = jax.tree.map(lambda x: x, params)
+    # Every token embedded alike (one shared vector, tiny noise): the collapse signature.
+    embedding = np.ones((64, 16), np.float32) + 1e-3 * rng.normal(size=(64, 16))
+    collapsed_params["token_embedder"]["embedding"] = jnp.asarray(embedding, jnp.float32)
+    collapsed = pretrain_tiny.representation_report(T5(config), collapsed_params, ids, labels)
+    assert healthy["token_cosine"] < 0.6
+    assert collapsed["token_cosine"] > 0.99

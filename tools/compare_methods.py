@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def full_fine_tune(config, params, task, lengths, steps, batch_size, seed):
+def full_fine_tune(config, params, task, vocab, lengths, steps, batch_size, seed):
     """All weights trained (AdamW 1e-3): the reference prompt tuning is compared with."""
     import jax
     import optax
@@ -30,12 +30,28 @@ def full_fine_tune(config, params, task, lengths, steps, batch_size, seed):
     optimizer = optax.adamw(1e-3, weight_decay=0.0)
     opt_state = optimizer.init(params)
     step = full_training_step(T5(config), optimizer)
-    batches = data.train_batches(task.name, batch_size, lengths, seed=seed)(0)
+    batches = data.train_batches(task.name, batch_size, lengths, seed=seed, vocab=vocab)(0)
     params = jax.tree.map(lambda x: x.copy(), params)
     for _ in range(steps):
         params, opt_state, _ = step(params, opt_state, next(batches))
-    return evaluation.evaluate(config, params, None, task, data.vocabulary(), split="test",
+    return evaluation.evaluate(config, params, None, task, vocab, split="test",
                                lengths=lengths).metrics[task.metrics[0]]
+
+
+def bag_of_words(task) -> float:
+    """TF-IDF of word unigrams and bigrams + logistic regression on the same training rows:
+    the simple baseline any method here should beat (scikit-learn)."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = task.examples("train"), task.examples("test")
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    features = vectorizer.fit_transform([e["inputs"] for e in train])
+    classifier = LogisticRegression(max_iter=2000, C=4.0).fit(
+        features, [e["label"] for e in train])
+    predicted = classifier.predict(vectorizer.transform([e["inputs"] for e in test]))
+    return 100 * float(np.mean(predicted == np.asarray([e["label"] for e in test])))
 
 
 def main() -> None:
@@ -62,7 +78,8 @@ def main() -> None:
 
     start = time.time()
     config, params = load_pretrained(args.model, dtype=np.float32)
-    vocab = data.vocabulary()
+    vocab = data.vocabulary(os.path.join(args.model, "spiece.model")
+                            if os.path.isdir(args.model) else None)
     task = sst2_task() if args.task == "sst2" else data.get_task(args.task)
     run = RunConfig(steps=args.steps, eval_every=max(args.steps // 4, 1))
     lengths = data.Lengths(run.inputs_length, run.targets_length)
@@ -75,6 +92,13 @@ def main() -> None:
         rows.append((name, value))
         print(f"{value:7.2f}  {name}", flush=True)
 
+    labels = np.asarray([e["label"] for e in task.examples("test")])
+    majority = int(np.bincount([e["label"] for e in task.examples("train")]).argmax())
+    rows.append(("majority class", 100 * float(np.mean(labels == majority))))
+    rows.append(("bag of words: TF-IDF 1-2 grams + logistic regression (no T5)",
+                 bag_of_words(task)))
+    for name, value in rows:
+        print(f"{value:7.2f}  {name}", flush=True)
     evaluate("zero-shot hard prompt", t=with_hard_prompt(task, HARD_PROMPT))
     evaluate(f"{args.shots}-shot hard prompt", t=with_hard_prompt(task, HARD_PROMPT, args.shots))
     prompts_20 = []
@@ -101,7 +125,8 @@ def main() -> None:
                                         progress=False, deep_prompt_length=args.deep_length)
         rows.append((f"deep prompts (prefix tuning), P={args.deep_length} per layer", value))
         print(f"{value:7.2f}  {rows[-1][0]}", flush=True)
-    value = full_fine_tune(config, params, task, lengths, args.steps, run.batch_size, run.seed)
+    value = full_fine_tune(config, params, task, vocab, lengths, args.steps, run.batch_size,
+                           run.seed)
     rows.append((f"full fine-tuning ({args.steps} steps, AdamW 1e-3)", value))
     print(f"{value:7.2f}  {rows[-1][0]}")
 

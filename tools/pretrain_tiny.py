@@ -1,21 +1,31 @@
-"""Pretrains jaxprompt's embedded tiny T5 (T5.1.1 architecture) the way the paper's models
-were made, at toy scale: T5's span corruption, then LM adaptation (prefix LM).
+"""Pretrains jaxprompt's embedded tiny T5 with jaxprompt's own Flax T5, resumably.
 
-    JAX_PLATFORMS=cpu python tools/pretrain_tiny.py --shared ../shared \
-        --out jaxprompt/assets/t5_tiny_lm
+    JAX_PLATFORMS=cpu python tools/pretrain_tiny.py --workdir ~/.cache/jaxprompt/pretrain \
+        --steps 6000 --out jaxprompt/assets/t5_tiny_lm          # Ctrl-C, then --resume
 
-Corpus: training-split text only (SST-2 train sentences, SuperGLUE RTE/WSC train passages,
-FewGLUE train32 passages); never validation or test text. Vocabulary: T5's SentencePiece
-model (32,000 pieces + 100 sentinels). Full training of all weights with jaxprompt's own
-Flax T5, deterministic from --seed. Writes a Hugging Face-layout directory (config.json,
-model.safetensors in bfloat16, spiece.model), pretrain_log.json and pretrain_curve.png.
+Objective: a mixture, per example, of T5's span corruption (15% noise, mean span 3,
+sentinels) and prefix LM ("LM adaptation": continue the text from a split point), so
+that the decoder both reads the encoder and generates a word right after the input.
+Corpus: training-split text only (SST-2 train phrases minus a held-apart probe set,
+SuperGLUE RTE/WSC train, FewGLUE train32) plus English prose that Debian packages ship
+(WordNet 3.0 glosses, `wordnet-base`; fortune cookies, `fortunes`) when installed. Never
+SST-2 validation/test text and never a label.
+
+Resumable: orbax checkpoints of (params, optimizer state) every --checkpoint_every steps
+in --workdir (outside git); batches are a pure function of (seed, step), so a resumed run
+gives the same parameters as an uninterrupted one. Every --monitor_every steps it logs the
+encoder's within-sentence token cosine and a linear probe of SST-2 sentiment on mean-pooled
+encoder states (held-apart *training* rows; the model never trains on their labels), and
+it refuses to write a collapsed model (token cosine above --max_token_cosine).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -24,28 +34,66 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SENTINEL_BASE = 32099  # <extra_id_0>; <extra_id_k> = 32099 - k
 EOS = 1
+SENTINEL_BASE = 32099  # <extra_id_0>; <extra_id_k> = 32099 - k
+MASK_ID = 32000  # <extra_id_99>: the encoder's masked-token placeholder (spans use few sentinels)
+PROBE_ROWS = 3000  # SST-2 train rows held apart from pretraining, for the linear probe only
 
 
-def tiny_config():
-    from jaxprompt.config import T5Config
-    # d_model 128 keeps the bf16 checkpoint under 25 MB: the two 32,128-row embedding tables
-    # (input and untied output) are 8.2M of the 10.5M parameters.
-    return T5Config(vocab_size=32128, d_model=128, num_heads=4, d_kv=32, d_ff=512, num_layers=4,
-                    num_decoder_layers=4, feed_forward_proj="gated-gelu",
-                    tie_word_embeddings=False, dropout_rate=0.0)
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    d_model: int = 256
+    num_heads: int = 4
+    d_kv: int = 64
+    d_ff: int = 1024
+    num_layers: int = 4
+    num_decoder_layers: int = 4
+    tie_word_embeddings: bool = True
+    steps: int = 6000
+    batch: int = 32
+    inputs_length: int = 64
+    targets_length: int = 24
+    learning_rate: float = 1e-3
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    z_loss: float = 1e-4
+    lm_fraction: float = 0.5  # share of prefix-LM examples; the rest is span corruption
+    mlm_weight: float = 1.0  # auxiliary masked-token loss on the encoder outputs (0: off)
+    mlm_positions: int = 10  # at most this many masked encoder tokens per example
+    task_text_fraction: float = 0.5  # share of windows from the SST-2 / SuperGLUE stream
+    seed: int = 0
+
+    def model_config(self):
+        from jaxprompt.config import T5Config
+        return T5Config(vocab_size=32128, d_model=self.d_model, num_heads=self.num_heads,
+                        d_kv=self.d_kv, d_ff=self.d_ff, num_layers=self.num_layers,
+                        num_decoder_layers=self.num_decoder_layers,
+                        feed_forward_proj="gated-gelu",
+                        tie_word_embeddings=self.tie_word_embeddings, dropout_rate=0.0)
 
 
-def read_corpus(shared: str) -> list[str]:
-    """Training-split text of the bundled corpora (no validation/test text)."""
-    texts = []
+# ---------------------------------------------------------------------------- corpus
+
+def sst2_train_rows(shared: str) -> list[tuple[str, int]]:
     with open(os.path.join(shared, "data", "sst2", "train.tsv"), encoding="utf-8") as f:
         next(f)
-        texts += [line.split("\t")[0].strip() for line in f if line.strip()]
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    return [(sentence.strip(), int(label)) for sentence, label in rows]
+
+
+def split_probe_rows(rows, seed: int = 0):
+    """(pretraining rows, probe rows): PROBE_ROWS rows of at least 5 words held apart."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    probe_index = [i for i in order if len(rows[i][0].split()) >= 5][:PROBE_ROWS]
+    held = set(probe_index)
+    return [rows[i] for i in range(len(rows)) if i not in held], [rows[i] for i in probe_index]
+
+
+def task_texts(shared: str) -> list[str]:
+    """Training-split text of the bundled task corpora (labels dropped)."""
+    texts = [sentence for sentence, _ in split_probe_rows(sst2_train_rows(shared))[0]]
     superglue = os.path.join(shared, "data", "superglue")
-    fields = {"rte": ("premise", "hypothesis"), "wsc": ("text",)}
-    for task, keys in fields.items():
+    for task, keys in {"rte": ("premise", "hypothesis"), "wsc": ("text",)}.items():
         with open(os.path.join(superglue, task, "train.jsonl"), encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
@@ -55,8 +103,8 @@ def read_corpus(shared: str) -> list[str]:
         with open(os.path.join(fewglue, task, "train32.jsonl"), encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                for key in ("premise", "hypothesis", "passage", "question", "text", "sentence1",
-                            "sentence2", "choice1", "choice2"):
+                for key in ("premise", "hypothesis", "passage", "question", "text",
+                            "sentence1", "sentence2", "choice1", "choice2"):
                     value = row.get(key)
                     if isinstance(value, dict):
                         value = value.get("text")
@@ -65,13 +113,46 @@ def read_corpus(shared: str) -> list[str]:
     return texts
 
 
-def token_stream(texts: list[str], vocab) -> np.ndarray:
-    ids = []
-    for text in texts:
-        ids.extend(vocab.encode(text))
-        ids.append(EOS)
-    return np.asarray(ids, np.int32)
+def wordnet_texts(directory: str = "/usr/share/wordnet") -> list[str]:
+    """'lemma, lemma: gloss; "example"' for every WordNet 3.0 synset (Debian wordnet-base)."""
+    texts = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = os.path.join(directory, f"data.{pos}")
+        if not os.path.exists(path):
+            return []
+        with open(path, encoding="latin-1") as f:
+            for line in f:
+                if line.startswith("  ") or "|" not in line:
+                    continue  # licence header
+                fields, gloss = line.split("|", 1)
+                parts = fields.split()
+                count = int(parts[3], 16)
+                lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in parts[4:4 + 2 * count:2]]
+                texts.append(f"{', '.join(lemmas)}: {gloss.strip()}")
+    return texts
 
+
+def fortune_texts(directory: str = "/usr/share/games/fortunes") -> list[str]:
+    """Each fortune cookie of Debian's `fortunes` package (English, '%'-separated)."""
+    texts = []
+    if not os.path.isdir(directory):
+        return texts
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if "." in name or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            texts += [" ".join(c.split()) for c in f.read().split("\n%\n") if c.strip()]
+    return texts
+
+
+def token_stream(texts: list[str], processor) -> np.ndarray:
+    """One int32 stream of every text's pieces, each text ended by EOS (T5's packing)."""
+    ids = processor.encode(texts)
+    return np.fromiter((t for seq in ids for t in (*seq, EOS)), np.int32)
+
+
+# ---------------------------------------------------------------------------- objectives
 
 def span_corruption(chunk: np.ndarray, rng: np.random.Generator, density=0.15, mean_span=3.0):
     """T5's objective: noise spans -> sentinels in the input; targets list the spans."""
@@ -96,113 +177,331 @@ def span_corruption(chunk: np.ndarray, rng: np.random.Generator, density=0.15, m
     return np.asarray(inputs + [EOS], np.int32), np.asarray(targets + [EOS], np.int32)
 
 
-def prefix_lm(chunk: np.ndarray, rng: np.random.Generator):
-    """LM adaptation: continue the text from a random split point in its second half."""
-    split = int(rng.integers(len(chunk) // 2, len(chunk)))
+def prefix_lm(chunk: np.ndarray, rng: np.random.Generator, targets_length: int):
+    """LM adaptation: the encoder reads a prefix, the decoder continues it."""
+    low = max(1, len(chunk) - targets_length + 1)
+    split = int(rng.integers(low, len(chunk)))
     return (np.asarray(list(chunk[:split]) + [EOS], np.int32),
             np.asarray(list(chunk[split:]) + [EOS], np.int32))
 
 
-def make_batch(stream, rng, objective, batch, chunk_length, inputs_length, targets_length):
-    encoder = np.zeros((batch, inputs_length), np.int32)
-    target = np.zeros((batch, targets_length), np.int32)
-    for row in range(batch):
+def make_batch(streams, step: int, pc: PretrainConfig) -> dict[str, np.ndarray]:
+    """The batch of `step`: a pure function of (seed, step), so resuming repeats nothing."""
+    rng = np.random.default_rng([pc.seed, step])
+    encoder = np.zeros((pc.batch, pc.inputs_length), np.int32)
+    target = np.zeros((pc.batch, pc.targets_length), np.int32)
+    chunk_length = pc.inputs_length - 1
+    for row in range(pc.batch):
+        stream = streams[0] if rng.random() < pc.task_text_fraction else streams[-1]
         start = int(rng.integers(0, len(stream) - chunk_length))
-        inputs, targets = objective(stream[start:start + chunk_length], rng)
-        inputs, targets = inputs[:inputs_length], targets[:targets_length]
+        chunk = stream[start:start + chunk_length]
+        if rng.random() < pc.lm_fraction:
+            inputs, targets = prefix_lm(chunk, rng, pc.targets_length - 1)
+        else:
+            inputs, targets = span_corruption(chunk, rng)
+        inputs, targets = inputs[:pc.inputs_length], targets[:pc.targets_length]
         encoder[row, :len(inputs)] = inputs
         target[row, :len(targets)] = targets
     decoder_input = np.zeros_like(target)
     decoder_input[:, 1:] = target[:, :-1]
-    return {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_input,
-            "decoder_target_tokens": target,
-            "decoder_loss_weights": (target > 0).astype(np.float32)}
+    batch = {"decoder_input_tokens": decoder_input, "decoder_target_tokens": target,
+             "decoder_loss_weights": (target > 0).astype(np.float32)}
+    batch.update(mask_encoder_tokens(encoder, rng, pc.mlm_positions if pc.mlm_weight else 0))
+    return batch
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..",
-                                                         "shared"))
-    parser.add_argument("--out", default="jaxprompt/assets/t5_tiny_lm")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--span_steps", type=int, default=1200)
-    parser.add_argument("--lm_steps", type=int, default=400)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--learning_rate", type=float, default=3e-3)
-    args = parser.parse_args()
+def mask_encoder_tokens(encoder: np.ndarray, rng: np.random.Generator, positions: int,
+                        rate: float = 0.15) -> dict[str, np.ndarray]:
+    """BERT-style masking of ordinary encoder tokens for the auxiliary loss.
+
+    Up to `positions` tokens per row (each text token with probability `rate`; never padding,
+    EOS, UNK or a sentinel) are replaced by MASK_ID. Returns the masked encoder_input_tokens
+    [B, T] and mlm_positions / mlm_targets / mlm_weights [B, positions].
+    """
+    encoder = encoder.copy()
+    rows = encoder.shape[0]
+    where = np.zeros((rows, max(positions, 1)), np.int32)
+    targets = np.zeros_like(where)
+    weights = np.zeros(where.shape, np.float32)
+    for row in range(rows if positions else 0):
+        candidates = np.flatnonzero((encoder[row] > 2) & (encoder[row] < MASK_ID))
+        chosen = candidates[rng.random(len(candidates)) < rate][:positions]
+        where[row, :len(chosen)] = chosen
+        targets[row, :len(chosen)] = encoder[row, chosen]
+        weights[row, :len(chosen)] = 1.0
+        encoder[row, chosen] = MASK_ID
+    return {"encoder_input_tokens": encoder, "mlm_positions": where, "mlm_targets": targets,
+            "mlm_weights": weights}
+
+
+# ---------------------------------------------------------------------------- monitor
+
+def encode_rows(processor, sentences: list[str], length: int = 48) -> np.ndarray:
+    ids = np.zeros((len(sentences), length), np.int32)
+    for i, seq in enumerate(processor.encode(sentences)):
+        seq = (seq + [EOS])[:length]
+        ids[i, :len(seq)] = seq
+    return ids
+
+
+def representation_report(model, params, probe_ids: np.ndarray, probe_labels: np.ndarray,
+                          batch: int = 250) -> dict[str, float]:
+    """Collapse and quality measures of the encoder on held-apart sentences.
+
+    token_cosine: mean pairwise cosine of the final encoder states of the tokens of one
+    sentence (1.0 = every token encoded alike: collapsed). probe_encoder / probe_embeddings:
+    logistic-regression accuracy (fit on the first half, scored on the second) on the
+    mean-pooled final encoder states / the mean-pooled input embeddings.
+    """
+    import jax
+    import jax.numpy as jnp
+    from sklearn.linear_model import LogisticRegression
+
+    @jax.jit
+    def pooled(params, ids):
+        encoded, mask = model.apply({"params": params}, ids, method=model.encode)
+        weights = mask[..., None].astype(jnp.float32)
+        normed = encoded / (jnp.linalg.norm(encoded, axis=-1, keepdims=True) + 1e-9)
+        cos = jnp.einsum("bth,bsh->bts", normed, normed)
+        pair = weights[..., 0][:, :, None] * weights[..., 0][:, None, :]
+        n = jnp.sum(weights[..., 0], axis=1)
+        token_cos = (jnp.sum(cos * pair, axis=(1, 2)) - n) / jnp.maximum(n * (n - 1), 1.0)
+        embed = params["token_embedder"]["embedding"][ids]
+        mean = lambda x: jnp.sum(x * weights, axis=1) / jnp.maximum(n[:, None], 1.0)
+        return mean(encoded), mean(embed), token_cos
+
+    outs = [pooled(params, probe_ids[i:i + batch]) for i in range(0, len(probe_ids), batch)]
+    encoded, embedded, token_cos = (np.concatenate([np.asarray(o[k]) for o in outs])
+                                    for k in range(3))
+    half = len(probe_ids) // 2
+
+    def probe(features):
+        features = (features - features[:half].mean(0)) / (features[:half].std(0) + 1e-6)
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(features[:half], probe_labels[:half])
+        return 100.0 * clf.score(features[half:], probe_labels[half:])
+
+    return {"token_cosine": float(np.mean(token_cos)), "probe_encoder": probe(encoded),
+            "probe_embeddings": probe(embedded)}
+
+
+# ---------------------------------------------------------------------------- training
+
+def make_optimizer(pc: PretrainConfig):
+    import optax
+    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, pc.warmup_steps,
+                                                  pc.steps, pc.learning_rate * 0.1)
+    return optax.chain(optax.clip_by_global_norm(1.0),
+                       optax.adamw(schedule, b2=0.98, weight_decay=pc.weight_decay))
+
+
+def pretraining_step(model, optimizer, z_loss: float, mlm_weight: float):
+    """A jitted step training every weight on the seq2seq loss plus `mlm_weight` times the
+    masked-token loss read from the encoder outputs through the tied embedding (no extra
+    weights): (params, opt_state, batch) -> (params, opt_state, seq2seq NLL, MLM NLL)."""
+    import functools
 
     import jax
-    import ml_dtypes
+    import jax.numpy as jnp
     import optax
+
+    from jaxprompt.losses import cross_entropy
+
+    config = model.config
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, batch):
+        def loss(params):
+            variables = {"params": params}
+            encoded, mask = model.apply(variables, batch["encoder_input_tokens"],
+                                        method=model.encode)
+            logits = model.apply(variables, encoded, mask, batch["decoder_input_tokens"],
+                                 method=model.decode)
+            seq = cross_entropy(logits, batch["decoder_target_tokens"],
+                                batch["decoder_loss_weights"], z_loss)
+            total = seq["loss"] / jnp.maximum(seq["weight"], 1.0)
+            picked = jnp.take_along_axis(encoded, batch["mlm_positions"][..., None], axis=1)
+            embedding = params["token_embedder"]["embedding"]
+            mlm_logits = jnp.einsum("bkh,vh->bkv", picked * config.d_model ** -0.5, embedding)
+            mlm = cross_entropy(mlm_logits, batch["mlm_targets"], batch["mlm_weights"])
+            mlm_nll = mlm["nll"] / jnp.maximum(mlm["weight"], 1.0)
+            total = total + mlm_weight * mlm_nll
+            return total, (seq["nll"] / jnp.maximum(seq["weight"], 1.0), mlm_nll)
+
+        (_, (nll, mlm_nll)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, nll, mlm_nll
+
+    return step
+
+
+def checkpoint_manager(workdir: str, keep: int = 2):
+    import orbax.checkpoint as ocp
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=keep))
+
+
+def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int = 250,
+             monitor_every: int = 250, monitor=None, stop_after: int | None = None,
+             progress: bool = True):
+    """Trains from scratch or from the latest checkpoint in `workdir`; returns params.
+
+    `monitor(step, params) -> dict` is logged to workdir/metrics.jsonl with the loss.
+    `stop_after` ends the run early (after that step, checkpointed), as an interruption.
+    """
+    import jax
+    import orbax.checkpoint as ocp
     from tqdm import tqdm
 
-    from jaxprompt.checkpoints.hf import save_hf_checkpoint
-    from jaxprompt.data.tasks import DEFAULT_VOCABULARY, vocabulary
     from jaxprompt.models.t5 import T5, init_params
-    from jaxprompt.train import full_training_step
 
-    start_time = time.time()
-    vocab = vocabulary(DEFAULT_VOCABULARY)
-    texts = read_corpus(args.shared)
-    stream = token_stream(texts, vocab)
-    print(f"corpus: {len(texts):,} training texts, {len(stream):,} tokens")
-
-    config = tiny_config()
+    config = pc.model_config()
     model = T5(config)
-    params = init_params(config, jax.random.key(args.seed))
-    total_steps = args.span_steps + args.lm_steps
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.learning_rate,
-                                                  min(200, total_steps // 10), total_steps,
-                                                  args.learning_rate * 0.1)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0),
-                            optax.adamw(schedule, weight_decay=0.01))
+    optimizer = make_optimizer(pc)
+    params = init_params(config, jax.random.key(pc.seed))
     opt_state = optimizer.init(params)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
+        json.dump(dataclasses.asdict(pc), f, indent=1)
+    manager = checkpoint_manager(workdir)
+    start = 0
+    if manager.latest_step() is not None:
+        start = manager.latest_step()
+        restored = manager.restore(start, args=ocp.args.StandardRestore(
+            {"params": params, "opt_state": opt_state}))
+        params, opt_state = restored["params"], restored["opt_state"]
+        print(f"resumed from {workdir} at step {start}")
+    if pc.mlm_weight and not config.tie_word_embeddings:
+        raise ValueError("mlm_weight needs tie_word_embeddings (the loss reads the encoder "
+                         "through the shared embedding).")
+    step_fn = pretraining_step(model, optimizer, pc.z_loss, pc.mlm_weight)
+    end = pc.steps if stop_after is None else min(pc.steps, stop_after)
+    log_path = os.path.join(workdir, "metrics.jsonl")
+    losses, tick = [], time.time()
+    bar = tqdm(range(start, end), initial=start, total=pc.steps, desc="pretrain", unit="step",
+               dynamic_ncols=True, disable=not progress, mininterval=10)
+    for step in bar:
+        params, opt_state, nll, mlm_nll = step_fn(params, opt_state,
+                                                  make_batch(streams, step, pc))
+        losses.append((nll, mlm_nll))
+        done = step + 1
+        if done % 25 == 0 or done == end:
+            seq_mean, mlm_mean = np.mean(jax.device_get(losses), axis=0)
+            record = {"step": done, "loss": float(seq_mean), "mlm_loss": float(mlm_mean),
+                      "seconds_per_step": (time.time() - tick) / len(losses)}
+            losses, tick = [], time.time()
+            if monitor is not None and (done % monitor_every == 0 or done == end):
+                record.update(monitor(done, params))
+                tick = time.time()
+            bar.set_postfix({k: round(v, 3) for k, v in record.items() if k != "step"})
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if done % checkpoint_every == 0 or done == end:
+            manager.save(done, args=ocp.args.StandardSave(
+                {"params": params, "opt_state": opt_state}))
+    manager.wait_until_finished()
+    return params
 
-    step = full_training_step(model, optimizer, z_loss=1e-4)
 
-    rng = np.random.default_rng(args.seed)
-    phases = [("span_corruption", span_corruption, args.span_steps, 64, 64, 24),
-              ("lm_adaptation", prefix_lm, args.lm_steps, 48, 48, 24)]
-    log = {"config": config.architecture(), "seed": args.seed, "batch": args.batch,
-           "corpus_texts": len(texts), "corpus_tokens": int(len(stream)), "phases": []}
-    curve = []
-    global_step = 0
-    for name, objective, steps, chunk, inputs_length, targets_length in phases:
-        losses = []
-        bar = tqdm(range(steps), desc=name, unit="step", dynamic_ncols=True)
-        for _ in bar:
-            batch = make_batch(stream, rng, objective, args.batch, chunk, inputs_length,
-                               targets_length)
-            params, opt_state, nll = step(params, opt_state, batch)
-            global_step += 1
-            if global_step % 25 == 0:
-                losses.append(float(nll))
-                curve.append((global_step, name, losses[-1]))
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        log["phases"].append({"name": name, "steps": steps, "first_loss": losses[0],
-                              "final_loss": float(np.mean(losses[-4:]))})
-    seconds = time.time() - start_time
-    log["seconds"] = seconds
+def write_model(out: str, config, params, workdir: str, vocabulary: str) -> None:
+    import ml_dtypes
 
-    os.makedirs(args.out, exist_ok=True)
-    save_hf_checkpoint(args.out, config, jax.device_get(params), dtype=ml_dtypes.bfloat16)
-    shutil.copyfile(DEFAULT_VOCABULARY, os.path.join(args.out, "spiece.model"))
-    with open(os.path.join(args.out, "pretrain_log.json"), "w") as f:
-        json.dump({**log, "curve": curve}, f, indent=1)
+    from jaxprompt.checkpoints.hf import save_hf_checkpoint
+
+    os.makedirs(out, exist_ok=True)
+    save_hf_checkpoint(out, config, params, dtype=ml_dtypes.bfloat16)
+    shutil.copyfile(vocabulary, os.path.join(out, "spiece.model"))
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    with open(os.path.join(workdir, "pretrain_config.json")) as f:
+        pc = json.load(f)
+    with open(os.path.join(out, "pretrain_log.json"), "w") as f:
+        json.dump({"config": pc, "curve": records}, f, indent=0)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in ("span_corruption", "lm_adaptation"):
-        points = [(s, l) for s, n, l in curve if n == name]
-        ax.plot(*zip(*points), label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("token NLL")
-    ax.legend()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot([r["step"] for r in records], [r["loss"] for r in records])
+    left.set_xlabel("step")
+    left.set_ylabel("token NLL (span corruption + prefix LM)")
+    probes = [r for r in records if "probe_encoder" in r]
+    right.plot([r["step"] for r in probes], [r["probe_encoder"] for r in probes],
+               label="probe: encoder states")
+    right.plot([r["step"] for r in probes], [r["probe_embeddings"] for r in probes],
+               label="probe: input embeddings")
+    right.set_xlabel("step")
+    right.set_ylabel("SST-2 linear probe accuracy (%)")
+    right.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "pretrain_curve.png"), dpi=90)
-    size = os.path.getsize(os.path.join(args.out, "model.safetensors")) / 2 ** 20
-    print(f"done in {seconds / 60:.1f} min; {log['phases']}; model.safetensors {size:.1f} MiB")
+    fig.savefig(os.path.join(out, "pretrain_curve.png"), dpi=90)
+
+
+def main() -> None:
+    defaults = PretrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..",
+                                                         "shared"))
+    parser.add_argument("--workdir", default=os.path.expanduser(
+        "~/.cache/jaxprompt/pretrain_tiny"), help="checkpoints and logs (outside git)")
+    parser.add_argument("--out", default="jaxprompt/assets/t5_tiny_lm")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --workdir (otherwise it must be empty)")
+    parser.add_argument("--checkpoint_every", type=int, default=250)
+    parser.add_argument("--monitor_every", type=int, default=250)
+    parser.add_argument("--max_token_cosine", type=float, default=0.9)
+    parser.add_argument("--no_extra_text", action="store_true",
+                        help="task corpora only (no WordNet glosses or fortunes)")
+    for field in dataclasses.fields(PretrainConfig):
+        default = getattr(defaults, field.name)
+        kind = (lambda text: text.lower() in ("1", "true", "yes")) if isinstance(default, bool) \
+            else type(default)
+        parser.add_argument(f"--{field.name}", type=kind, default=default)
+    args = parser.parse_args()
+    pc = PretrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)})
+
+    saved = os.path.join(args.workdir, "pretrain_config.json")
+    if os.path.exists(saved):
+        with open(saved) as f:
+            previous = PretrainConfig(**json.load(f))
+        if not args.resume:
+            sys.exit(f"{args.workdir} holds a run already; pass --resume to continue it, or "
+                     f"choose another --workdir.")
+        if dataclasses.replace(previous, steps=pc.steps) != pc:
+            sys.exit(f"--resume with other settings than {saved}: "
+                     f"{dataclasses.asdict(previous)}")
+
+    import sentencepiece
+
+    from jaxprompt.data.tasks import DEFAULT_VOCABULARY
+    from jaxprompt.models.t5 import T5
+
+    processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)
+    extra = [] if args.no_extra_text else wordnet_texts() + fortune_texts()
+    task = task_texts(args.shared)
+    streams = [token_stream(task, processor)]
+    if extra:
+        streams.append(token_stream(extra, processor))
+    print(f"corpus: {len(task):,} task texts ({len(streams[0]):,} tokens), {len(extra):,} "
+          f"other texts ({len(streams[-1]) if extra else 0:,} tokens)", flush=True)
+    probe_rows = split_probe_rows(sst2_train_rows(args.shared))[1]
+    probe_ids = encode_rows(processor, [s for s, _ in probe_rows])
+    probe_labels = np.asarray([label for _, label in probe_rows])
+    model = T5(pc.model_config())
+
+    def monitor(step, params):
+        return representation_report(model, params, probe_ids, probe_labels)
+
+    start = time.time()
+    params = pretrain(pc, streams, args.workdir, checkpoint_every=args.checkpoint_every,
+                      monitor_every=args.monitor_every, monitor=monitor)
+    report = monitor(pc.steps, params)
+    print(f"done in {(time.time() - start) / 60:.1f} min: {report}")
+    if report["token_cosine"] > args.max_token_cosine:
+        sys.exit(f"refusing to write {args.out}: the encoder collapsed (token cosine "
+                 f"{report['token_cosine']:.3f} > {args.max_token_cosine}).")
+    import jax
+    write_model(args.out, pc.model_config(), jax.device_get(params), args.workdir,
+                DEFAULT_VOCABULARY)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,3 +6,9 @@ class CheckpointError(ValueError):
 
     The message names the file or parameter, the expected and found shapes, and the fix.
     """
+
+
+# What decoding a corrupt or foreign file can raise from numpy, json, zipfile, msgpack,
+# struct or our own parsers; readers turn these into their own error naming the file.
+PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError,
+                OverflowError, RecursionError, UnicodeDecodeError)

@@ -1,6 +1,7 @@
-"""Data: GLUE/SuperGLUE seqio tasks in the paper's format, users' files, batches.
+"""Data: GLUE/SuperGLUE tasks in the paper's format, users' files, numpy batches.
 
-Importing this package registers the built-in tasks with seqio (imports TensorFlow).
+Nothing here imports TensorFlow: `register_seqio_task` / `register_builtin_tasks` make
+jaxprompt's tasks seqio Tasks on demand (pip install 'jaxprompt[data]').
 """
 
 from jaxprompt.data.formats import TASK_FORMATS
@@ -9,12 +10,11 @@ from jaxprompt.data.pipeline import (Lengths, TruncationReport, eval_batches, pa
 from jaxprompt.data.readers import DataError
 from jaxprompt.data.tasks import (DEFAULT_VOCABULARY, TEXT_TASKS, TextTask, check_vocabulary,
                                   get_task, register_builtin_tasks, register_seqio_task,
-                                  set_data_dir, vocabulary)
+                                  set_data_dir)
 from jaxprompt.data.user_files import from_files
-
-register_builtin_tasks()
+from jaxprompt.data.vocabulary import Vocabulary, vocabulary
 
 __all__ = ["DEFAULT_VOCABULARY", "DataError", "Lengths", "TASK_FORMATS", "TEXT_TASKS", "TextTask",
-           "TruncationReport", "check_vocabulary", "eval_batches", "from_files", "get_task",
+           "TruncationReport", "Vocabulary", "check_vocabulary", "eval_batches", "from_files", "get_task",
            "pad_batch", "register_builtin_tasks", "register_seqio_task", "set_data_dir",
            "train_batches", "truncation_report", "vocabulary"]

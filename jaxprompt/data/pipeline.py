@@ -1,10 +1,13 @@
-"""Fixed-length batches from seqio tasks, in the trainer's (EncDecFeatureConverter) format.
+"""Fixed-length batches in the trainer's format (seqio's EncDecFeatureConverter names).
 
-Training batches are shuffled deterministically by seed, repeat forever and can start at
-any position (batches consumed), which the trainer stores in its checkpoints. Each host
-reads only its shard (seqio.ShardInfo) of every global batch.
+jaxprompt's own tasks (built-in and users' files, jaxprompt.data.TEXT_TASKS) are tokenized
+and batched with numpy: no TensorFlow, the same on every install. A task that exists only
+in seqio's TaskRegistry (registered by the user, t5x-style) is read through seqio.
+
+Training batches are shuffled deterministically by seed (a new permutation each epoch),
+repeat forever and can start at any position (batches consumed), which the trainer stores
+in its checkpoints. Each host reads only its share of every global batch.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -55,10 +58,55 @@ def truncation_report(task: TextTask, split: str, vocab, lengths: Lengths,
     return report
 
 
-def _converted(task_name: str, split: str, lengths: Lengths, shuffle: bool, seed: int,
-               num_epochs: int | None, shard_info):
-    import seqio
+EOS_ID = 1
 
+
+def tokenized_split(task: TextTask, split: str, lengths: Lengths, vocab=None) -> dict:
+    """Every example of `split`, tokenized, EOS appended after trimming, padded with 0:
+    {"encoder_input_tokens" [N, lengths.inputs], "decoder_target_tokens" [N, lengths.targets]}
+    (what seqio's tokenize + append_eos_after_trim + trim/pad give)."""
+    from jaxprompt.data.vocabulary import vocabulary
+
+    vocab = vocab or vocabulary()
+    examples = task.examples(split)
+
+    def fixed(texts: list[str], length: int) -> np.ndarray:
+        out = np.zeros((len(texts), length), np.int32)
+        for row, ids in enumerate(vocab.encode_batch(texts) if hasattr(vocab, "encode_batch")
+                                  else [vocab.encode(t) for t in texts]):
+            ids = list(ids)[:length - 1] + [EOS_ID]
+            out[row, :len(ids)] = ids
+        return out
+
+    return {"encoder_input_tokens": fixed([e["inputs"] for e in examples], lengths.inputs),
+            "decoder_target_tokens": fixed([e["targets"] for e in examples], lengths.targets)}
+
+
+def features(encoder_input_tokens: np.ndarray, decoder_target_tokens: np.ndarray) -> dict:
+    """The trainer's batch: decoder inputs are the targets shifted right (start id 0)."""
+    decoder_input_tokens = np.zeros_like(decoder_target_tokens)
+    decoder_input_tokens[:, 1:] = decoder_target_tokens[:, :-1]
+    return {"encoder_input_tokens": encoder_input_tokens,
+            "decoder_input_tokens": decoder_input_tokens,
+            "decoder_target_tokens": decoder_target_tokens,
+            "decoder_loss_weights": (decoder_target_tokens > 0).astype(np.int32)}
+
+
+def _text_task(task_name: str) -> TextTask | None:
+    from jaxprompt.data.tasks import TEXT_TASKS
+    return TEXT_TASKS.get(task_name)
+
+
+def _seqio_converted(task_name: str, split: str, lengths: Lengths, shuffle: bool, seed: int,
+                     num_epochs: int | None, shard_info):
+    try:
+        import seqio
+    except ModuleNotFoundError as e:
+        raise DataError(f"Task {task_name!r} is not a jaxprompt task; reading seqio tasks needs "
+                        "seqio: pip install 'jaxprompt[data]'.") from e
+    if task_name not in seqio.TaskRegistry.names():
+        raise DataError(f"Unknown task {task_name!r}: neither a jaxprompt task nor a "
+                        "registered seqio task.")
     task = seqio.get_mixture_or_task(task_name)
     dataset = task.get_dataset(lengths.as_dict(), split=split, shuffle=shuffle, seed=seed,
                                num_epochs=num_epochs, shard_info=shard_info, use_cached=False,
@@ -67,17 +115,47 @@ def _converted(task_name: str, split: str, lengths: Lengths, shuffle: bool, seed
 
 
 def train_batches(task_name: str, batch_size: int, lengths: Lengths, seed: int = 0,
-                  shard_index: int = 0, num_shards: int = 1
+                  shard_index: int = 0, num_shards: int = 1, vocab=None
                   ) -> Callable[[int], Iterator[dict]]:
-    """position -> endless iterator of this host's [batch_size / num_shards] training batches."""
-    import seqio
+    """position -> endless iterator of this host's [batch_size / num_shards] training batches.
 
+    Epoch e visits the train split in the order of permutation (seed, e); batches that would
+    straddle two epochs are dropped (drop_remainder). Host i of n takes rows
+    [i * B/n, (i+1) * B/n) of every global batch.
+    """
     if batch_size % num_shards:
         raise DataError(f"Global batch {batch_size} is not divisible by {num_shards} hosts.")
-    shard_info = seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None
+    per_host = batch_size // num_shards
+    task = _text_task(task_name)
+    if task is None:
+        return _seqio_train_batches(task_name, batch_size, lengths, seed, shard_index,
+                                    num_shards)
+    split = tokenized_split(task, "train", lengths, vocab)
+    rows = len(split["encoder_input_tokens"])
+    per_epoch = rows // batch_size
+    if per_epoch == 0:
+        raise DataError(f"Task {task_name!r}: the train split has {rows} examples, fewer than "
+                        f"one batch of {batch_size}.")
 
     def from_position(position: int) -> Iterator[dict]:
-        dataset = _converted(task_name, "train", lengths, True, seed, None, shard_info)
+        epoch, index = divmod(position, per_epoch)
+        while True:
+            order = np.random.default_rng([seed, epoch]).permutation(rows)
+            for b in range(index, per_epoch):
+                take = order[b * batch_size:(b + 1) * batch_size]
+                take = take[shard_index * per_host:(shard_index + 1) * per_host]
+                yield features(split["encoder_input_tokens"][take],
+                               split["decoder_target_tokens"][take])
+            epoch, index = epoch + 1, 0
+
+    return from_position
+
+
+def _seqio_train_batches(task_name, batch_size, lengths, seed, shard_index, num_shards):
+    def from_position(position: int) -> Iterator[dict]:
+        import seqio
+        shard_info = seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None
+        dataset = _seqio_converted(task_name, "train", lengths, True, seed, None, shard_info)
         dataset = dataset.batch(batch_size // num_shards, drop_remainder=True).skip(position)
         return dataset.as_numpy_iterator()
 
@@ -93,12 +171,21 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
             for k, v in batch.items()}
 
 
-def eval_batches(task_name: str, split: str, batch_size: int, lengths: Lengths
+def eval_batches(task_name: str, split: str, batch_size: int, lengths: Lengths, vocab=None
                  ) -> Callable[[], Iterator[dict]]:
     """A function returning one ordered pass over `split`, the last batch padded."""
+    task = _text_task(task_name)
+
     def batches():
-        dataset = _converted(task_name, split, lengths, False, 0, 1, None)
-        for batch in dataset.batch(batch_size).as_numpy_iterator():
-            yield pad_batch(batch, batch_size)
+        if task is None:
+            dataset = _seqio_converted(task_name, split, lengths, False, 0, 1, None)
+            for batch in dataset.batch(batch_size).as_numpy_iterator():
+                yield pad_batch(batch, batch_size)
+            return
+        tokens = tokenized_split(task, split, lengths, vocab)
+        inputs, targets = tokens["encoder_input_tokens"], tokens["decoder_target_tokens"]
+        for start in range(0, len(inputs), batch_size):
+            yield pad_batch(features(inputs[start:start + batch_size],
+                                     targets[start:start + batch_size]), batch_size)
 
     return batches

@@ -1,9 +1,10 @@
-"""Text tasks (built-in GLUE/SuperGLUE and users' own files) registered as seqio Tasks.
+"""Text tasks: built-in GLUE/SuperGLUE and users' own files.
 
 A `TextTask` yields formatted examples {"inputs", "targets", "label", "group"} per split;
-`register_seqio_task` wraps it in a seqio.Task (FunctionDataSource -> tokenize ->
-append EOS after trimming) whose datasets feed the trainer through
-seqio.EncDecFeatureConverter. Evaluation reads the same formatted examples directly.
+jaxprompt.data.pipeline tokenizes and batches them with numpy (no TensorFlow), and
+evaluation reads the same examples. `register_seqio_task` also wraps a task in a
+seqio.Task (FunctionDataSource -> tokenize -> append EOS after trimming), for use in seqio
+mixtures and t5x; it needs `pip install 'jaxprompt[data]'`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Callable
 
 from jaxprompt.data.formats import TASK_FORMATS, TaskFormat
 from jaxprompt.data.readers import DataError, read_local, read_tfds
+from jaxprompt.data.vocabulary import EXTRA_IDS, vocabulary
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 DEFAULT_VOCABULARY = os.path.join(ASSETS, "spiece.model")
-EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 = 32,100 ids (embeddings: 32,128).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,16 +80,6 @@ def get_task(name: str) -> TextTask:
     return TEXT_TASKS[name]
 
 
-@functools.lru_cache(maxsize=None)
-def vocabulary(path: str = DEFAULT_VOCABULARY):
-    """seqio.SentencePieceVocabulary of T5 (with 100 extra ids) at `path`."""
-    import seqio
-
-    if not os.path.exists(path):
-        raise DataError(f"SentencePiece model {path} not found.")
-    return seqio.SentencePieceVocabulary(path, extra_ids=EXTRA_IDS)
-
-
 def check_vocabulary(vocab, model_vocab_size: int) -> None:
     if vocab.vocab_size > model_vocab_size:
         raise DataError(f"The vocabulary has {vocab.vocab_size} ids but the model's embedding "
@@ -102,6 +93,8 @@ def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
     import seqio
     import tensorflow as tf
 
+    from jaxprompt.data.vocabulary import EXTRA_IDS
+
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
         del shuffle_files, seed  # Shuffling happens in seqio, after the source.
         examples = task.examples(split)
@@ -110,7 +103,7 @@ def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
             "targets": np.array([e["targets"] for e in examples], dtype=object),
             "idx": np.arange(len(examples), dtype=np.int32)})
 
-    vocab = vocabulary(vocab_path)
+    vocab = seqio.SentencePieceVocabulary(vocab_path, extra_ids=EXTRA_IDS)
     features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
                 "targets": seqio.Feature(vocab, add_eos=True)}
     if task.name in seqio.TaskRegistry.names():
@@ -123,5 +116,6 @@ def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
 
 
 def register_builtin_tasks(vocab_path: str = DEFAULT_VOCABULARY) -> None:
-    for task in TEXT_TASKS.values():
+    """Registers every built-in task with seqio (for seqio mixtures and t5x)."""
+    for task in list(TEXT_TASKS.values()):
         register_seqio_task(task, vocab_path)

@@ -11,12 +11,13 @@ words, accuracy); without one it is generation (targets are the field's text).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import string
 
 from jaxprompt.data.readers import DataError
-from jaxprompt.data.tasks import DEFAULT_VOCABULARY, TEXT_TASKS, TextTask, register_seqio_task
+from jaxprompt.data.tasks import TEXT_TASKS, TextTask
 
 
 def read_records(path: str) -> list[tuple[int, dict]]:
@@ -24,23 +25,48 @@ def read_records(path: str) -> list[tuple[int, dict]]:
     if not os.path.exists(path):
         raise DataError(f"{path} does not exist.")
     extension = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at "
+                        f"offset {e.start}); jaxprompt reads UTF-8, so save the file as "
+                        "UTF-8.") from None
+    if "\x00" in text:
+        raise DataError(f"{path}, line {text[:text.index(chr(0))].count(chr(10)) + 1}: a NUL "
+                        "byte; this is not a text file.")
+    return _parse_records(path, extension, text)
+
+
+def _parse_records(path: str, extension: str, text: str) -> list[tuple[int, dict]]:
     records = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(text, newline="") as f:
         if extension in (".jsonl", ".json"):
             for line_number, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        records.append((line_number, json.loads(line)))
-                    except json.JSONDecodeError as e:
+                        row = json.loads(line)
+                    except (json.JSONDecodeError, RecursionError) as e:
                         raise DataError(f"{path}, line {line_number}: not valid JSON "
-                                        f"({e}).") from e
+                                        f"({str(e)[:200]}).") from None
+                    if not isinstance(row, dict):
+                        raise DataError(f"{path}, line {line_number}: a JSON object "
+                                        f"({{\"field\": value, ...}}) per line; found a "
+                                        f"{type(row).__name__}.")
+                    records.append((line_number, row))
         elif extension in (".csv", ".tsv"):
             reader = csv.DictReader(f, delimiter="\t" if extension == ".tsv" else ",")
-            for row in reader:
-                if None in row:
-                    raise DataError(f"{path}, line {reader.line_num}: more columns than the "
-                                    f"header {reader.fieldnames}.")
-                records.append((reader.line_num, row))
+            try:
+                for row in reader:
+                    if None in row:
+                        raise DataError(f"{path}, line {reader.line_num}: more columns than "
+                                        f"the header {reader.fieldnames}.")
+                    records.append((reader.line_num, row))
+            except csv.Error as e:
+                raise DataError(f"{path}, line {reader.line_num}: not valid "
+                                f"{extension[1:].upper()} ({e}).") from None
         else:
             raise DataError(f"{path}: unsupported file type {extension!r}; use .csv, .tsv or "
                             ".jsonl.")
@@ -82,9 +108,9 @@ def format_records(path: str, input_template: str, target_field: str,
 def from_files(train: str | None = None, validation: str | None = None, test: str | None = None,
                input_template: str = "{text}", target_field: str = "label",
                verbalizer: dict[str, str] | None = None, name: str = "user_task",
-               metrics: tuple[str, ...] | None = None,
-               vocab_path: str = DEFAULT_VOCABULARY) -> TextTask:
-    """Builds, registers (jaxprompt and seqio) and returns a task from local files."""
+               metrics: tuple[str, ...] | None = None) -> TextTask:
+    """Builds, registers (by name, in jaxprompt.data.TEXT_TASKS) and returns a task from
+    local files. `register_seqio_task(task)` also makes it a seqio Task."""
     files = {split: path for split, path in
              (("train", train), ("validation", validation), ("test", test)) if path}
     if not files:
@@ -103,5 +129,4 @@ def from_files(train: str | None = None, validation: str | None = None, test: st
                     metrics or (("accuracy",) if verbalizer else ("exact_match",)), load,
                     tuple(files))
     TEXT_TASKS[name] = task
-    register_seqio_task(task, vocab_path)
     return task

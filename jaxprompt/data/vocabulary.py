@@ -1,0 +1,67 @@
+"""T5's SentencePiece vocabulary without TensorFlow: sentencepiece plus 100 sentinels.
+
+As seqio.SentencePieceVocabulary(path, extra_ids=100) does, the sentinels are added to the
+model as user-defined pieces `▁<extra_id_99>` ... `▁<extra_id_0>` (ids 32000 ... 32099 for
+T5's model), so text holding "<extra_id_3>" encodes to its id and decodes back. Same ids
+and text as seqio's (a test compares the two); seqio is needed only to register tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Iterable, Sequence
+
+from jaxprompt.data.readers import DataError
+
+EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 = 32,100 ids (embeddings: 32,128).
+EOS_ID = 1
+
+
+class Vocabulary:
+    """encode(text) -> ids (no EOS); decode(ids) -> text up to the first EOS."""
+
+    def __init__(self, path: str, extra_ids: int = EXTRA_IDS):
+        import sentencepiece
+        from google.protobuf.message import DecodeError
+        from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+        if not os.path.exists(path):
+            raise DataError(f"SentencePiece model {path} not found.")
+        self.path = path
+        self.extra_ids = extra_ids
+        try:
+            with open(path, "rb") as f:
+                model = model_pb2.ModelProto.FromString(f.read())
+            for i in reversed(range(extra_ids)):
+                model.pieces.add(piece=f"▁<extra_id_{i}>", score=0.0,
+                                 type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)
+            self.tokenizer = sentencepiece.SentencePieceProcessor(
+                model_proto=model.SerializeToString())
+        except (RuntimeError, OSError, DecodeError) as e:
+            raise DataError(f"{path} is not a SentencePiece model ({e}).") from e
+
+    @property
+    def vocab_size(self) -> int:
+        """Pieces plus sentinels (32,100 for T5's vocabulary)."""
+        return self.tokenizer.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer.encode(list(texts))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids]
+        if EOS_ID in ids:
+            ids = ids[:ids.index(EOS_ID) + 1]
+        pieces = self.tokenizer.get_piece_size()
+        return self.tokenizer.decode([self.tokenizer.unk_id() if i >= pieces else i for i in ids])
+
+
+@functools.lru_cache(maxsize=None)
+def vocabulary(path: str | None = None) -> Vocabulary:
+    """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path."""
+    from jaxprompt.data.tasks import DEFAULT_VOCABULARY
+    return Vocabulary(path or DEFAULT_VOCABULARY)
