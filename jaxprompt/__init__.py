@@ -3,7 +3,7 @@
 from jaxprompt.checkpoints import CheckpointError, load_pretrained, save_hf_checkpoint
 from jaxprompt.config import ConfigError, T5Config
 from jaxprompt.models.t5 import T5
-from jaxprompt.prompt_files import PromptFileError, load_prompt
+from jaxprompt.prompts.files import PromptFileError, load_prompt
 
 __version__ = "0.1.0"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import jax
 
-from jaxprompt.deep_prompts import init_deep_prompt
-from jaxprompt.optimizers import OptimizerConfig
-from jaxprompt.trainer import TrainerConfig, train
+from jaxprompt.prompts.deep import init_deep_prompt
+from jaxprompt.training.optimizers import OptimizerConfig
+from jaxprompt.training.loop import TrainerConfig, train
 from tests.train_helpers import TINY, tiny_frozen
 
 
@@ -19,8 +19,9 @@ def run(output_dir: str, batches, mesh_shape=None):
     frozen = tiny_frozen()
     deep_prompt = init_deep_prompt(jax.random.key(6), frozen, TINY, 3)
     # lr 0.03: see tests/train_worker.py (Adafactor amplifies summation-order noise).
-    return train(model_config=TINY, frozen_params=frozen, prompt=prompt,
-                 deep_prompt=deep_prompt, train_batches=batches, output_dir=output_dir,
+    return train(model_config=TINY, frozen_params=frozen,
+                 trainable={"prompt": prompt, "deep_prompt": deep_prompt},
+                 train_batches=batches, output_dir=output_dir,
                  optimizer_config=OptimizerConfig(learning_rate=0.03),
                  trainer_config=TrainerConfig(steps=3, eval_every=0, checkpoint_every=3,
                                               mesh_shape=mesh_shape, progress=False))

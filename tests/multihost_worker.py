@@ -30,7 +30,7 @@ def main(process_id: int, num_processes: int, port: int, output_dir: str) -> Non
             yield {k: v[process_id * rows:(process_id + 1) * rows] for k, v in batch.items()}
 
     result = run(output_dir, local_rows, mesh_shape=(2, 4))
-    from jaxprompt.deep_prompts import save_deep_prompt
+    from jaxprompt.prompts.deep import save_deep_prompt
     from jaxprompt.distributed import fetch
     trainable = fetch(result.state.trainable)
     np.save(f"{output_dir}/prompt_process_{process_id}.npy", trainable["prompt"])

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("jaxprompt.data", reason="seqio/tensorflow not installed")
 import jaxprompt  # noqa: E402
-from jaxprompt.cli import main  # noqa: E402
+from jaxprompt.cli.main import main  # noqa: E402
 from jaxprompt.config import T5Config  # noqa: E402
 from jaxprompt.models.t5 import init_params  # noqa: E402
 

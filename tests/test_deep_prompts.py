@@ -13,11 +13,14 @@ import pytest
 
 from tests.train_helpers import TINY, run_steps, synthetic_batch, synthetic_batches, tiny_frozen
 
-from jaxprompt import deep_prompts, evaluation, optimizers, partitioning, train
+from jaxprompt import evaluation, partitioning
+from jaxprompt.prompts import deep as deep_prompts
+from jaxprompt.training import optimizers, step as train
 from jaxprompt.models.scan import stack_layers
-from jaxprompt.models.t5 import T5, MultiHeadAttention
-from jaxprompt.trainer import TrainerConfig
-from jaxprompt.trainer import train as run_training
+from jaxprompt.models.layers import MultiHeadAttention
+from jaxprompt.models.t5 import T5
+from jaxprompt.training.loop import TrainerConfig
+from jaxprompt.training.loop import train as run_training
 
 ENCODER_IDS = jnp.array([[5, 6, 7, 8, 1, 0, 0], [9, 10, 11, 12, 13, 14, 1]], jnp.int32)
 DECODER_IDS = jnp.array([[0, 4, 5], [0, 6, 7]], jnp.int32)
@@ -118,8 +121,8 @@ def test_cached_greedy_decoding_equals_full_forward_with_decoder_prefixes():
     params = tiny_frozen()
     deep = deep_prompts.init_deep_prompt(jax.random.key(3), params, TINY, 3, decoder=True)
     max_length = 5
-    cached = np.asarray(evaluation.greedy_decode(TINY, params, None, ENCODER_IDS, max_length,
-                                                 deep_prompt=deep))
+    cached = np.asarray(evaluation.greedy_decode(TINY, params, {"deep_prompt": deep},
+                                                 ENCODER_IDS, max_length))
     # Reference: greedy search that reruns the full (uncached) forward at every position.
     tokens = np.zeros((2, max_length), np.int32)
     done = np.zeros(2, bool)
@@ -149,7 +152,7 @@ def test_training_moves_only_the_deep_prompt_sharded_over_the_model_axis():
     deep = deep_prompts.init_deep_prompt(jax.random.key(1), frozen_host, TINY, 4, decoder=True)
     initial = jax.tree.map(np.array, deep)
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
-    state = train.init_train_state(None, optimizer, seed=0, deep_prompt=deep)
+    state = train.init_train_state({"deep_prompt": deep}, optimizer, seed=0)
     steps = train.shard_steps(T5(TINY), optimizer, train.StepConfig(), state,
                               partitioning.make_mesh())
     assert steps.state_shardings.trainable["deep_prompt"]["encoder_key"].spec == \
@@ -173,8 +176,9 @@ def test_trainer_writes_and_resumes_deep_prompt_files(tmp_path):
     prompt = jax.random.uniform(jax.random.key(5), (3, TINY.d_model), minval=-0.5, maxval=0.5)
 
     def run(steps):
-        return run_training(model_config=TINY, frozen_params=frozen, prompt=prompt,
-                            deep_prompt=deep, train_batches=synthetic_batches,
+        return run_training(model_config=TINY, frozen_params=frozen,
+                            trainable={"prompt": prompt, "deep_prompt": deep},
+                            train_batches=synthetic_batches,
                             output_dir=str(tmp_path),
                             eval_batches=lambda: [synthetic_batch(100)],
                             trainer_config=TrainerConfig(steps=steps, eval_every=2,

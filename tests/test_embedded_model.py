@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 import jaxprompt
-from jaxprompt import data, partitioning, train as train_lib
+from jaxprompt import data, partitioning
+from jaxprompt.training import step as train_lib
 from jaxprompt.models.t5 import T5
-from jaxprompt.optimizers import OptimizerConfig, prompt_optimizer
-from jaxprompt.prompts import PromptConfig, init_prompt
-from jaxprompt.quickstart import TINY_MODEL, sst2_task
-from jaxprompt.trainer import TrainerConfig, train, validation_loss
+from jaxprompt.training.optimizers import OptimizerConfig, prompt_optimizer
+from jaxprompt.prompts.init import PromptConfig, init_prompt
+from jaxprompt.experiments.quickstart import TINY_MODEL, sst2_task
+from jaxprompt.training.loop import TrainerConfig, train, validation_loss
 from tests.conftest import REPO
 
 
@@ -75,10 +76,10 @@ def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
 
     optimizer = prompt_optimizer(OptimizerConfig())
     steps = train_lib.shard_steps(T5(config), optimizer, train_lib.StepConfig(),
-                                  train_lib.init_train_state(prompt, optimizer, 0),
+                                  train_lib.init_train_state({"prompt": prompt}, optimizer, 0),
                                   partitioning.make_mesh())
     before = validation_loss(steps, {"prompt": prompt}, params, eval_batches)["loss"]
-    result = train(model_config=config, frozen_params=params, prompt=prompt,
+    result = train(model_config=config, frozen_params=params, trainable={'prompt': prompt},
                    train_batches=data.train_batches(task.name, 32, lengths, seed=0),
                    output_dir=str(tmp_path), eval_batches=eval_batches,
                    trainer_config=TrainerConfig(steps=40, eval_every=40, progress=False))
@@ -90,7 +91,7 @@ def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
 
 def test_quickstart_smoke(tmp_path, capsys):
     """The quickstart end to end with few steps: its three lines, a learning curve, a prompt."""
-    from jaxprompt import quickstart
+    from jaxprompt.experiments import quickstart
 
     config = quickstart.QuickstartConfig(output_dir=str(tmp_path / "qs"), steps=6, eval_every=3,
                                          validation_rows=64, test_rows=64)

@@ -117,8 +117,8 @@ def test_local_csv_task_trains_and_evaluates(tmp_path, pair):
     import jax
 
     from jaxprompt import data
-    from jaxprompt.prompts import PromptConfig, init_prompt
-    from jaxprompt.trainer import TrainerConfig, train
+    from jaxprompt.prompts.init import PromptConfig, init_prompt
+    from jaxprompt.training.loop import TrainerConfig, train
 
     _, config, params = pair
     rng = np.random.default_rng(0)
@@ -137,17 +137,17 @@ def test_local_csv_task_trains_and_evaluates(tmp_path, pair):
                          PromptConfig(length=4, init="class_labels", label_token_ids=label_ids))
 
     def eval_fn(trainable, frozen):
-        return evaluation.evaluate(config, frozen, trainable["prompt"], task, vocab,
+        return evaluation.evaluate(config, frozen, trainable, task, vocab,
                                    lengths=lengths, batch_size=8).metrics
 
-    result = train(model_config=config, frozen_params=params, prompt=prompt,
+    result = train(model_config=config, frozen_params=params, trainable={"prompt": prompt},
                    train_batches=data.train_batches("csv_e2e", 8, lengths, seed=0),
                    eval_batches=data.eval_batches("csv_e2e", "validation", 8, lengths),
                    eval_fn=eval_fn, output_dir=str(tmp_path / "run"),
                    trainer_config=TrainerConfig(steps=20, eval_every=10, eval_metric="accuracy",
                                                 eval_mode="max", progress=False))
     assert result.step == 20 and result.best_step in (10, 20)
-    from jaxprompt.metrics_log import read_metrics
+    from jaxprompt.training.metrics_log import read_metrics
     validation = [r for r in read_metrics(str(tmp_path / "run")) if r["split"] == "validation"]
     assert [r["step"] for r in validation] == [10, 20]
     assert all(0 <= r["accuracy"] <= 100 and r["loss"] > 0 for r in validation)

@@ -24,8 +24,8 @@ from jaxprompt.checkpoints.errors import CheckpointError  # noqa: E402
 from jaxprompt.config import ConfigError, T5Config  # noqa: E402
 from jaxprompt.data.readers import DataError  # noqa: E402
 from jaxprompt.data.user_files import read_records  # noqa: E402
-from jaxprompt.deep_prompts import DeepPromptError, load_deep_prompt  # noqa: E402
-from jaxprompt.prompt_files import PromptFileError, load_prompt  # noqa: E402
+from jaxprompt.prompts.deep import DeepPromptError, load_deep_prompt  # noqa: E402
+from jaxprompt.prompts.files import PromptFileError, load_prompt  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 
 EXAMPLES = int(os.environ.get("JAXPROMPT_FUZZ_EXAMPLES", "40"))

@@ -18,9 +18,9 @@ from tests.torch_reference import TINY_T5_1_1, build_torch_t5, random_ids, torch
 import jaxprompt
 from jaxprompt.checkpoints import CheckpointError
 from jaxprompt.config import T5Config
-from jaxprompt.export import FORMATS, export_prompt
-from jaxprompt.prompt_files import PromptFileError, load_prompt
-from jaxprompt.prompts import PromptConfig, PromptError, init_prompt
+from jaxprompt.prompts.export import FORMATS, export_prompt
+from jaxprompt.prompts.files import PromptFileError, load_prompt
+from jaxprompt.prompts.init import PromptConfig, PromptError, init_prompt
 
 peft = pytest.importorskip("peft", reason="peft is not installed (pip install 'jaxprompt[torch]')")
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprompt.optimizers import OptimizerConfig, make_optimizer, prompt_optimizer
+from jaxprompt.training.optimizers import OptimizerConfig, make_optimizer, prompt_optimizer
 
 
 def _t5x_adafactor_reference(param, grads, lr=0.3, decay=0.8, wd=1e-5, clip=1.0, eps=1e-30):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprompt.prompts import PromptConfig, PromptError, init_prompt
+from jaxprompt.prompts.init import PromptConfig, PromptError, init_prompt
 
 EMBEDDING = jax.random.normal(jax.random.key(0), (6000, 16))
 

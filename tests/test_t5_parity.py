@@ -104,7 +104,7 @@ def test_prompt_matches_transformers_inputs_embeds(pair, per_example, mode):
 def test_relative_position_buckets_match_transformers():
     from transformers.models.t5.modeling_t5 import T5Attention
 
-    from jaxprompt.models.t5 import relative_position_buckets
+    from jaxprompt.models.layers import relative_position_buckets
 
     for bidirectional in (True, False):
         for buckets, max_distance in ((32, 128), (8, 12), (10, 16)):

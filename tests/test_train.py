@@ -18,19 +18,20 @@ from tests.conftest import REPO
 from tests.train_helpers import TINY, run_steps, synthetic_batch, synthetic_batches, tiny_frozen
 from tests.train_worker import three_steps, trainer_run
 
-from jaxprompt import optimizers, partitioning, train
+from jaxprompt import partitioning
+from jaxprompt.training import optimizers, step as train
 from jaxprompt.checkpoints import CheckpointError
-from jaxprompt.deep_prompts import load_deep_prompt
+from jaxprompt.prompts.deep import load_deep_prompt
 from jaxprompt.models.t5 import T5, init_params
-from jaxprompt.trainer import TrainerConfig, TrainingError
-from jaxprompt.trainer import train as run_training
+from jaxprompt.training.loop import TrainerConfig, TrainingError
+from jaxprompt.training.loop import train as run_training
 
 
 def _setup(prompt_length=6):
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     prompt = jax.random.uniform(jax.random.key(5), (prompt_length, TINY.d_model), minval=-0.5,
                                 maxval=0.5)
-    state = train.init_train_state(prompt, optimizer, seed=0)
+    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     steps = train.shard_steps(T5(TINY), optimizer, train.StepConfig(), state,
                               partitioning.make_mesh())
     return optimizer, state, steps
@@ -66,7 +67,7 @@ def test_prompt_step_computes_no_weight_gradients():
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     frozen = init_params(config, jax.random.key(0))
     prompt = jnp.zeros((4, config.d_model))
-    state = train.init_train_state(prompt, optimizer, seed=0)
+    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     step_config = train.StepConfig()
     steps = train.shard_steps(model, optimizer, step_config, state, partitioning.make_mesh())
     batch = synthetic_batch(0, batch=8, inputs=16, targets=4)
@@ -130,13 +131,13 @@ def test_output_dir_of_another_model_or_prompt_is_refused(tmp_path):
     before = sorted(os.listdir(tmp_path / "checkpoints"))
     with pytest.raises(CheckpointError, match="(?s)fingerprint.*Nothing was overwritten"):
         run_training(model_config=TINY, frozen_params=tiny_frozen(seed=1),
-                     prompt=jnp.zeros((6, TINY.d_model)), train_batches=synthetic_batches,
+                     trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=synthetic_batches,
                      output_dir=str(tmp_path), trainer_config=TrainerConfig(steps=4,
                                                                             progress=False))
     with pytest.raises(CheckpointError, match=r"prompt_shape: checkpoint has \[6, 16\], this "
                                               r"run has \[9, 16\]"):
         run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                     prompt=jnp.zeros((9, TINY.d_model)), train_batches=synthetic_batches,
+                     trainable={'prompt': jnp.zeros((9, TINY.d_model))}, train_batches=synthetic_batches,
                      output_dir=str(tmp_path), trainer_config=TrainerConfig(steps=4,
                                                                             progress=False))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
@@ -152,7 +153,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match="(?s)Non-finite loss \\(nan\\) at step 7.*last good "
                                             "checkpoint is step 5"):
         run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                     prompt=jnp.zeros((6, TINY.d_model)), train_batches=batches,
+                     trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=batches,
                      output_dir=str(tmp_path), trainer_config=TrainerConfig(
                          steps=10, eval_every=0, checkpoint_every=5, progress=False))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5"]
@@ -161,11 +162,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_empty_data_and_bad_prompt_shape(tmp_path):
     with pytest.raises(TrainingError, match="training data source is empty"):
         run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                     prompt=jnp.zeros((6, TINY.d_model)), train_batches=[],
+                     trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=[],
                      output_dir=str(tmp_path / "a"),
                      trainer_config=TrainerConfig(steps=3, progress=False))
     with pytest.raises(TrainingError, match=r"prompt must be \[P, 16\].*got \(6, 8\)"):
-        run_training(model_config=TINY, frozen_params=tiny_frozen(), prompt=jnp.zeros((6, 8)),
+        run_training(model_config=TINY, frozen_params=tiny_frozen(), trainable={'prompt': jnp.zeros((6, 8))},
                      train_batches=synthetic_batches, output_dir=str(tmp_path / "b"),
                      trainer_config=TrainerConfig(steps=3, progress=False))
 
@@ -175,10 +176,10 @@ def test_best_checkpoint_follows_the_validation_metric(tmp_path):
         return [synthetic_batch(1000 + i) for i in range(2)]
 
     result = run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                          prompt=jnp.zeros((6, TINY.d_model)), train_batches=synthetic_batches,
+                          trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=synthetic_batches,
                           output_dir=str(tmp_path), eval_batches=eval_batches,
                           trainer_config=TrainerConfig(steps=12, eval_every=4, progress=False))
-    from jaxprompt.metrics_log import read_metrics
+    from jaxprompt.training.metrics_log import read_metrics
 
     records = read_metrics(str(tmp_path))
     validation = [r for r in records if r["split"] == "validation"]

@@ -17,7 +17,8 @@ from tests.train_helpers import TINY, synthetic_batch, synthetic_batches, tiny_f
 
 
 def three_steps(mesh_shape, devices=None) -> tuple[list[float], np.ndarray]:
-    from jaxprompt import optimizers, partitioning, train
+    from jaxprompt import partitioning
+    from jaxprompt.training import optimizers, step as train
     from jaxprompt.models.t5 import T5
 
     # Adafactor normalises each gradient element by its own RMS, so float32 summation-order
@@ -25,7 +26,7 @@ def three_steps(mesh_shape, devices=None) -> tuple[list[float], np.ndarray]:
     # keeps that below the 1e-5 comparison while the prompt still moves by ~0.1.
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig(learning_rate=0.03))
     prompt = jax.random.uniform(jax.random.key(5), (6, TINY.d_model), minval=-0.5, maxval=0.5)
-    state = train.init_train_state(prompt, optimizer, seed=0)
+    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     mesh = partitioning.make_mesh(mesh_shape, devices)
     steps = train.shard_steps(T5(TINY), optimizer, train.StepConfig(), state, mesh)
     frozen = jax.device_put(tiny_frozen(), steps.frozen_shardings)
@@ -39,7 +40,7 @@ def three_steps(mesh_shape, devices=None) -> tuple[list[float], np.ndarray]:
 
 
 def trainer_run(output_dir: str, steps: int, slow_after: int = -1):
-    from jaxprompt.trainer import TrainerConfig, train
+    from jaxprompt.training.loop import TrainerConfig, train
 
     def batches(position):
         for i, batch in enumerate(synthetic_batches(position)):
@@ -48,7 +49,7 @@ def trainer_run(output_dir: str, steps: int, slow_after: int = -1):
             yield batch
 
     prompt = jax.random.uniform(jax.random.key(5), (6, TINY.d_model), minval=-0.5, maxval=0.5)
-    return train(model_config=TINY, frozen_params=tiny_frozen(), prompt=prompt,
+    return train(model_config=TINY, frozen_params=tiny_frozen(), trainable={'prompt': prompt},
                  train_batches=batches, output_dir=output_dir,
                  trainer_config=TrainerConfig(steps=steps, eval_every=0, checkpoint_every=5,
                                               progress=False))

@@ -64,7 +64,8 @@ def run_jax(args) -> dict:
 
     import jax
 
-    from jaxprompt import optimizers, partitioning, train
+    from jaxprompt import partitioning
+    from jaxprompt.training import optimizers, step as train
     from jaxprompt.config import T5Config
     from jaxprompt.models.t5 import T5, init_params
 
@@ -75,7 +76,7 @@ def run_jax(args) -> dict:
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     prompt = jax.random.uniform(jax.random.key(1), (args.prompt_length, config.d_model),
                                 minval=-0.5, maxval=0.5)
-    state = train.init_train_state(prompt, optimizer, seed=0)
+    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     step_config = train.StepConfig(enable_dropout=False)
     steps = train.shard_steps(T5(config), optimizer, step_config, state, partitioning.make_mesh())
     batch = jax.device_put(_batch(args, config.vocab_size), steps.batch_sharding)

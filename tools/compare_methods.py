@@ -25,7 +25,7 @@ def full_fine_tune(config, params, task, vocab, lengths, steps, batch_size, seed
 
     from jaxprompt import data, evaluation
     from jaxprompt.models.t5 import T5
-    from jaxprompt.train import full_training_step
+    from jaxprompt.training.step import full_training_step
 
     optimizer = optax.adamw(1e-3, weight_decay=0.0)
     opt_state = optimizer.init(params)
@@ -72,9 +72,9 @@ def main() -> None:
 
     from jaxprompt import data, evaluation
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.experiments import RunConfig, tune_and_evaluate
-    from jaxprompt.hard_prompts import with_hard_prompt
-    from jaxprompt.quickstart import HARD_PROMPT, sst2_task
+    from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
+    from jaxprompt.prompts.hard import with_hard_prompt
+    from jaxprompt.experiments.quickstart import HARD_PROMPT, sst2_task
 
     start = time.time()
     config, params = load_pretrained(args.model, dtype=np.float32)

@@ -56,9 +56,10 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
     import numpy as np
     from jax.sharding import Mesh
 
-    from jaxprompt import optimizers, partitioning, train
+    from jaxprompt import partitioning
+    from jaxprompt.training import optimizers, step as train
     from jaxprompt.config import T5Config
-    from jaxprompt.deep_prompts import expected_shapes
+    from jaxprompt.models.prefixes import expected_shapes
     from jaxprompt.models.t5 import T5, logical_axes, param_shapes
 
     config = T5Config.preset(preset).replace(dtype=args.compute_dtype, scan_layers=scan,
@@ -71,12 +72,12 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
                                                              sharding=sh), shapes, shardings)
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     prompt = jax.ShapeDtypeStruct((args.prompt_length, config.d_model), jnp.float32)
-    deep_prompt = None
+    trainable = {"prompt": prompt}
     if args.deep_prompt_length:
-        deep_prompt = {name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in
-                       expected_shapes(config, args.deep_prompt_length, decoder=False).items()}
-    abstract_state = jax.eval_shape(
-        lambda p, d: train.init_train_state(p, optimizer, 0, deep_prompt=d), prompt, deep_prompt)
+        trainable["deep_prompt"] = {
+            name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in
+            expected_shapes(config, args.deep_prompt_length, decoder=False).items()}
+    abstract_state = jax.eval_shape(lambda t: train.init_train_state(t, optimizer, 0), trainable)
     steps = train.shard_steps(T5(config), optimizer, train.StepConfig(), abstract_state, mesh,
                               rules)
     state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),

@@ -53,9 +53,10 @@ class PretrainConfig:
     batch: int = 32
     inputs_length: int = 64
     targets_length: int = 24
-    learning_rate: float = 1e-3
-    warmup_steps: int = 300
-    weight_decay: float = 0.01
+    optimizer: str = "adafactor"  # "adafactor" (T5's, relative steps) or "adamw"
+    learning_rate: float = 1e-2  # T5's Adafactor rate; AdamW needs ~1e-3 and collapses (card)
+    warmup_steps: int = 200
+    weight_decay: float = 0.0  # AdamW only
     z_loss: float = 1e-4
     lm_fraction: float = 0.5  # share of prefix-LM examples; the rest is span corruption
     mlm_weight: float = 1.0  # auxiliary masked-token loss on the encoder outputs (0: off)
@@ -287,11 +288,22 @@ def representation_report(model, params, probe_ids: np.ndarray, probe_labels: np
 # ---------------------------------------------------------------------------- training
 
 def make_optimizer(pc: PretrainConfig):
+    """Adafactor with parameter scaling (T5's): each update is relative to the parameter's
+    RMS. T5 folds attention's 1/sqrt(d_kv) into the query kernel's init (std (H*d_kv)**-0.5),
+    so AdamW's absolute steps grow the query kernels d_kv**0.5 times faster, relative to
+    their scale, than in a standard transformer: attention saturates on one position and
+    the encoder collapses (MODEL_CARD.md has the measurements)."""
     import optax
     schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, pc.warmup_steps,
                                                   pc.steps, pc.learning_rate * 0.1)
-    return optax.chain(optax.clip_by_global_norm(1.0),
-                       optax.adamw(schedule, b2=0.98, weight_decay=pc.weight_decay))
+    if pc.optimizer == "adafactor":
+        return optax.chain(optax.clip_by_global_norm(1.0),
+                           optax.adafactor(schedule, multiply_by_parameter_scale=True,
+                                           clipping_threshold=1.0, decay_rate=0.8))
+    if pc.optimizer == "adamw":
+        return optax.chain(optax.clip_by_global_norm(1.0),
+                           optax.adamw(schedule, b2=0.98, weight_decay=pc.weight_decay))
+    raise ValueError(f"optimizer must be 'adafactor' or 'adamw', got {pc.optimizer!r}.")
 
 
 def pretraining_step(model, optimizer, z_loss: float, mlm_weight: float):
@@ -304,7 +316,7 @@ def pretraining_step(model, optimizer, z_loss: float, mlm_weight: float):
     import jax.numpy as jnp
     import optax
 
-    from jaxprompt.losses import cross_entropy
+    from jaxprompt.training.losses import cross_entropy
 
     config = model.config
 
@@ -471,7 +483,7 @@ def main() -> None:
 
     import sentencepiece
 
-    from jaxprompt.data.tasks import DEFAULT_VOCABULARY
+    from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY
     from jaxprompt.models.t5 import T5
 
     processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)

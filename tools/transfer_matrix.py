@@ -31,8 +31,8 @@ def main() -> None:
 
     from jaxprompt import data
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.experiments import RunConfig, tune_and_evaluate
-    from jaxprompt.quickstart import sst2_task
+    from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
+    from jaxprompt.experiments.quickstart import sst2_task
 
     if args.data_dir:
         data.set_data_dir(args.data_dir)

@@ -18,15 +18,13 @@ import os
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxprompt.checkpoints.errors import CheckpointError
-from jaxprompt.deep_prompts import DEEP_PROMPT_FILE, save_deep_prompt
+from jaxprompt.prompts.trainable import PROMPT_FILE, save_trainable
 from jaxprompt.distributed import fetch, is_leader
 
 MODEL_INFO_FILE = "model_info.json"
-PROMPT_FILE = "prompt.npy"
 
 
 def frozen_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
@@ -99,11 +97,7 @@ class PromptCheckpointer:
             trainable = fetch(state.trainable)
             if is_leader():
                 directory = os.path.join(manager.directory, str(step))
-                if "prompt" in trainable:
-                    np.save(os.path.join(directory, PROMPT_FILE), trainable["prompt"])
-                if "deep_prompt" in trainable:
-                    save_deep_prompt(os.path.join(directory, DEEP_PROMPT_FILE),
-                                     trainable["deep_prompt"])
+                save_trainable(directory, trainable)
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()

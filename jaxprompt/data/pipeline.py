@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from jaxprompt.data.readers import DataError
-from jaxprompt.data.tasks import TextTask
+from jaxprompt.data.tasks import TEXT_TASKS, TextTask
+from jaxprompt.data.vocabulary import vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def tokenized_split(task: TextTask, split: str, lengths: Lengths, vocab=None) ->
     """Every example of `split`, tokenized, EOS appended after trimming, padded with 0:
     {"encoder_input_tokens" [N, lengths.inputs], "decoder_target_tokens" [N, lengths.targets]}
     (what seqio's tokenize + append_eos_after_trim + trim/pad give)."""
-    from jaxprompt.data.vocabulary import vocabulary
-
     vocab = vocab or vocabulary()
     examples = task.examples(split)
 
@@ -93,7 +92,6 @@ def features(encoder_input_tokens: np.ndarray, decoder_target_tokens: np.ndarray
 
 
 def _text_task(task_name: str) -> TextTask | None:
-    from jaxprompt.data.tasks import TEXT_TASKS
     return TEXT_TASKS.get(task_name)
 
 

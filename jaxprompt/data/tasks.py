@@ -16,10 +16,8 @@ from typing import Callable
 
 from jaxprompt.data.formats import TASK_FORMATS, TaskFormat
 from jaxprompt.data.readers import DataError, read_local, read_tfds
-from jaxprompt.data.vocabulary import EXTRA_IDS, vocabulary
+from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY, EXTRA_IDS
 
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
-DEFAULT_VOCABULARY = os.path.join(ASSETS, "spiece.model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +91,6 @@ def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
     import seqio
     import tensorflow as tf
 
-    from jaxprompt.data.vocabulary import EXTRA_IDS
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
         del shuffle_files, seed  # Shuffling happens in seqio, after the source.

@@ -14,6 +14,8 @@ from typing import Iterable, Sequence
 
 from jaxprompt.data.readers import DataError
 
+DEFAULT_VOCABULARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "assets", "spiece.model")  # T5's; see assets/PROVENANCE.md
 EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 = 32,100 ids (embeddings: 32,128).
 EOS_ID = 1
 
@@ -63,5 +65,4 @@ class Vocabulary:
 @functools.lru_cache(maxsize=None)
 def vocabulary(path: str | None = None) -> Vocabulary:
     """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path."""
-    from jaxprompt.data.tasks import DEFAULT_VOCABULARY
     return Vocabulary(path or DEFAULT_VOCABULARY)

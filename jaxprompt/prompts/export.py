@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxprompt.checkpoints.safetensors_io import write_safetensors
 from jaxprompt.config import T5Config
-from jaxprompt.prompt_files import PEFT_CONFIG
+from jaxprompt.prompts.files import PEFT_CONFIG
 
 FORMATS = ("peft", "torch", "npy", "safetensors", "t5x")
 

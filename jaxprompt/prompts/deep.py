@@ -1,5 +1,8 @@
 """Deep prompts (prefix tuning, P-tuning v2): trainable keys and values in every layer.
 
+Making (init), saving and loading them; the shapes the model accepts, their checks and
+logical axes live in jaxprompt.models.prefixes (re-exported here).
+
 A deep prompt is a pure pytree of float32 arrays, the trainable subtree "deep_prompt":
   encoder_key, encoder_value  [L_enc, P, K]  prepended to every encoder self-attention;
   decoder_key, decoder_value  [L_dec, P, K]  optional, decoder self-attention;
@@ -16,59 +19,19 @@ prompt stays a jaxprompt checkpoint (`deep_prompt.npz`); the README says so.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import zipfile
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
-from jaxprompt.prompts import sample_rows
-
-DEEP_PROMPT_AXES = ("layers", "prompt", "joined_kv")
-DEEP_PROMPT_FILE = "deep_prompt.npz"
-
-
-class DeepPromptError(ValueError):
-    """A deep prompt whose keys or shapes do not fit the model."""
-
-
-def expected_shapes(config: T5Config, length: int, decoder: bool) -> dict[str, tuple]:
-    inner = config.num_heads * config.d_kv
-    shapes = {"encoder_key": (config.num_layers, length, inner),
-              "encoder_value": (config.num_layers, length, inner)}
-    if decoder:
-        shapes.update(decoder_key=(config.num_decoder_layers, length, inner),
-                      decoder_value=(config.num_decoder_layers, length, inner))
-    return shapes
-
-
-def check_deep_prompt(deep_prompt: dict, config: T5Config) -> None:
-    """Raises DeepPromptError naming the key and the expected shape."""
-    decoder = "decoder_key" in deep_prompt or "decoder_value" in deep_prompt
-    encoder_key_shape = np.shape(deep_prompt.get("encoder_key", ()))
-    length = encoder_key_shape[1] if len(encoder_key_shape) == 3 else 0
-    expected = expected_shapes(config, length, decoder)
-    if set(deep_prompt) != set(expected):
-        raise DeepPromptError(f"A deep prompt holds {sorted(expected)}; got {sorted(deep_prompt)}.")
-    for name, shape in expected.items():
-        if tuple(np.shape(deep_prompt[name])) != shape:
-            raise DeepPromptError(
-                f"deep_prompt[{name!r}] has shape {tuple(np.shape(deep_prompt[name]))}; this "
-                f"model needs {shape} ([layers, P, num_heads * d_kv]).")
-
-
-def layer_prefixes(deep_prompt: dict | None, stack: str) -> dict | None:
-    """{"key", "value"} [L, P, K] of one stack ("encoder" or "decoder"), or None."""
-    if deep_prompt is None or f"{stack}_key" not in deep_prompt:
-        return None
-    return {"key": deep_prompt[f"{stack}_key"], "value": deep_prompt[f"{stack}_value"]}
-
-
-def _rms_normalize(x: jax.Array, scale: jax.Array, epsilon: float) -> jax.Array:
-    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + epsilon)
-    return x * scale
-
+from jaxprompt.models.layers import RMSNorm
+from jaxprompt.models.prefixes import (DEEP_PROMPT_AXES, DeepPromptError, check_deep_prompt,
+                                       expected_shapes, logical_axes)
+from jaxprompt.models.scan import unstack_layers
+from jaxprompt.prompts.init import sample_rows
+from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE
 
 def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int,
                      decoder: bool = False, sample_top_k: int = 5000) -> dict:
@@ -80,7 +43,6 @@ def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int
     """
     if not isinstance(length, int) or length < 1:
         raise DeepPromptError(f"Deep prompt length must be a positive integer, got {length!r}.")
-    from jaxprompt.models.scan import unstack_layers  # here: models.t5 imports this module
     rows = sample_rows(rng, params["token_embedder"]["embedding"], length, sample_top_k)  # [P, H]
     if "layers" in params["encoder"]:  # scanned: per-layer views of the stacked kernels
         params = unstack_layers(params, config)
@@ -88,8 +50,8 @@ def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int
     def project(stack: str, num_layers: int, norm: str, attention: str) -> dict:
         keys, values = [], []
         for layer in (params[stack][f"layers_{i}"] for i in range(num_layers)):
-            h = _rms_normalize(rows, layer[norm]["scale"].astype(jnp.float32),
-                               config.layer_norm_epsilon)
+            h = RMSNorm(config.layer_norm_epsilon).apply(
+                {"params": {"scale": layer[norm]["scale"].astype(jnp.float32)}}, rows)
             keys.append(h @ layer[attention]["key"]["kernel"].astype(jnp.float32))
             values.append(h @ layer[attention]["value"]["kernel"].astype(jnp.float32))
         return {f"{stack}_key": jnp.stack(keys), f"{stack}_value": jnp.stack(values)}
@@ -100,10 +62,6 @@ def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int
                                    "pre_self_attention_layer_norm", "self_attention"))
     check_deep_prompt(deep_prompt, config)
     return deep_prompt
-
-
-def logical_axes(deep_prompt: dict) -> dict:
-    return {name: jax.sharding.PartitionSpec(*DEEP_PROMPT_AXES) for name in deep_prompt}
 
 
 def save_deep_prompt(path: str, deep_prompt: dict) -> None:
@@ -130,3 +88,8 @@ def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
         except DeepPromptError as e:
             raise DeepPromptError(f"{path}: {e}") from e
     return deep_prompt
+
+
+__all__ = ["DEEP_PROMPT_AXES", "DEEP_PROMPT_FILE", "DeepPromptError", "check_deep_prompt",
+           "expected_shapes", "init_deep_prompt", "load_deep_prompt", "logical_axes",
+           "save_deep_prompt"]

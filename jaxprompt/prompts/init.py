@@ -110,7 +110,7 @@ def text(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.Arra
 def from_file(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.Array:
     """A saved prompt (any format of jaxprompt.load_prompt), checked against H and P."""
     del rng
-    from jaxprompt.prompt_files import PromptFileError, load_prompt
+    from jaxprompt.prompts.files import PromptFileError, load_prompt
     try:
         array = load_prompt(config.file)
     except PromptFileError as e:

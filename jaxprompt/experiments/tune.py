@@ -10,11 +10,12 @@ import numpy as np
 
 from jaxprompt import data, evaluation
 from jaxprompt.data.tasks import TextTask
-from jaxprompt.deep_prompts import init_deep_prompt, load_deep_prompt
-from jaxprompt.optimizers import OptimizerConfig
-from jaxprompt.prompts import PromptConfig, init_prompt
-from jaxprompt.train import StepConfig
-from jaxprompt.trainer import TrainerConfig, TrainResult, train
+from jaxprompt.prompts.deep import init_deep_prompt
+from jaxprompt.training.optimizers import OptimizerConfig
+from jaxprompt.prompts.init import PromptConfig, init_prompt
+from jaxprompt.prompts.trainable import load_trainable, make_trainable
+from jaxprompt.training.step import StepConfig
+from jaxprompt.training.loop import TrainerConfig, TrainResult, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
                       ) -> tuple[float, TrainResult, np.ndarray | None]:
     """Prompt-tunes on task's train split, keeps the best validation prompt, and returns
     (test metric of that prompt, the TrainResult, the prompt). `init` names an initializer
-    of jaxprompt.prompts; class labels come from the task's verbalizer. With
+    of jaxprompt.prompts.init; class labels come from the task's verbalizer. With
     `deep_prompt_length` > 0 a deep prompt of that length is trained too (prompt_length 0:
     the deep prompt alone, as in prefix tuning / P-tuning v2)."""
     lengths = data.Lengths(run.inputs_length, run.targets_length)
@@ -57,13 +58,12 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
     metric = task.metrics[0]
 
     def eval_fn(trainable, frozen):
-        return evaluation.evaluate(config, frozen, trainable.get("prompt"), task, vocab,
-                                   split=run.eval_split, lengths=lengths,
-                                   deep_prompt=trainable.get("deep_prompt")).metrics
+        return evaluation.evaluate(config, frozen, trainable, task, vocab, split=run.eval_split,
+                                   lengths=lengths).metrics
 
     result = train(
-        model_config=config, frozen_params=params, prompt=prompt, deep_prompt=deep_prompt,
-        model_path=model_path,
+        model_config=config, frozen_params=params,
+        trainable=make_trainable(prompt, deep_prompt), model_path=model_path,
         train_batches=data.train_batches(task.name, run.batch_size, lengths, seed=run.seed,
                                          vocab=vocab),
         output_dir=output_dir, optimizer_config=OptimizerConfig(learning_rate=run.learning_rate),
@@ -74,9 +74,9 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
         trainer_config=TrainerConfig(steps=run.steps, eval_every=run.eval_every, log_every=25,
                                      eval_metric=metric, eval_mode="max", seed=run.seed,
                                      progress=progress))
-    best = np.load(result.best_prompt_path) if prompt is not None else None
-    best_deep = (load_deep_prompt(result.best_deep_prompt_path, config)
-                 if deep_prompt is not None else None)
+    best = load_trainable(result.best_prompt_path if prompt is not None else None,
+                          result.best_deep_prompt_path if deep_prompt is not None else None,
+                          config)
     test = evaluation.evaluate(config, params, best, task, vocab, split=run.test_split,
-                               lengths=lengths, deep_prompt=best_deep).metrics[metric]
-    return test, result, best
+                               lengths=lengths).metrics[metric]
+    return test, result, (np.asarray(best["prompt"]) if "prompt" in best else None)

@@ -15,7 +15,6 @@ import time
 from typing import Callable, Iterable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -23,12 +22,14 @@ from jaxprompt import partitioning
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
                                                 frozen_fingerprint)
 from jaxprompt.config import T5Config
-from jaxprompt.deep_prompts import DEEP_PROMPT_FILE, DeepPromptError, check_deep_prompt
+from jaxprompt.prompts.init import PromptError
+from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE, as_trainable, check_trainable
+from jaxprompt.prompts.trainable import shapes as trainable_shapes
 from jaxprompt.distributed import fetch, global_batch, is_leader, place
-from jaxprompt.metrics_log import MetricsLog, plot_learning_curve
+from jaxprompt.training.metrics_log import MetricsLog, plot_learning_curve
 from jaxprompt.models.t5 import T5
-from jaxprompt.optimizers import OptimizerConfig, prompt_optimizer
-from jaxprompt.train import BATCH_KEYS, StepConfig, TrainState, init_train_state, shard_steps
+from jaxprompt.training.optimizers import OptimizerConfig, prompt_optimizer
+from jaxprompt.training.step import BATCH_KEYS, StepConfig, TrainState, init_train_state, shard_steps
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,8 @@ def validation_loss(steps, trainable, frozen, eval_batches: Callable[[], Iterabl
     return {"loss": nll / tokens, "tokens": tokens}
 
 
-def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array | None,
-          train_batches: BatchSource, output_dir: str, deep_prompt: dict | None = None,
+def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
+          train_batches: BatchSource, output_dir: str,
           optimizer_config: OptimizerConfig = OptimizerConfig(),
           step_config: StepConfig = StepConfig(),
           trainer_config: TrainerConfig = TrainerConfig(),
@@ -112,10 +113,8 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array | No
 
     Args:
       model_config, frozen_params: the frozen T5 (from `jaxprompt.load_pretrained`).
-      prompt: the initial prompt [P, H] (from `jaxprompt.prompts.init_prompt`), or None
-        to train a deep prompt alone.
-      deep_prompt: optional initial deep prompt (`jaxprompt.deep_prompts.init_deep_prompt`),
-        trained with the prompt by the same masked optimizer.
+      trainable: the initial trainable tree, {"prompt": [P, H]} (`init_prompt`) and/or
+        {"deep_prompt": {...}} (`init_deep_prompt`); see jaxprompt.prompts.trainable.
       train_batches: a function position -> iterator of batches, or a re-iterable.
       output_dir: checkpoints, metrics.jsonl, TensorBoard events, learning_curve.png.
       eval_batches: a function returning validation batches (validation loss).
@@ -124,30 +123,22 @@ def train(*, model_config: T5Config, frozen_params: dict, prompt: jax.Array | No
       model_path: recorded in model_info.json.
     """
     tc = trainer_config
-    if prompt is not None:
-        prompt = jnp.asarray(prompt, jnp.float32)
-        if prompt.ndim != 2 or prompt.shape[1] != model_config.d_model:
-            raise TrainingError(f"The prompt must be [P, {model_config.d_model}] for this model "
-                                f"(d_model {model_config.d_model}); got {tuple(prompt.shape)}.")
-    if deep_prompt is not None:
-        try:
-            check_deep_prompt(deep_prompt, model_config)
-        except DeepPromptError as e:
-            raise TrainingError(str(e)) from e
+    trainable = as_trainable(trainable)
+    try:
+        check_trainable(trainable, model_config)
+    except PromptError as e:
+        raise TrainingError(str(e)) from e
     model = T5(model_config)
     optimizer = prompt_optimizer(optimizer_config)
     mesh = partitioning.make_mesh(tc.mesh_shape)
-    try:
-        state = init_train_state(prompt, optimizer, tc.seed, deep_prompt)
-    except ValueError as e:
-        raise TrainingError(str(e)) from e
+    state = init_train_state(trainable, optimizer, tc.seed)
     steps = shard_steps(model, optimizer, step_config, state, mesh)
     info = {"model": model_path, "architecture": model_config.architecture(),
             "fingerprint": frozen_fingerprint(frozen_params),
-            "prompt_shape": None if prompt is None else list(prompt.shape),
+            "prompt_shape": trainable_shapes(trainable).get("prompt"),
             "prompt_mode": step_config.prompt_mode}
-    if deep_prompt is not None:  # Older runs' model_info.json has no such key.
-        info["deep_prompt_shapes"] = {k: list(v.shape) for k, v in sorted(deep_prompt.items())}
+    if "deep_prompt" in trainable:  # Older runs' model_info.json has no such key.
+        info["deep_prompt_shapes"] = trainable_shapes(trainable)["deep_prompt"]
     check_or_write_model_info(output_dir, info)
 
     checkpointer = PromptCheckpointer(output_dir, tc.keep_latest)

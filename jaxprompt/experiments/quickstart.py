@@ -12,7 +12,7 @@ import dataclasses
 import os
 import time
 
-ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 TINY_MODEL = os.path.join(ASSETS, "t5_tiny_lm")
 SST2_DIR = os.path.join(ASSETS, "sst2")
 HARD_PROMPT = "Is the sentiment of this sentence negative or positive?"
@@ -33,7 +33,7 @@ class QuickstartConfig:
 def sst2_task(validation_rows: int | None = None, test_rows: int | None = None):
     """The bundled SST-2 sentences as a task (optionally the first rows of validation/test)."""
     from jaxprompt.data import from_files
-    from jaxprompt.data.tasks import TEXT_TASKS, TextTask
+    from jaxprompt.data.tasks import TEXT_TASKS
 
     task = from_files(train=os.path.join(SST2_DIR, "train.tsv"),
                       validation=os.path.join(SST2_DIR, "dev.tsv"),
@@ -54,8 +54,8 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
 
     from jaxprompt import data, evaluation
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.experiments import RunConfig, tune_and_evaluate
-    from jaxprompt.hard_prompts import with_hard_prompt
+    from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
+    from jaxprompt.prompts.hard import with_hard_prompt
 
     start = time.time()
     config, params = load_pretrained(qc.model, dtype=np.float32)

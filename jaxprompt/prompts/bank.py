@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxprompt.config import T5Config
 from jaxprompt.evaluation import decode_tokens, encode_batch, greedy_decode, score_candidates
-from jaxprompt.prompt_files import detect_format, load_prompt
+from jaxprompt.prompts.files import detect_format, load_prompt
 
 BANK_FILE = "bank.json"  # optional: {"task": {"labels": ["negative", "positive"]}, ...}
 

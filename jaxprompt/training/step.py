@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from jaxprompt import deep_prompts, partitioning
-from jaxprompt.losses import cross_entropy
+from jaxprompt import partitioning
+from jaxprompt.training.losses import cross_entropy
 from jaxprompt.models.t5 import T5, logical_axes, param_shapes
-from jaxprompt.prompts import PROMPT_AXES
+from jaxprompt.prompts.trainable import logical_axes as trainable_axes
 
 BATCH_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
               "decoder_loss_weights")
@@ -55,22 +55,10 @@ class StepConfig:
                              f"{self.loss_normalization!r}.")
 
 
-def trainable_tree(prompt: jax.Array | None, deep_prompt: dict | None = None) -> dict:
-    """The trainable pytree: {"prompt": [P, H]} and/or {"deep_prompt": {...}}, float32."""
-    if prompt is None and deep_prompt is None:
-        raise ValueError("Nothing to train: give a prompt, a deep prompt or both.")
-    trainable = {}
-    if prompt is not None:
-        trainable["prompt"] = jnp.asarray(prompt, jnp.float32)
-    if deep_prompt is not None:
-        trainable["deep_prompt"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
-                                                deep_prompt)
-    return trainable
-
-
-def init_train_state(prompt: jax.Array | None, optimizer: optax.GradientTransformation,
-                     seed: int, deep_prompt: dict | None = None) -> TrainState:
-    trainable = trainable_tree(prompt, deep_prompt)
+def init_train_state(trainable: dict, optimizer: optax.GradientTransformation,
+                     seed: int) -> TrainState:
+    """Step 0 of a run: the trainable tree (float32), its optimizer state and the base rng."""
+    trainable = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), trainable)
     return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
                       opt_state=optimizer.init(trainable), rng=jax.random.PRNGKey(seed))
 
@@ -120,16 +108,6 @@ def eval_step(trainable: dict, frozen: dict, batch: Batch, *, model: T5,
     logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode)
     return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
                          step_config.z_loss, 0.0)
-
-
-def trainable_logical_axes(trainable: dict) -> dict:
-    """Logical PartitionSpecs of the trainable tree."""
-    axes = {}
-    if "prompt" in trainable:
-        axes["prompt"] = jax.sharding.PartitionSpec(*PROMPT_AXES)
-    if "deep_prompt" in trainable:
-        axes["deep_prompt"] = deep_prompts.logical_axes(trainable["deep_prompt"])
-    return axes
 
 
 def full_training_step(model: T5, optimizer: optax.GradientTransformation,
@@ -182,7 +160,7 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
         param_shapes(model.config), logical_axes(model.config), mesh, rules)
     state_shardings = jax.tree.map(lambda _: partitioning.replicated(mesh), state)
     state_shardings = state_shardings.replace(trainable=partitioning.tree_shardings(
-        state.trainable, trainable_logical_axes(state.trainable), mesh, rules))
+        state.trainable, trainable_axes(state.trainable), mesh, rules))
     batch_sharding = partitioning.batch_sharding(mesh, rules)
 
     def with_rules(fn):

@@ -1,0 +1,84 @@
+"""`jaxprompt inspect`: describe a prompt file or a checkpoint; a prompt's nearest tokens."""
+
+from __future__ import annotations
+
+import os
+
+
+def _describe_prompt(path: str, prompt) -> None:
+    import numpy as np
+
+    from jaxprompt.prompts.files import detect_format
+
+    norms = np.linalg.norm(prompt, axis=1)
+    print(f"{path}: {detect_format(path)} prompt, shape {prompt.shape} (P, H), float32 as read; "
+          f"finite: {bool(np.isfinite(prompt).all())}")
+    print(f"  row L2 norm: mean {norms.mean():.4g}, min {norms.min():.4g}, max {norms.max():.4g}")
+    print("  per position: " + " ".join(f"{n:.3g}" for n in norms))
+
+
+def _describe_model(path: str) -> None:
+    import jax
+    import numpy as np
+
+    from jaxprompt.checkpoints import load_pretrained
+
+    config, params = load_pretrained(path)
+    leaves = jax.tree.leaves(params)
+    count = sum(int(np.prod(x.shape)) for x in leaves)
+    dtypes = sorted({str(x.dtype) for x in leaves})
+    print(f"{path}: T5 checkpoint, {count:,} parameters ({', '.join(dtypes)})")
+    for key, value in config.architecture().items():
+        print(f"  {key:<32} {value}")
+
+
+def run(args) -> int:
+    from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
+    from jaxprompt.prompts.files import PromptFileError, load_prompt
+
+    path = args.path
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        _describe_model(path)
+        return 0
+    try:
+        prompt = load_prompt(path)  # Read once: described, then (with --model) interpreted.
+    except PromptFileError:
+        if not is_t5x_checkpoint(path):
+            raise
+        _describe_model(path)  # A T5X checkpoint of a whole model, not a prompt.
+        return 0
+    _describe_prompt(path, prompt)
+    if args.model:
+        _neighbours(args, path, prompt)
+    return 0
+
+
+def _neighbours(args, path: str, prompt) -> None:
+    from jaxprompt import data
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.prompts.interpretation import nearest_tokens, plot_similarity
+    from jaxprompt.prompts.files import check_width
+
+    config, params = load_pretrained(args.model)
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    check_width(prompt, config.d_model, path)
+    ids, scores = nearest_tokens(prompt, params["token_embedder"]["embedding"], args.neighbours,
+                                 vocab_size=vocab.vocab_size)
+    print(f"  nearest tokens by cosine similarity to {args.model}'s embedding:")
+    for position, (row_ids, row_scores) in enumerate(zip(ids, scores)):
+        words = ", ".join(f"{vocab.decode([int(i)]) or repr(vocab.tokenizer.id_to_piece(int(i)))}"
+                          f" ({s:.2f})" for i, s in zip(row_ids, row_scores))
+        print(f"  {position:4d}: {words}")
+    heatmap = args.heatmap or os.path.splitext(os.path.basename(path.rstrip("/")))[0] + \
+        "_similarity.png"
+    print(f"  position similarity heatmap: {plot_similarity(prompt, heatmap)}")
+
+
+def add_parser(sub) -> None:
+    inspect = sub.add_parser("inspect", help="describe a prompt file or a checkpoint")
+    inspect.add_argument("path")
+    inspect.add_argument("--model", help="with a prompt: show each position's nearest tokens")
+    inspect.add_argument("--neighbours", type=int, default=5)
+    inspect.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+    inspect.add_argument("--heatmap", help="PNG of position similarities (with --model)")
+    inspect.set_defaults(func=run)

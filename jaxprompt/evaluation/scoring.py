@@ -1,0 +1,155 @@
+"""Model calls of evaluation: rank classification, greedy decoding, prompt ensembles.
+
+Rank classification scores every candidate target of an example (log-likelihood of its
+tokens, EOS included) in one batched pass: the encoder runs once per example and its
+output is repeated for the C candidates. Greedy decoding runs the decoder one token at a
+time against a KV cache inside a jitted while-loop that stops when every row has emitted
+EOS. Every call takes the trainable tree as one argument.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprompt.config import T5Config
+from jaxprompt.models.t5 import T5
+from jaxprompt.prompts.trainable import as_trainable
+from jaxprompt.training.losses import sequence_log_likelihood
+
+EOS_ID = 1
+
+
+def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
+                     candidates: jax.Array, prompt_mode: str = "prefix",
+                     prompt_mask=None) -> jax.Array:
+    """Log-likelihood of each candidate target for each example.
+
+    Args:
+      trainable: the trainable tree ({"prompt": [P, H] or [B, P, H]} and/or
+        {"deep_prompt": ...}); {} or None for the bare model; an array means {"prompt": it}.
+      prompt_mask: None, or [P] / [B, P] booleans (prompts of a bank padded on the left).
+      encoder_ids: [B, T] token ids (EOS-terminated, 0-padded).
+      candidates: [C, S] target ids (EOS-terminated, 0-padded).
+    Returns:
+      [B, C] float32 sums of token log-probabilities.
+    """
+    return _score_candidates(config, params, as_trainable(trainable), encoder_ids, candidates,
+                             prompt_mode, prompt_mask)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
+def _score_candidates(config, params, trainable, encoder_ids, candidates, prompt_mode,
+                      prompt_mask):
+    prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
+    model = T5(config)
+    batch, num_candidates = encoder_ids.shape[0], candidates.shape[0]
+    encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
+                                prompt_mask=prompt_mask, prompt_mode=prompt_mode,
+                                deep_prompt=deep_prompt, method=T5.encode)
+    encoded = jnp.repeat(encoded, num_candidates, axis=0)  # [B * C, P + T, H]
+    mask = jnp.repeat(mask, num_candidates, axis=0)
+    targets = jnp.tile(candidates, (batch, 1))  # [B * C, S]
+    decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))  # shift right, start id 0
+    logits = model.apply({"params": params}, encoded, mask, decoder_inputs,
+                         deep_prompt=deep_prompt, method=T5.decode)
+    scores = sequence_log_likelihood(logits, targets, targets > 0)
+    return scores.reshape(batch, num_candidates)
+
+
+def greedy_decode(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
+                  max_length: int, prompt_mode: str = "prefix", prompt_mask=None) -> jax.Array:
+    """Greedy decoding with a KV cache: [B, T] -> tokens [B, max_length] (0 after EOS).
+
+    `trainable` as in `score_candidates`."""
+    return _greedy_decode(config, params, as_trainable(trainable), encoder_ids, max_length,
+                          prompt_mode, prompt_mask)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "max_length", "prompt_mode"))
+def _greedy_decode(config, params, trainable, encoder_ids, max_length, prompt_mode,
+                   prompt_mask):
+    prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
+    model = T5(config)
+    batch = encoder_ids.shape[0]
+    encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
+                                prompt_mask=prompt_mask, prompt_mode=prompt_mode,
+                                deep_prompt=deep_prompt, method=T5.encode)
+    cache_shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), encoded, mask,
+                           jnp.zeros((batch, max_length), jnp.int32), decode=True,
+                           deep_prompt=deep_prompt, method=T5.decode))["cache"]
+    cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache_shapes)
+
+    def step(carry):
+        i, cache, token, out, done = carry
+        logits, variables = model.apply({"params": params, "cache": cache}, encoded, mask,
+                                        token[:, None], decode=True, deep_prompt=deep_prompt,
+                                        method=T5.decode, mutable=["cache"])
+        token = jnp.where(done, 0, jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32))
+        out = out.at[:, i].set(token)
+        return i + 1, variables["cache"], token, out, done | (token == EOS_ID)
+
+    def not_finished(carry):
+        i, _, _, _, done = carry
+        return (i < max_length) & ~jnp.all(done)
+
+    start = jnp.zeros((batch,), jnp.int32)
+    carry = (jnp.zeros((), jnp.int32), cache, start, jnp.zeros((batch, max_length), jnp.int32),
+             jnp.zeros((batch,), bool))
+    return jax.lax.while_loop(not_finished, step, carry)[3]
+
+
+def ensemble_scores(config: T5Config, params: dict, prompts: jax.Array, encoder_ids: jax.Array,
+                    candidates: jax.Array, prompt_mode: str = "prefix") -> jax.Array:
+    """Candidate scores under N prompts in one batched pass: [N, P, H] -> [N, B, C].
+
+    The batch is tiled N times and each row gets its prompt ([N * B, P, H] per-example
+    prompts), so the cost is one pass over N * B rows, not N separate runs.
+    """
+    num_prompts, batch = prompts.shape[0], encoder_ids.shape[0]
+    rows = jnp.repeat(jnp.asarray(prompts), batch, axis=0)  # [N * B, P, H]
+    ids = jnp.tile(encoder_ids, (num_prompts, 1))  # [N * B, T]
+    scores = score_candidates(config, params, {"prompt": rows}, ids, candidates,
+                              prompt_mode=prompt_mode)
+    return scores.reshape(num_prompts, batch, -1)
+
+
+def combine_ensemble(scores: np.ndarray, how: str) -> np.ndarray:
+    """[N, B, C] scores -> [B] class indices.
+
+    vote: each prompt votes for its argmax, the most votes win (ties: the lowest class
+    index), as in the paper's section 7; mean: argmax of the mean log-likelihood.
+    """
+    scores = np.asarray(scores)
+    if how == "mean":
+        return scores.mean(axis=0).argmax(axis=-1)
+    if how == "vote":
+        votes = np.zeros(scores.shape[1:], np.int64)
+        for prompt_votes in scores.argmax(axis=-1):  # [B] per prompt
+            votes[np.arange(len(prompt_votes)), prompt_votes] += 1
+        return votes.argmax(axis=-1)
+    raise ValueError(f"Unknown ensemble combination {how!r}; use 'vote' or 'mean'.")
+
+
+
+def encode_batch(vocab, texts: Sequence[str], length: int) -> np.ndarray:
+    """Token ids [N, length]: truncated to length - 1, EOS appended, 0-padded."""
+    out = np.zeros((len(texts), length), np.int32)
+    for row, text in enumerate(texts):
+        ids = list(vocab.encode(text))[: length - 1] + [EOS_ID]
+        out[row, : len(ids)] = ids
+    return out
+
+
+def decode_tokens(vocab, tokens: np.ndarray) -> list[str]:
+    texts = []
+    for row in np.asarray(tokens):
+        ids = row.tolist()
+        ids = ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
+        texts.append(vocab.decode([i for i in ids if i > 0]))
+    return texts

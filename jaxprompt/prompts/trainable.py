@@ -1,0 +1,100 @@
+"""The one trainable pytree: {"prompt": [P, H], "deep_prompt": {...}}, any non-empty subset.
+
+It is made once (from `init_prompt` and/or `init_deep_prompt`, or read from files), then
+passed as one argument through training, checkpoints, evaluation, prediction, ensembles,
+the prompt bank and export; the frozen T5 params are always a separate pytree. Logical
+axes: the prompt ("prompt", "embed") (replicated by the default rules: it is tiny), a deep
+prompt ("layers", "prompt", "joined_kv").
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprompt.config import T5Config
+from jaxprompt.models.prefixes import DeepPromptError, check_deep_prompt
+from jaxprompt.models.prefixes import logical_axes as deep_prompt_axes
+from jaxprompt.prompts.init import PROMPT_AXES, PromptError
+
+TRAINABLE_KEYS = ("prompt", "deep_prompt")
+PROMPT_FILE = "prompt.npy"
+DEEP_PROMPT_FILE = "deep_prompt.npz"
+
+
+def make_trainable(prompt=None, deep_prompt: dict | None = None) -> dict:
+    """The trainable tree, float32: {"prompt": [P, H]} and/or {"deep_prompt": {...}}."""
+    trainable = {}
+    if prompt is not None:
+        trainable["prompt"] = jnp.asarray(prompt, jnp.float32)
+    if deep_prompt is not None:
+        trainable["deep_prompt"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
+                                                deep_prompt)
+    return trainable
+
+
+def as_trainable(value) -> dict:
+    """None -> {} (the bare model); an array -> {"prompt": array}; a dict is checked."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        unknown = set(value) - set(TRAINABLE_KEYS)
+        if unknown:
+            raise PromptError(f"A trainable tree holds {TRAINABLE_KEYS}; got {sorted(value)}.")
+        return value
+    return {"prompt": value}
+
+
+def check_trainable(trainable: dict, config: T5Config) -> None:
+    """Raises PromptError naming the part whose shape does not fit `config`."""
+    if not trainable:
+        raise PromptError("Nothing to train: give a prompt, a deep prompt or both.")
+    prompt = trainable.get("prompt")
+    if prompt is not None and (np.ndim(prompt) != 2 or np.shape(prompt)[1] != config.d_model):
+        raise PromptError(f"The prompt must be [P, {config.d_model}] for this model (d_model "
+                          f"{config.d_model}); got {tuple(np.shape(prompt))}.")
+    if "deep_prompt" in trainable:
+        try:
+            check_deep_prompt(trainable["deep_prompt"], config)
+        except DeepPromptError as e:
+            raise PromptError(str(e)) from e
+
+
+def logical_axes(trainable: dict) -> dict:
+    """PartitionSpecs of the trainable tree, leaf for leaf."""
+    axes = {}
+    if "prompt" in trainable:
+        axes["prompt"] = jax.sharding.PartitionSpec(*PROMPT_AXES)
+    if "deep_prompt" in trainable:
+        axes["deep_prompt"] = deep_prompt_axes(trainable["deep_prompt"])
+    return axes
+
+
+def shapes(trainable: dict) -> dict:
+    """{"prompt": [P, H], "deep_prompt": {name: [L, P, K]}} as lists (for model_info.json)."""
+    return jax.tree.map(lambda a: list(np.shape(a)), trainable)
+
+
+def save_trainable(directory: str, trainable: dict) -> None:
+    """Writes prompt.npy and/or deep_prompt.npz (float32) into `directory`."""
+    from jaxprompt.prompts.deep import save_deep_prompt
+
+    if "prompt" in trainable:
+        np.save(os.path.join(directory, PROMPT_FILE), np.asarray(trainable["prompt"], np.float32))
+    if "deep_prompt" in trainable:
+        save_deep_prompt(os.path.join(directory, DEEP_PROMPT_FILE), trainable["deep_prompt"])
+
+
+def load_trainable(prompt_path: str | None = None, deep_prompt_path: str | None = None,
+                   config: T5Config | None = None) -> dict:
+    """Reads a prompt (any format jaxprompt.prompts.files reads) and/or a deep_prompt.npz."""
+    from jaxprompt.prompts.deep import load_deep_prompt
+    from jaxprompt.prompts.files import load_prompt
+
+    prompt = None if prompt_path is None else load_prompt(
+        prompt_path, None if config is None else config.d_model)
+    deep = None if deep_prompt_path is None else load_deep_prompt(deep_prompt_path, config)
+    return make_trainable(prompt, deep)
