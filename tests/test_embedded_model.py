@@ -25,6 +25,8 @@ from tests.conftest import REPO
 
 
 def _load_tool(name: str):
+    if str(REPO / "tools") not in sys.path:
+        sys.path.insert(0, str(REPO / "tools"))  # as `python tools/<name>.py` has it
     spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up by name

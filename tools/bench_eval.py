@@ -10,30 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def timed(fn, repeats):
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _common import add_shape_flags, median_seconds as timed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="t5_1_1_small")
-    parser.add_argument("--prompt_length", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--inputs", type=int, default=128)
-    parser.add_argument("--targets", type=int, default=8)
+    add_shape_flags(parser, batch=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip_peft", action="store_true")
     args = parser.parse_args()

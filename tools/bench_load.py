@@ -9,12 +9,10 @@ Run in a fresh process so the peak RSS is that of loading alone.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 
 def rss_mib() -> float:

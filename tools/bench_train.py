@@ -1,10 +1,11 @@
 """Train-step throughput: jaxprompt vs Hugging Face PEFT prompt tuning, side by side.
 
     python tools/bench_train.py                      # t5_1_1_small shape, P=100, batch 8, 128/8
-    python tools/bench_train.py --preset t5_1_1_base --steps 5
+    python tools/bench_train.py --preset t5_1_1_base --steps 5 --rounds 5
 
 Each framework runs in its own subprocess (so peak RSS is its own) on the same random
-model shape, batch and thread count, with Adafactor (lr 0.3, no parameter scaling) in
+model shape, batch and thread count, in --rounds interleaved rounds (A B C, A B C, ...;
+medians and the spread of each round's ratios are reported), with Adafactor (lr 0.3, no parameter scaling) in
 both. jaxprompt runs once per `--jax_variants` entry (default: per-layer without remat,
 and layers under nn.scan with the "minimal" remat policy). Reported: median step time,
 examples/s, peak RSS and their ratios to PEFT; for jaxprompt also the forward (loss only)
@@ -24,25 +25,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import add_shape_flags, random_batch
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _batch(args, vocab_size, seed=0):
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    encoder = rng.integers(3, vocab_size, (args.batch, args.inputs)).astype(np.int32)
-    encoder[:, -1] = 1
-    target = rng.integers(3, vocab_size, (args.batch, args.targets)).astype(np.int32)
-    target[:, -1] = 1
-    decoder_input = np.zeros_like(target)
-    decoder_input[:, 1:] = target[:, :-1]
-    return {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_input,
-            "decoder_target_tokens": target,
-            "decoder_loss_weights": np.ones_like(target, np.float32)}
 
 
 def _matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
@@ -79,7 +66,7 @@ def run_jax(args) -> dict:
     state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     step_config = train.StepConfig(enable_dropout=False)
     steps = train.shard_steps(T5(config), optimizer, step_config, state, partitioning.make_mesh())
-    batch = jax.device_put(_batch(args, config.vocab_size), steps.batch_sharding)
+    batch = jax.device_put(random_batch(args, config.vocab_size), steps.batch_sharding)
     frozen = jax.device_put(frozen, steps.frozen_shardings)
 
     start = time.perf_counter()
@@ -134,7 +121,7 @@ def run_peft(args) -> dict:
     optimizer = Adafactor([p for p in model.parameters() if p.requires_grad], lr=0.3,
                           scale_parameter=False, relative_step=False, warmup_init=False,
                           weight_decay=1e-5)
-    batch = _batch(args, config.vocab_size)
+    batch = random_batch(args, config.vocab_size)
     inputs = torch.tensor(batch["encoder_input_tokens"], dtype=torch.long)
     labels = torch.tensor(batch["decoder_target_tokens"], dtype=torch.long)
 
@@ -160,13 +147,18 @@ def run_peft(args) -> dict:
             "mean_step_s": float(np.mean(times))}
 
 
+def _median_result(runs: list[dict]) -> dict:
+    """Per-key median of the numeric fields of several runs of one configuration."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)):
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="t5_1_1_small")
-    parser.add_argument("--prompt_length", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--inputs", type=int, default=128)
-    parser.add_argument("--targets", type=int, default=8)
+    add_shape_flags(parser, batch=8)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--jax_variants", default="per_layer:none,scan:minimal",
                         help="jaxprompt configurations, comma-separated LAYOUT:REMAT with "
@@ -174,6 +166,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of every configuration (median and spread)")
     parser.add_argument("--only", choices=["jax", "peft"], help="(internal) run one side")
     parser.add_argument("--scan", action="store_true", help=argparse.SUPPRESS)  # with --only
     parser.add_argument("--remat", default="none", help=argparse.SUPPRESS)  # with --only
@@ -185,7 +179,7 @@ def main() -> None:
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="3")
     shared = [f"--{k}={v}" for k, v in vars(args).items()
-              if k not in ("only", "scan", "remat", "jax_variants")]
+              if k not in ("only", "scan", "remat", "jax_variants", "rounds")]
 
     def run_side(side: str, extra: list[str]) -> dict:
         out = subprocess.run([sys.executable, __file__, "--only", side, *shared, *extra],
@@ -195,12 +189,19 @@ def main() -> None:
             sys.exit(f"{side} {extra} run failed:\n{out.stderr[-3000:]}")
         return json.loads(line[0][len("RESULT "):])
 
-    results = {}
-    for variant in args.jax_variants.split(","):
-        layout, remat = variant.split(":")
-        results[f"jaxprompt {layout}, remat {remat}"] = run_side(
-            "jax", (["--scan"] if layout == "scan" else []) + [f"--remat={remat}"])
-    pt = results["PEFT"] = run_side("peft", [])
+    configs = [(f"jaxprompt {layout}, remat {remat}", "jax",
+                (["--scan"] if layout == "scan" else []) + [f"--remat={remat}"])
+               for layout, remat in (v.split(":") for v in args.jax_variants.split(","))]
+    configs.append(("PEFT", "peft", []))
+    # Interleaved rounds (A B C, A B C, ...): a slow spell of a noisy machine hits every
+    # configuration of a round alike, so each round's ratios are fair; report their spread.
+    rounds = []
+    for index in range(args.rounds):
+        rounds.append({name: run_side(side, extra) for name, side, extra in configs})
+        print(f"round {index + 1}/{args.rounds}: " + ", ".join(
+            f"{name} {1000 * r['step_s']:.0f} ms" for name, r in rounds[-1].items()), flush=True)
+    results = {name: _median_result([r[name] for r in rounds]) for name, _, _ in configs}
+    pt = results["PEFT"]
     # XLA counts a scanned loop body once: FLOP/s use the per-layer count of the same math.
     useful_flops = max(r.get("step_flops", 0.0) for r in results.values())
 
@@ -217,6 +218,13 @@ def main() -> None:
             row += (f"{r['step_s'] / r['forward_s']:9.2f}"
                     f"{100 * useful_flops / r['step_s'] / r['matmul_flops_per_s']:9.0f}")
         print(row)
+    print(f"\nratios to PEFT per round (median [min, max] over {args.rounds} rounds):")
+    for name, _, _ in configs[:-1]:
+        speed = [r[name]["examples_per_s"] / r["PEFT"]["examples_per_s"] for r in rounds]
+        memory = [r[name]["peak_rss_mib"] / r["PEFT"]["peak_rss_mib"] for r in rounds]
+        print(f"  {name:32} ex/s {statistics.median(speed):.2f} [{min(speed):.2f}, "
+              f"{max(speed):.2f}]   peak RSS {statistics.median(memory):.2f} "
+              f"[{min(memory):.2f}, {max(memory):.2f}]")
     matmul = max(r.get("matmul_flops_per_s", 0.0) for r in results.values())
     print(f"jaxprompt step: {useful_flops / 1e9:.1f} GFLOP (XLA cost analysis, per-layer); "
           f"2048^2 float32 matmul: {matmul / 1e9:.1f} GFLOP/s, measured in each jaxprompt "

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 
 def full_fine_tune(config, params, task, vocab, lengths, steps, batch_size, seed):

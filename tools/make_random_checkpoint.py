@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 from jaxprompt.checkpoints.hf import CONFIG_FILE, SAFETENSORS_FILE, hf_parameter_map  # noqa: E402
 from jaxprompt.checkpoints.safetensors_io import write_safetensors  # noqa: E402

@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 GIB = 2 ** 30
 

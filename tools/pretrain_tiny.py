@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _common  # noqa: F401  (puts the repository on sys.path)
 
 EOS = 1
 SENTINEL_BASE = 32099  # <extra_id_0>; <extra_id_k> = 32099 - k
@@ -53,8 +53,8 @@ class PretrainConfig:
     batch: int = 32
     inputs_length: int = 64
     targets_length: int = 24
-    optimizer: str = "adafactor"  # "adafactor" (T5's, relative steps) or "adamw"
-    learning_rate: float = 1e-2  # T5's Adafactor rate; AdamW needs ~1e-3 and collapses (card)
+    optimizer: str = "adamw_scaled_query"  # or "adamw", "adafactor" (MODEL_CARD.md compares)
+    learning_rate: float = 1e-3
     warmup_steps: int = 200
     weight_decay: float = 0.0  # AdamW only
     z_loss: float = 1e-4
@@ -62,6 +62,7 @@ class PretrainConfig:
     mlm_weight: float = 1.0  # auxiliary masked-token loss on the encoder outputs (0: off)
     mlm_positions: int = 10  # at most this many masked encoder tokens per example
     task_text_fraction: float = 0.5  # share of windows from the SST-2 / SuperGLUE stream
+    embedding_init: str = "svd"  # "svd": PPMI-SVD word vectors of the corpus; "normal": T5's
     seed: int = 0
 
     def model_config(self):
@@ -151,6 +152,46 @@ def token_stream(texts: list[str], processor) -> np.ndarray:
     """One int32 stream of every text's pieces, each text ended by EOS (T5's packing)."""
     ids = processor.encode(texts)
     return np.fromiter((t for seq in ids for t in (*seq, EOS)), np.int32)
+
+
+def svd_embedding(streams, vocab_size: int, dim: int, seed: int = 0, window: int = 4
+                  ) -> np.ndarray:
+    """Word vectors from the corpus itself, as an initial embedding table [V, dim].
+
+    Co-occurrence counts within +-`window` tokens (weight 1/distance), positive PMI with
+    context-distribution smoothing (0.75), a rank-`dim` randomized SVD, U * sqrt(S); each
+    dimension is then standardized over the tokens seen, so rows look like T5's N(0, 1)
+    init in scale but neighbours share meaning. Unseen ids keep N(0, 1) rows.
+    """
+    import scipy.sparse as sparse
+    from sklearn.utils.extmath import randomized_svd
+
+    stream = np.concatenate(streams)
+    rows, cols, weights = [], [], []
+    for distance in range(1, window + 1):
+        a, b = stream[:-distance], stream[distance:]
+        keep = (a > 2) & (b > 2)
+        rows += [a[keep], b[keep]]
+        cols += [b[keep], a[keep]]
+        weights.append(np.full(2 * int(keep.sum()), 1.0 / distance, np.float32))
+    counts = sparse.coo_matrix((np.concatenate(weights), (np.concatenate(rows),
+                                                          np.concatenate(cols))),
+                               shape=(vocab_size, vocab_size)).tocsr().tocoo()
+    total = counts.data.sum()
+    row_sum = np.bincount(counts.row, counts.data, vocab_size)
+    context = np.bincount(counts.col, counts.data, vocab_size) ** 0.75
+    context *= total / context.sum()
+    pmi = np.log(counts.data * total / (row_sum[counts.row] * context[counts.col]))
+    keep = pmi > 0
+    ppmi = sparse.csr_matrix((pmi[keep], (counts.row[keep], counts.col[keep])),
+                             shape=(vocab_size, vocab_size))
+    u, singular, _ = randomized_svd(ppmi, dim, n_iter=4, random_state=seed)
+    vectors = u * np.sqrt(singular)
+    seen = row_sum > 0
+    vectors = (vectors - vectors[seen].mean(0)) / (vectors[seen].std(0) + 1e-9)
+    rng = np.random.default_rng(seed)
+    vectors[~seen] = rng.normal(size=(int((~seen).sum()), dim))
+    return vectors.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- objectives
@@ -288,22 +329,41 @@ def representation_report(model, params, probe_ids: np.ndarray, probe_labels: np
 # ---------------------------------------------------------------------------- training
 
 def make_optimizer(pc: PretrainConfig):
-    """Adafactor with parameter scaling (T5's): each update is relative to the parameter's
-    RMS. T5 folds attention's 1/sqrt(d_kv) into the query kernel's init (std (H*d_kv)**-0.5),
-    so AdamW's absolute steps grow the query kernels d_kv**0.5 times faster, relative to
-    their scale, than in a standard transformer: attention saturates on one position and
-    the encoder collapses (MODEL_CARD.md has the measurements)."""
+    """AdamW whose step on the attention query kernels is divided by sqrt(d_kv) (default).
+
+    T5 folds attention's 1/sqrt(d_kv) into the query kernel's init (std (H*d_kv)**-0.5)
+    instead of scaling the logits. Adam's steps have an absolute size, so plain AdamW moves
+    the queries sqrt(d_kv) times faster, relative to their scale, than in a transformer that
+    scales its logits: the attention logits blow up, every query attends to one position and
+    the encoder collapses (measured: MODEL_CARD.md). Dividing the queries' learning rate by
+    sqrt(d_kv) restores the standard dynamics and keeps the checkpoint plain T5. "adafactor"
+    (T5's own, parameter-scaled steps) avoids the blow-up too but barely moves attention in
+    a few thousand steps; "adamw" is the collapsing baseline.
+    """
     import optax
+    from flax import traverse_util
+
     schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, pc.warmup_steps,
                                                   pc.steps, pc.learning_rate * 0.1)
     if pc.optimizer == "adafactor":
         return optax.chain(optax.clip_by_global_norm(1.0),
                            optax.adafactor(schedule, multiply_by_parameter_scale=True,
                                            clipping_threshold=1.0, decay_rate=0.8))
+    adamw = lambda lr: optax.adamw(lr, b2=0.98, weight_decay=pc.weight_decay)
     if pc.optimizer == "adamw":
-        return optax.chain(optax.clip_by_global_norm(1.0),
-                           optax.adamw(schedule, b2=0.98, weight_decay=pc.weight_decay))
-    raise ValueError(f"optimizer must be 'adafactor' or 'adamw', got {pc.optimizer!r}.")
+        return optax.chain(optax.clip_by_global_norm(1.0), adamw(schedule))
+    if pc.optimizer == "adamw_scaled_query":
+        query_schedule = lambda step: schedule(step) * pc.d_kv ** -0.5
+
+        def labels(params):
+            flat = traverse_util.flatten_dict(params)
+            return traverse_util.unflatten_dict(
+                {path: "query" if "query" in path else "rest" for path in flat})
+
+        return optax.chain(optax.clip_by_global_norm(1.0), optax.multi_transform(
+            {"query": adamw(query_schedule), "rest": adamw(schedule)}, labels))
+    raise ValueError(f"optimizer must be 'adamw_scaled_query', 'adamw' or 'adafactor', got "
+                     f"{pc.optimizer!r}.")
 
 
 def pretraining_step(model, optimizer, z_loss: float, mlm_weight: float):
@@ -369,6 +429,11 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
     config = pc.model_config()
     model = T5(config)
     optimizer = make_optimizer(pc)
+    if pc.embedding_init not in ("svd", "normal"):
+        raise ValueError(f"embedding_init must be 'svd' or 'normal', got {pc.embedding_init!r}.")
+    if pc.mlm_weight and not config.tie_word_embeddings:
+        raise ValueError("mlm_weight needs tie_word_embeddings (the loss reads the encoder "
+                         "through the shared embedding).")
     params = init_params(config, jax.random.key(pc.seed))
     opt_state = optimizer.init(params)
     os.makedirs(workdir, exist_ok=True)
@@ -382,9 +447,9 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
             {"params": params, "opt_state": opt_state}))
         params, opt_state = restored["params"], restored["opt_state"]
         print(f"resumed from {workdir} at step {start}")
-    if pc.mlm_weight and not config.tie_word_embeddings:
-        raise ValueError("mlm_weight needs tie_word_embeddings (the loss reads the encoder "
-                         "through the shared embedding).")
+    elif pc.embedding_init == "svd":
+        params["token_embedder"]["embedding"] = jax.numpy.asarray(
+            svd_embedding(streams, config.vocab_size, config.d_model, pc.seed))
     step_fn = pretraining_step(model, optimizer, pc.z_loss, pc.mlm_weight)
     end = pc.steps if stop_after is None else min(pc.steps, stop_after)
     log_path = os.path.join(workdir, "metrics.jsonl")

@@ -31,7 +31,8 @@ from jaxprompt.models.prefixes import (DEEP_PROMPT_AXES, DeepPromptError, check_
                                        expected_shapes, logical_axes)
 from jaxprompt.models.scan import unstack_layers
 from jaxprompt.prompts.init import sample_rows
-from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE
+
+DEEP_PROMPT_FILE = "deep_prompt.npz"
 
 def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int,
                      decoder: bool = False, sample_top_k: int = 5000) -> dict:

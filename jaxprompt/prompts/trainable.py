@@ -18,11 +18,12 @@ import numpy as np
 from jaxprompt.config import T5Config
 from jaxprompt.models.prefixes import DeepPromptError, check_deep_prompt
 from jaxprompt.models.prefixes import logical_axes as deep_prompt_axes
+from jaxprompt.prompts.deep import DEEP_PROMPT_FILE, load_deep_prompt, save_deep_prompt
+from jaxprompt.prompts.files import load_prompt
 from jaxprompt.prompts.init import PROMPT_AXES, PromptError
 
 TRAINABLE_KEYS = ("prompt", "deep_prompt")
 PROMPT_FILE = "prompt.npy"
-DEEP_PROMPT_FILE = "deep_prompt.npz"
 
 
 def make_trainable(prompt=None, deep_prompt: dict | None = None) -> dict:
@@ -80,8 +81,6 @@ def shapes(trainable: dict) -> dict:
 
 def save_trainable(directory: str, trainable: dict) -> None:
     """Writes prompt.npy and/or deep_prompt.npz (float32) into `directory`."""
-    from jaxprompt.prompts.deep import save_deep_prompt
-
     if "prompt" in trainable:
         np.save(os.path.join(directory, PROMPT_FILE), np.asarray(trainable["prompt"], np.float32))
     if "deep_prompt" in trainable:
@@ -91,9 +90,6 @@ def save_trainable(directory: str, trainable: dict) -> None:
 def load_trainable(prompt_path: str | None = None, deep_prompt_path: str | None = None,
                    config: T5Config | None = None) -> dict:
     """Reads a prompt (any format jaxprompt.prompts.files reads) and/or a deep_prompt.npz."""
-    from jaxprompt.prompts.deep import load_deep_prompt
-    from jaxprompt.prompts.files import load_prompt
-
     prompt = None if prompt_path is None else load_prompt(
         prompt_path, None if config is None else config.d_model)
     deep = None if deep_prompt_path is None else load_deep_prompt(deep_prompt_path, config)

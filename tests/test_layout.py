@@ -1,0 +1,63 @@
+"""The package layout's promises: no import cycles (lazy imports included), no module over
+400 lines, gin only in jaxprompt/cli/, torch/seqio/TensorFlow never imported at module level
+outside the modules that exist to use them."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxprompt"
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+def _imports(path: pathlib.Path, modules, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in modules else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_no_import_cycles():
+    modules = _modules()
+    graph = {name: {m for m in _imports(path, modules, False) if m in modules and m != name}
+             for name, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for nxt in graph[node]:
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join(trail + [nxt])
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+
+
+def test_modules_are_small_and_gin_stays_at_the_edge():
+    modules = _modules()
+    for name, path in modules.items():
+        assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines"
+        imports = _imports(path, modules, False)
+        if not name.startswith("jaxprompt.cli"):
+            assert "gin" not in imports, f"{path} imports gin (only jaxprompt/cli/ may)"
+        heavy = {"torch", "seqio", "tensorflow", "transformers", "peft"}
+        assert not heavy & {m.split(".")[0] for m in _imports(path, modules, True)}, \
+            f"{path} imports an optional extra at module level"

@@ -1,0 +1,48 @@
+"""What the tools share: the repository on sys.path, model-shape flags, timing, batches."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+
+def add_shape_flags(parser: argparse.ArgumentParser, batch: int) -> None:
+    """--preset, --prompt_length, --batch, --inputs, --targets: the shape a benchmark runs."""
+    parser.add_argument("--preset", default="t5_1_1_small")
+    parser.add_argument("--prompt_length", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--inputs", type=int, default=128)
+    parser.add_argument("--targets", type=int, default=8)
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after one warm-up (compile) call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def random_batch(args, vocab_size: int, seed: int = 0) -> dict:
+    """A training batch of random ids [batch, inputs] / [batch, targets], EOS-terminated."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    encoder = rng.integers(3, vocab_size, (args.batch, args.inputs)).astype(np.int32)
+    encoder[:, -1] = 1
+    target = rng.integers(3, vocab_size, (args.batch, args.targets)).astype(np.int32)
+    target[:, -1] = 1
+    decoder_input = np.zeros_like(target)
+    decoder_input[:, 1:] = target[:, :-1]
+    return {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_input,
+            "decoder_target_tokens": target,
+            "decoder_loss_weights": np.ones_like(target, np.float32)}
