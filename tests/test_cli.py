@@ -9,11 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-pytest.importorskip("jaxprompt.data", reason="seqio/tensorflow not installed")
-import jaxprompt  # noqa: E402
-from jaxprompt.cli.main import main  # noqa: E402
-from jaxprompt.config import T5Config  # noqa: E402
-from jaxprompt.models.t5 import init_params  # noqa: E402
+import jaxprompt
+from jaxprompt.cli.main import main
+from jaxprompt.config import T5Config
+from jaxprompt.models.t5 import init_params
 
 TINY_VOCAB = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
                       num_decoder_layers=2, feed_forward_proj="gated-gelu",
@@ -106,6 +105,27 @@ def test_cli_errors_are_one_clear_line(tmp_path, model_dir, capsys):
     assert "prompt width 8 != the model's d_model 16" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "missing"), "--task", "glue_sst2"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_nan_prompt_and_non_utf8_input_are_refused(tmp_path, model_dir, files, capsys):
+    """Two defects found by trying the CLI: a prompt holding NaN was scored, and a non-UTF-8
+    --input file ended in a raw UnicodeDecodeError traceback."""
+    prompt = np.zeros((5, 16), np.float32)
+    prompt[3, 7] = np.nan
+    nan_prompt = tmp_path / "nan.npy"
+    np.save(nan_prompt, prompt)
+    assert main(["eval", "--model", model_dir, "--prompt", str(nan_prompt), "--task",
+                 "glue_sst2"]) == 2
+    err = capsys.readouterr().err
+    assert "nan.npy" in err and "row 3, column 7" in err and "non-finite" in err
+    latin1 = tmp_path / "inputs.jsonl"
+    latin1.write_bytes('{"text": "ok"}\n{"text": "caf\u00e9 cr\u00e8me"}\n'.encode("latin-1"))
+    assert main(["predict", "--model", model_dir, "--input", str(latin1), "--output",
+                 str(tmp_path / "out.jsonl"), "--input_template", "{text}",
+                 "--labels", "negative,positive"]) == 2
+    err = capsys.readouterr().err
+    assert "inputs.jsonl, line 2: not UTF-8 text" in err and "Traceback" not in err
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_prefix_tuning_train_eval_and_export_refusal(tmp_path, model_dir, files, capsys):

@@ -58,7 +58,9 @@ class PretrainConfig:
     warmup_steps: int = 200
     weight_decay: float = 0.0  # AdamW only
     z_loss: float = 1e-4
-    lm_fraction: float = 0.5  # share of prefix-LM examples; the rest is span corruption
+    lm_fraction: float = 0.5  # share of prefix-LM examples
+    reconstruct_fraction: float = 0.0  # share of denoising-reconstruction examples (copying)
+    # the rest is span corruption
     mlm_weight: float = 1.0  # auxiliary masked-token loss on the encoder outputs (0: off)
     mlm_positions: int = 10  # at most this many masked encoder tokens per example
     task_text_fraction: float = 0.5  # share of windows from the SST-2 / SuperGLUE stream
@@ -227,6 +229,14 @@ def prefix_lm(chunk: np.ndarray, rng: np.random.Generator, targets_length: int):
             np.asarray(list(chunk[split:]) + [EOS], np.int32))
 
 
+def reconstruction(chunk: np.ndarray, rng: np.random.Generator):
+    """Denoising autoencoding (BART's text infilling): the encoder reads the span-corrupted
+    chunk, the decoder writes the whole original chunk, so most of what the decoder must
+    say is in the encoder's input and cross-attention pays off from the first steps."""
+    inputs, _ = span_corruption(chunk, rng)
+    return inputs, np.asarray(list(chunk) + [EOS], np.int32)
+
+
 def make_batch(streams, step: int, pc: PretrainConfig) -> dict[str, np.ndarray]:
     """The batch of `step`: a pure function of (seed, step), so resuming repeats nothing."""
     rng = np.random.default_rng([pc.seed, step])
@@ -237,8 +247,11 @@ def make_batch(streams, step: int, pc: PretrainConfig) -> dict[str, np.ndarray]:
         stream = streams[0] if rng.random() < pc.task_text_fraction else streams[-1]
         start = int(rng.integers(0, len(stream) - chunk_length))
         chunk = stream[start:start + chunk_length]
-        if rng.random() < pc.lm_fraction:
+        draw = rng.random()
+        if draw < pc.lm_fraction:
             inputs, targets = prefix_lm(chunk, rng, pc.targets_length - 1)
+        elif draw < pc.lm_fraction + pc.reconstruct_fraction:
+            inputs, targets = reconstruction(chunk[:pc.targets_length - 1], rng)
         else:
             inputs, targets = span_corruption(chunk, rng)
         inputs, targets = inputs[:pc.inputs_length], targets[:pc.targets_length]
