@@ -1,6 +1,6 @@
 """safetensors reading and writing, by hand, for memory and bfloat16.
 
-Reading memory-maps one tensor at a time (np.memmap): peak memory stays at what the caller
+Reading memory-maps one tensor at a time (np.memmap; slicing it reads only those pages): peak memory stays at what the caller
 keeps plus one tensor, and bfloat16 comes into numpy without torch (ml_dtypes). Measured
 against the `safetensors` library itself (0.8.0), loading a random t5_1_1_base (247.6M params,
 float32, 944 MiB) with `python tools/bench_load.py` on the 2-core development machine:
@@ -87,10 +87,6 @@ class SafetensorsFile:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._tensors[name]["shape"])
-
-    def get_slice(self, name: str, index=()) -> np.ndarray:
-        """tensor[index]: only the pages of the memory map that the slice touches are read."""
-        return np.asarray(self.get(name)[tuple(index)])
 
     def get(self, name: str) -> np.ndarray:
         """The tensor as a read-only memory map (copy it to keep it past the file)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -62,23 +62,27 @@ def truncation_report(task: TextTask, split: str, vocab, lengths: Lengths,
 EOS_ID = 1
 
 
+def encode_batch(vocab, texts: Sequence[str], length: int) -> np.ndarray:
+    """Token ids [N, length]: each text truncated to length - 1, EOS appended, 0-padded
+    (seqio's tokenize + append_eos_after_trim + pad)."""
+    encoded = (vocab.encode_batch(list(texts)) if hasattr(vocab, "encode_batch")
+               else [vocab.encode(text) for text in texts])  # a seqio vocabulary
+    out = np.zeros((len(texts), length), np.int32)
+    for row, ids in enumerate(encoded):
+        ids = list(ids)[:length - 1] + [EOS_ID]
+        out[row, :len(ids)] = ids
+    return out
+
+
 def tokenized_split(task: TextTask, split: str, lengths: Lengths, vocab=None) -> dict:
-    """Every example of `split`, tokenized, EOS appended after trimming, padded with 0:
-    {"encoder_input_tokens" [N, lengths.inputs], "decoder_target_tokens" [N, lengths.targets]}
-    (what seqio's tokenize + append_eos_after_trim + trim/pad give)."""
+    """Every example of `split`, encoded by `encode_batch`:
+    {"encoder_input_tokens" [N, lengths.inputs], "decoder_target_tokens" [N, lengths.targets]}."""
     vocab = vocab or vocabulary()
     examples = task.examples(split)
-
-    def fixed(texts: list[str], length: int) -> np.ndarray:
-        out = np.zeros((len(texts), length), np.int32)
-        for row, ids in enumerate(vocab.encode_batch(texts) if hasattr(vocab, "encode_batch")
-                                  else [vocab.encode(t) for t in texts]):
-            ids = list(ids)[:length - 1] + [EOS_ID]
-            out[row, :len(ids)] = ids
-        return out
-
-    return {"encoder_input_tokens": fixed([e["inputs"] for e in examples], lengths.inputs),
-            "decoder_target_tokens": fixed([e["targets"] for e in examples], lengths.targets)}
+    return {"encoder_input_tokens": encode_batch(vocab, [e["inputs"] for e in examples],
+                                                 lengths.inputs),
+            "decoder_target_tokens": encode_batch(vocab, [e["targets"] for e in examples],
+                                                  lengths.targets)}
 
 
 def features(encoder_input_tokens: np.ndarray, decoder_target_tokens: np.ndarray) -> dict:
@@ -89,10 +93,6 @@ def features(encoder_input_tokens: np.ndarray, decoder_target_tokens: np.ndarray
             "decoder_input_tokens": decoder_input_tokens,
             "decoder_target_tokens": decoder_target_tokens,
             "decoder_loss_weights": (decoder_target_tokens > 0).astype(np.int32)}
-
-
-def _text_task(task_name: str) -> TextTask | None:
-    return TEXT_TASKS.get(task_name)
 
 
 def _seqio_converted(task_name: str, split: str, lengths: Lengths, shuffle: bool, seed: int,
@@ -124,7 +124,7 @@ def train_batches(task_name: str, batch_size: int, lengths: Lengths, seed: int =
     if batch_size % num_shards:
         raise DataError(f"Global batch {batch_size} is not divisible by {num_shards} hosts.")
     per_host = batch_size // num_shards
-    task = _text_task(task_name)
+    task = TEXT_TASKS.get(task_name)
     if task is None:
         return _seqio_train_batches(task_name, batch_size, lengths, seed, shard_index,
                                     num_shards)
@@ -172,7 +172,7 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
 def eval_batches(task_name: str, split: str, batch_size: int, lengths: Lengths, vocab=None
                  ) -> Callable[[], Iterator[dict]]:
     """A function returning one ordered pass over `split`, the last batch padded."""
-    task = _text_task(task_name)
+    task = TEXT_TASKS.get(task_name)
 
     def batches():
         if task is None:

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
-from jaxprompt.data.pipeline import Lengths
+from jaxprompt.data.pipeline import Lengths, encode_batch
 from jaxprompt.data.tasks import TextTask
 from jaxprompt.evaluation.metrics import compute_metrics
-from jaxprompt.evaluation.scoring import (combine_ensemble, decode_tokens, encode_batch,
+from jaxprompt.evaluation.scoring import (combine_ensemble, decode_tokens,
                                           ensemble_scores, greedy_decode, score_candidates)
 from jaxprompt.prompts.trainable import as_trainable
 

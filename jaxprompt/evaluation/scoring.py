@@ -10,8 +10,6 @@ EOS. Every call takes the trainable tree as one argument.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,15 +133,6 @@ def combine_ensemble(scores: np.ndarray, how: str) -> np.ndarray:
         return votes.argmax(axis=-1)
     raise ValueError(f"Unknown ensemble combination {how!r}; use 'vote' or 'mean'.")
 
-
-
-def encode_batch(vocab, texts: Sequence[str], length: int) -> np.ndarray:
-    """Token ids [N, length]: truncated to length - 1, EOS appended, 0-padded."""
-    out = np.zeros((len(texts), length), np.int32)
-    for row, text in enumerate(texts):
-        ids = list(vocab.encode(text))[: length - 1] + [EOS_ID]
-        out[row, : len(ids)] = ids
-    return out
 
 
 def decode_tokens(vocab, tokens: np.ndarray) -> list[str]:
