@@ -7,6 +7,7 @@ EXTRA_OF_MODULE = {
     "scipy": "data",
     "torch": "torch", "transformers": "torch", "peft": "torch",
     "libtpu": "tpu",
+    "aiohttp": "serve", "prometheus_client": "serve",
 }
 
 

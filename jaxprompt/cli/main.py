@@ -4,6 +4,7 @@
       --gin.train.task="'super_glue_rte'" --output_dir=/tmp/rte
   jaxprompt eval --model /path/t5 --prompt /tmp/rte/best/3000/prompt.npy --task super_glue_rte
   jaxprompt predict --model /path/t5 --prompt p.npy --input in.jsonl --output preds.jsonl
+  jaxprompt serve --model /path/t5 --prompt_bank bank/ --port 8000
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import logging
 import os
 import sys
 
-from jaxprompt.cli import evaluate, export, inspect, predict, quickstart, train
+from jaxprompt.cli import evaluate, export, inspect, predict, quickstart, serve, train
 from jaxprompt.cli.common import CliError
 
-COMMANDS = (train, evaluate, predict, export, inspect, quickstart)
+COMMANDS = (train, evaluate, predict, serve, export, inspect, quickstart)
 
 
 def build_parser() -> argparse.ArgumentParser:

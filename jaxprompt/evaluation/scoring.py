@@ -40,18 +40,43 @@ def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax
                              prompt_mode, prompt_mask)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
+def score_own_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
+                         candidates: jax.Array, prompt_mask=None) -> jax.Array:
+    """Each example's own candidates (a mixed-task batch: each task has its own labels).
+
+    Args:
+      trainable: as in `score_candidates` (per-example prompts [B, P, H] for a bank).
+      encoder_ids: [B, T] token ids.
+      candidates: [B, C, S] target ids; an all-zero row is no candidate.
+    Returns:
+      [B, C] float32 log-likelihoods, -inf where a row holds no candidate.
+    """
+    scores = _score_candidates(config, params, as_trainable(trainable), encoder_ids,
+                               candidates, "prefix", prompt_mask)
+    return jnp.where(candidates[..., 0] > 0, scores, -jnp.inf)
+
+
 def _score_candidates(config, params, trainable, encoder_ids, candidates, prompt_mode,
                       prompt_mask):
+    """candidates [C, S] (shared by the batch) or [B, C, S] (per example) -> [B, C]."""
+    if candidates.ndim == 2:
+        candidates = jnp.broadcast_to(candidates, (encoder_ids.shape[0],) + candidates.shape)
+    return _score_per_example(config, params, trainable, encoder_ids, candidates, prompt_mode,
+                              prompt_mask)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
+def _score_per_example(config, params, trainable, encoder_ids, candidates, prompt_mode,
+                       prompt_mask):
     prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
     model = T5(config)
-    batch, num_candidates = encoder_ids.shape[0], candidates.shape[0]
+    batch, num_candidates, length = candidates.shape
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
                                 prompt_mask=prompt_mask, prompt_mode=prompt_mode,
                                 deep_prompt=deep_prompt, method=T5.encode)
     encoded = jnp.repeat(encoded, num_candidates, axis=0)  # [B * C, P + T, H]
     mask = jnp.repeat(mask, num_candidates, axis=0)
-    targets = jnp.tile(candidates, (batch, 1))  # [B * C, S]
+    targets = candidates.reshape(batch * num_candidates, length)  # [B * C, S]
     decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))  # shift right, start id 0
     logits = model.apply({"params": params}, encoded, mask, decoder_inputs,
                          deep_prompt=deep_prompt, method=T5.decode)

@@ -58,8 +58,8 @@ def make_bank(prompts: dict[str, np.ndarray],
     return PromptBank(names, bank, mask, {k: tuple(v) for k, v in (labels or {}).items()})
 
 
-def load_bank(directory: str) -> PromptBank:
-    """A directory of prompt files named after their tasks (`sst2.npy`, `rte/` PEFT, ...)."""
+def read_bank_directory(directory: str) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+    """Prompts {task: [P, H]} and labels {task: [...]} of a bank directory."""
     prompts = {}
     for entry in sorted(os.listdir(directory)):
         path = os.path.join(directory, entry)
@@ -77,7 +77,12 @@ def load_bank(directory: str) -> PromptBank:
         with open(os.path.join(directory, BANK_FILE)) as f:
             labels = {task: spec["labels"] for task, spec in json.load(f).items()
                       if "labels" in spec}
-    return make_bank(prompts, labels)
+    return prompts, labels
+
+
+def load_bank(directory: str) -> PromptBank:
+    """A directory of prompt files named after their tasks (`sst2.npy`, `rte/` PEFT, ...)."""
+    return make_bank(*read_bank_directory(directory))
 
 
 def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
@@ -115,4 +120,4 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
     return predictions
 
 
-__all__ = ["PromptBank", "load_bank", "make_bank", "predict_mixed"]
+__all__ = ["PromptBank", "load_bank", "make_bank", "predict_mixed", "read_bank_directory"]

@@ -1,0 +1,92 @@
+"""`jaxprompt serve`: one frozen model serving a bank of prompts over HTTP.
+
+  jaxprompt serve --model tiny --prompt_bank bank/ --port 8000
+  curl -s localhost:8000/v1/predict -d '{"task": "sst2", "inputs": ["a great film"]}'
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from jaxprompt.cli.common import CliError
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(sorted(int(x) for x in text.split(",")))
+    except ValueError:
+        raise CliError(f"{text!r}: a comma-separated list of integers.") from None
+
+
+def run(args) -> int:
+    from jaxprompt import data
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.partitioning import make_mesh
+    from jaxprompt.prompts.bank import read_bank_directory
+    from jaxprompt.serving.server import PromptServer, ServeConfig
+
+    config, params = load_pretrained(args.model)
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    data.check_vocabulary(vocab, config.vocab_size)
+    try:
+        prompts, labels = read_bank_directory(args.prompt_bank)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        raise CliError(f"--prompt_bank {args.prompt_bank}: {e}") from None
+    longest = max(len(p) for p in prompts.values())
+    serve = ServeConfig(
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        max_request_inputs=args.max_request_inputs, request_timeout_s=args.request_timeout_s,
+        inputs_length=args.inputs_length, targets_length=args.targets_length,
+        max_prompt_length=args.max_prompt_length or longest,
+        max_labels=args.max_labels, batch_buckets=_ints(args.batch_buckets),
+        length_buckets=_ints(args.length_buckets), policy=args.batching)
+    mesh = make_mesh(_ints(args.mesh)) if args.mesh else None
+    try:
+        server = PromptServer(config, params, vocab, serve, mesh=mesh)
+        for name, prompt in prompts.items():
+            server.add_task(name, prompt, labels.get(name), f"{args.prompt_bank}/{name}")
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    seconds = server.start()
+    print(f"jaxprompt serve: {len(prompts)} tasks, compiled {len(server.runner.batch_buckets)} "
+          f"batch x {len(server.runner.length_buckets)} length buckets in {seconds:.1f} s",
+          flush=True)
+
+    def ready(port):
+        print(f"jaxprompt serve: listening on http://{args.host}:{port}", flush=True)
+
+    asyncio.run(server.run(args.host, args.port, ready=ready))
+    print("jaxprompt serve: drained and stopped", flush=True)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve a bank of prompts over HTTP (one frozen model)")
+    p.add_argument("--model", required=True, help="Hugging Face T5 directory, or 'tiny'")
+    p.add_argument("--prompt_bank", required=True,
+                   help="directory of <task>.<ext> prompts (+ bank.json labels)")
+    p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port")
+    p.add_argument("--max_batch", type=int, default=32, help="examples per batch")
+    p.add_argument("--max_wait_ms", type=float, default=5.0,
+                   help="longest wait for a batch to fill")
+    p.add_argument("--batching", choices=["mixed", "per_task", "single"], default="mixed",
+                   help="mixed: tasks share batches; per_task: one task per batch; "
+                        "single: no batching")
+    p.add_argument("--max_queue", type=int, default=1024,
+                   help="queued examples before requests get 503")
+    p.add_argument("--max_request_inputs", type=int, default=256)
+    p.add_argument("--request_timeout_s", type=float, default=30.0)
+    p.add_argument("--inputs_length", type=int, default=128,
+                   help="token limit of an input (EOS included); longer ones are refused")
+    p.add_argument("--targets_length", type=int, default=16)
+    p.add_argument("--max_prompt_length", type=int,
+                   help="longest prompt the server takes (default: the bank's longest)")
+    p.add_argument("--max_labels", type=int, default=8, help="labels per task at most")
+    p.add_argument("--batch_buckets", help="compiled batch sizes, e.g. 1,4,16,32")
+    p.add_argument("--length_buckets", help="compiled input lengths, e.g. 32,64,128")
+    p.add_argument("--mesh", help="data,model mesh shape to shard the frozen model, e.g. 1,4")
+    p.set_defaults(func=run)

@@ -1,0 +1,364 @@
+"""`jaxprompt serve`: one frozen T5, a bank of prompts, HTTP/JSON (aiohttp).
+
+Endpoints:
+  POST   /v1/predict          {"task": "sst2", "inputs": ["...", ...]}
+                              -> {"task", "method", "predictions": [...], "scores": [...]}
+  GET    /v1/tasks            the bank: names, prompt shapes, labels, how each is decoded
+  PUT    /v1/prompts/{task}   add or replace a prompt without a restart: a JSON body
+                              {"path": "<file on the server>", "labels": [...] | null}, or the
+                              file's bytes (`?format=npy|safetensors|torch&labels=a&labels=b`)
+  DELETE /v1/prompts/{task}
+  GET    /healthz, /metrics   liveness; Prometheus text
+
+Bad requests get a 4xx and a one-line reason naming the field. Inputs longer than
+`inputs_length` tokens are refused (413 would suggest a body limit; it is 400 with the
+token count), never silently truncated. A full queue answers 503 with Retry-After; a
+request not answered within `request_timeout_s` gets 504. SIGTERM: new requests get 503,
+requests in flight finish, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+
+import numpy as np
+from aiohttp import web
+
+from jaxprompt.config import T5Config
+from jaxprompt.prompts.files import PromptFileError, load_prompt
+from jaxprompt.serving.batcher import Batcher, Pending, QueueFull
+from jaxprompt.serving.metrics import ServerMetrics
+from jaxprompt.serving.registry import TaskError, TaskRegistry
+from jaxprompt.serving.runner import Example, ModelRunner, default_buckets
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SUFFIX = {"npy": ".npy", "safetensors": ".safetensors", "torch": ".pt"}
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024  # examples
+    max_request_inputs: int = 256
+    request_timeout_s: float = 30.0
+    inputs_length: int = 128
+    targets_length: int = 16
+    max_prompt_length: int = 100
+    max_labels: int = 8
+    batch_buckets: tuple[int, ...] | None = None  # default: 1, 4, 16, ..., max_batch
+    length_buckets: tuple[int, ...] | None = None  # default: 32, 64, ..., inputs_length
+    policy: str = "mixed"
+    shutdown_timeout_s: float = 30.0
+    max_body_bytes: int = 64 << 20
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, reason: str, headers: dict | None = None):
+        super().__init__(reason)
+        self.status, self.reason, self.headers = status, reason, headers or {}
+
+
+class PromptServer:
+    """The server's state: registry, model runner, batcher, metrics; and its handlers."""
+
+    def __init__(self, config: T5Config, params: dict, vocab, serve: ServeConfig = ServeConfig(),
+                 mesh=None):
+        self.serve, self.vocab = serve, vocab
+        self.registry = TaskRegistry(config, vocab, max_prompt_length=serve.max_prompt_length,
+                                     max_labels=serve.max_labels,
+                                     targets_length=serve.targets_length)
+        self.runner = ModelRunner(
+            config, params, vocab,
+            batch_buckets=serve.batch_buckets or default_buckets(serve.max_batch, 1, 4),
+            length_buckets=serve.length_buckets or default_buckets(serve.inputs_length, 32, 2),
+            targets_length=serve.targets_length, mesh=mesh)
+        if self.runner.max_length != serve.inputs_length:
+            raise ValueError(f"the largest length bucket ({self.runner.max_length}) must equal "
+                             f"inputs_length ({serve.inputs_length}).")
+        self.metrics = ServerMetrics()
+        self.batcher = Batcher(self.runner, self.registry.snapshot, max_batch=serve.max_batch,
+                               max_wait_s=serve.max_wait_ms / 1000, max_queue=serve.max_queue,
+                               policy=serve.policy, on_batch=self.metrics.on_batch)
+        self.warm_shapes: set[tuple] = set()  # ("rank", C, S) / ("greedy",) compiled
+        self.draining = False
+        self.inflight = 0
+        self._changes = asyncio.Lock()
+
+    # -- the bank --------------------------------------------------------------------
+    def add_task(self, name: str, prompt: np.ndarray, labels, source: str) -> bool:
+        """Validates a task, compiles its method if new, checks a trial run, then serves it."""
+        task = self.registry.make_task(name, prompt, labels, source)
+        trial = self.registry.preview(task)
+        self._warm(trial, task.method)
+        result = self.runner.run(trial, [Example(name, np.ones((1,), np.int32))])[0]
+        if result.scores is not None and not all(np.isfinite(list(result.scores.values()))):
+            raise TaskError(f"{source}: the frozen model gives non-finite scores with this "
+                            "prompt; it is refused.")
+        replaced = self.registry.put(task)
+        self.metrics.tasks.set(len(self.registry.snapshot().names))
+        return replaced
+
+    def _warm(self, snapshot, method: str) -> float:
+        """Compiles `method` at the snapshot's shapes unless done before; returns seconds."""
+        key = (method,) + (snapshot.candidates.shape[1:] if method == "rank" else ())
+        if key in self.warm_shapes:
+            return 0.0
+        self.warm_shapes.add(key)
+        return self.runner.warm_up(snapshot, (method,))
+
+    def load_bank_directory(self, directory: str) -> None:
+        from jaxprompt.prompts.bank import read_bank_directory
+        prompts, labels = read_bank_directory(directory)
+        for name, prompt in prompts.items():
+            self.add_task(name, prompt, labels.get(name), os.path.join(directory, name))
+
+    def start(self) -> float:
+        """Compiles the bank's shapes (rank classification always), starts the worker;
+        returns the seconds spent compiling since the server was made."""
+        snapshot = self.registry.snapshot()
+        for method in {"rank"} | {t.method for t in snapshot.tasks.values()}:
+            self._warm(snapshot, method)
+        self.batcher.start()
+        return self.runner.compile_seconds
+
+    # -- handlers --------------------------------------------------------------------
+    async def predict(self, request: web.Request) -> web.Response:
+        start = time.perf_counter()
+        if self.draining:
+            raise RequestError(503, "the server is shutting down", {"Retry-After": "1"})
+        body = await _json_object(request)
+        task, inputs = body.get("task"), body.get("inputs")
+        if not isinstance(task, str):
+            raise RequestError(400, "field 'task': a string naming a task of GET /v1/tasks")
+        snapshot = self.registry.snapshot()
+        if task not in snapshot.tasks:
+            raise RequestError(404, f"field 'task': {task!r} is not in the bank "
+                                    f"({', '.join(snapshot.names) or 'empty'})")
+        if not isinstance(inputs, list) or not inputs:
+            raise RequestError(400, "field 'inputs': a non-empty list of strings")
+        limit = min(self.serve.max_request_inputs, self.serve.max_queue)
+        if len(inputs) > limit:
+            raise RequestError(400, f"field 'inputs': {len(inputs)} inputs; at most {limit} "
+                                    "per request (--max_request_inputs, --max_queue)")
+        examples = []
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise RequestError(400, f"field 'inputs[{i}]': a string, not "
+                                        f"{type(text).__name__}")
+            ids = self.vocab.encode(text) + [1]
+            if len(ids) > self.serve.inputs_length:
+                raise RequestError(400, f"field 'inputs[{i}]': {len(ids)} tokens (with EOS), "
+                                        f"over the limit of {self.serve.inputs_length}; "
+                                        "longer inputs are refused, not truncated")
+            examples.append(Example(task, np.asarray(ids, np.int32)))
+        results = await self._run(examples)
+        failed = [r.error for r in results if r.error]
+        if failed:
+            raise RequestError(500 if failed[0].startswith("internal") else 409, failed[0])
+        self.metrics.examples.labels(task).inc(len(examples))
+        self.metrics.latency.observe(time.perf_counter() - start)
+        answer = {"task": task, "method": snapshot.tasks[task].method,
+                  "predictions": [r.prediction for r in results]}
+        if results[0].scores is not None:
+            answer["scores"] = [r.scores for r in results]
+        return web.json_response(answer)
+
+    async def _run(self, examples: list[Example]):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def finish(results):
+            if not future.done():
+                future.set_result(results)
+
+        pending = Pending(examples, lambda results: loop.call_soon_threadsafe(finish, results))
+        try:
+            self.batcher.submit(pending)
+        except QueueFull as e:
+            raise RequestError(503, f"busy: {e}; retry", {"Retry-After": "1"}) from None
+        self.metrics.queue_depth.set(self.batcher.depth())
+        self.inflight += 1
+        try:
+            return await asyncio.wait_for(future, self.serve.request_timeout_s)
+        except asyncio.TimeoutError:
+            pending.cancelled = True
+            raise RequestError(504, f"not answered within {self.serve.request_timeout_s} s "
+                                    "(--request_timeout_s)") from None
+        finally:
+            self.inflight -= 1
+            self.metrics.queue_depth.set(self.batcher.depth())
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        snapshot = self.registry.snapshot()
+        return web.json_response({
+            "tasks": [snapshot.tasks[name].describe() for name in snapshot.names],
+            "limits": {"inputs_length": self.serve.inputs_length,
+                       "max_prompt_length": self.serve.max_prompt_length,
+                       "max_labels": self.serve.max_labels,
+                       "max_request_inputs": self.serve.max_request_inputs,
+                       "d_model": self.registry.config.d_model}})
+
+    async def put_prompt(self, request: web.Request) -> web.Response:
+        name = request.match_info["task"]
+        if request.content_type == "application/json":
+            body = await _json_object(request)
+            path, labels = body.get("path"), body.get("labels")
+            if not isinstance(path, str):
+                raise RequestError(400, "field 'path': a prompt file or directory on the "
+                                        "server (or send the file's bytes with ?format=)")
+            if not os.path.exists(path):
+                raise RequestError(400, f"field 'path': {path} does not exist on the server")
+            source, cleanup = path, None
+        else:
+            fmt = request.query.get("format")
+            if fmt not in UPLOAD_SUFFIX:
+                raise RequestError(400, f"query 'format': one of {sorted(UPLOAD_SUFFIX)} for an "
+                                        "uploaded prompt file (a directory: send its path)")
+            data = await request.read()
+            if not data:
+                raise RequestError(400, "body: empty; send the prompt file's bytes")
+            labels = request.query.getall("labels", None)
+            handle = tempfile.NamedTemporaryFile(suffix=UPLOAD_SUFFIX[fmt], delete=False)
+            with handle:
+                handle.write(data)
+            path, source, cleanup = handle.name, f"uploaded {fmt} prompt for {name!r}", handle.name
+        async with self._changes:
+            try:
+                prompt = await asyncio.to_thread(load_prompt, path)
+                replaced = await asyncio.to_thread(self.add_task, name, prompt, labels, source)
+            except (PromptFileError, TaskError) as e:
+                message = str(e).replace(cleanup, "uploaded file") if cleanup else str(e)
+                raise RequestError(400, message) from None
+            finally:
+                if cleanup:
+                    os.unlink(cleanup)
+        task = self.registry.snapshot().tasks[name]
+        return web.json_response({"replaced": replaced, **task.describe()},
+                                 status=200 if replaced else 201)
+
+    async def delete_prompt(self, request: web.Request) -> web.Response:
+        name = request.match_info["task"]
+        async with self._changes:
+            try:
+                self.registry.delete(name)
+            except KeyError:
+                raise RequestError(404, f"task {name!r} is not in the bank") from None
+        self.metrics.tasks.set(len(self.registry.snapshot().names))
+        return web.json_response({"deleted": name})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.json_response({"status": "draining"}, status=503)
+        return web.json_response({"status": "ok", "tasks": len(self.registry.snapshot().names),
+                                  "queue": self.batcher.depth()})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        self.metrics.queue_depth.set(self.batcher.depth())
+        body, content_type = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.serve.max_body_bytes,
+                              middlewares=[self._errors])
+        app.add_routes([web.post("/v1/predict", self.predict), web.get("/v1/tasks", self.tasks),
+                        web.put("/v1/prompts/{task}", self.put_prompt),
+                        web.delete("/v1/prompts/{task}", self.delete_prompt),
+                        web.get("/healthz", self.healthz), web.get("/metrics", self.prometheus)])
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler):
+        """Every failure is a JSON {"error": reason}; the status is counted per endpoint."""
+        resource = request.match_info.route.resource
+        endpoint = resource.canonical if resource is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except RequestError as e:
+            response = web.json_response({"error": e.reason}, status=e.status, headers=e.headers)
+        except web.HTTPException as e:  # aiohttp's own: 404 route, 405, 413 body too large
+            response = web.json_response({"error": e.text or e.reason}, status=e.status)
+        except Exception as e:  # never take the server down
+            logger.exception("%s %s failed", request.method, request.path)
+            response = web.json_response({"error": f"internal error: {type(e).__name__}"},
+                                         status=500)
+        self.metrics.requests.labels(endpoint, str(response.status)).inc()
+        return response
+
+    # -- running ---------------------------------------------------------------------
+    async def run(self, host: str, port: int, *, ready=None, stop: asyncio.Event | None = None,
+                  handle_signals: bool = True) -> None:
+        """Serves until SIGTERM/SIGINT (or `stop` is set), then drains and returns."""
+        stop = stop or asyncio.Event()
+        runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        bound = runner.addresses[0][1]
+        if ready is not None:
+            ready(bound)
+        await stop.wait()
+        self.draining = True  # new requests: 503; the ones in flight finish
+        deadline = time.monotonic() + self.serve.shutdown_timeout_s
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.batcher.stop, self.serve.shutdown_timeout_s)
+        await runner.cleanup()
+
+
+async def _json_object(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError as e:
+        raise RequestError(400, f"body: not JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, f"body: a JSON object, not {type(body).__name__}")
+    return body
+
+
+class ServerThread:
+    """Runs a started PromptServer on its own event loop in a thread (tests, benchmarks)."""
+
+    def __init__(self, server: PromptServer, host: str = "127.0.0.1", port: int = 0):
+        self.server, self.port = server, None
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, args=(host, port), daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the server did not start within 60 s")
+
+    def _main(self, host: str, port: int) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._stop = asyncio.Event()
+
+        def ready(bound):
+            self.port = bound
+            self._ready.set()
+
+        self._loop.run_until_complete(self.server.run(host, port, ready=ready, stop=self._stop,
+                                                      handle_signals=False))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 60) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+
+__all__ = ["PromptServer", "ServeConfig", "ServerThread"]
