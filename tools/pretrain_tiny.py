@@ -61,6 +61,7 @@ class PretrainConfig:
     lm_fraction: float = 0.5  # share of prefix-LM examples
     reconstruct_fraction: float = 0.0  # share of denoising-reconstruction examples (copying)
     # the rest is span corruption
+    dictionary_fraction: float = 0.0  # share of reverse-dictionary rows (WordNet gloss -> word)
     mlm_weight: float = 1.0  # auxiliary masked-token loss on the encoder outputs (0: off)
     mlm_positions: int = 10  # at most this many masked encoder tokens per example
     task_text_fraction: float = 0.5  # share of windows from the SST-2 / SuperGLUE stream
@@ -134,6 +135,25 @@ def wordnet_texts(directory: str = "/usr/share/wordnet") -> list[str]:
                 lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in parts[4:4 + 2 * count:2]]
                 texts.append(f"{', '.join(lemmas)}: {gloss.strip()}")
     return texts
+
+
+def dictionary_pairs(processor, directory: str = "/usr/share/wordnet", max_target: int = 8
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A reverse dictionary from WordNet 3.0: (gloss and examples, the synset's first word).
+
+    The decoder learns to answer a whole text with one word that sums up its meaning:
+    the shape of a classification target, from lexical knowledge (no task labels).
+    """
+    glosses, words = [], []
+    for text in wordnet_texts(directory):
+        lemmas, gloss = text.split(": ", 1)
+        glosses.append(gloss)
+        words.append(lemmas.split(", ")[0])
+    pairs = []
+    for gloss, word in zip(processor.encode(glosses), processor.encode(words)):
+        if 0 < len(word) < max_target:
+            pairs.append((np.asarray(gloss + [EOS], np.int32), np.asarray(word + [EOS], np.int32)))
+    return pairs
 
 
 def fortune_texts(directory: str = "/usr/share/games/fortunes") -> list[str]:
@@ -237,13 +257,22 @@ def reconstruction(chunk: np.ndarray, rng: np.random.Generator):
     return inputs, np.asarray(list(chunk) + [EOS], np.int32)
 
 
-def make_batch(streams, step: int, pc: PretrainConfig) -> dict[str, np.ndarray]:
-    """The batch of `step`: a pure function of (seed, step), so resuming repeats nothing."""
+def make_batch(streams, step: int, pc: PretrainConfig, pairs=()) -> dict[str, np.ndarray]:
+    """The batch of `step`: a pure function of (seed, step), so resuming repeats nothing.
+
+    `pairs`: (inputs, targets) token pairs of the reverse dictionary (`dictionary_fraction`)."""
     rng = np.random.default_rng([pc.seed, step])
     encoder = np.zeros((pc.batch, pc.inputs_length), np.int32)
     target = np.zeros((pc.batch, pc.targets_length), np.int32)
     chunk_length = pc.inputs_length - 1
     for row in range(pc.batch):
+        if pc.dictionary_fraction and rng.random() < pc.dictionary_fraction:
+            inputs, targets = pairs[int(rng.integers(len(pairs)))]
+            if len(inputs) > pc.inputs_length:
+                inputs = np.append(inputs[:pc.inputs_length - 1], EOS)
+            encoder[row, :len(inputs)] = inputs
+            target[row, :len(targets)] = targets[:pc.targets_length]
+            continue
         stream = streams[0] if rng.random() < pc.task_text_fraction else streams[-1]
         start = int(rng.integers(0, len(stream) - chunk_length))
         chunk = stream[start:start + chunk_length]
@@ -427,7 +456,7 @@ def checkpoint_manager(workdir: str, keep: int = 2):
 
 def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int = 250,
              monitor_every: int = 250, monitor=None, stop_after: int | None = None,
-             progress: bool = True):
+             progress: bool = True, pairs=()):
     """Trains from scratch or from the latest checkpoint in `workdir`; returns params.
 
     `monitor(step, params) -> dict` is logged to workdir/metrics.jsonl with the loss.
@@ -471,7 +500,7 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
                dynamic_ncols=True, disable=not progress, mininterval=10)
     for step in bar:
         params, opt_state, nll, mlm_nll = step_fn(params, opt_state,
-                                                  make_batch(streams, step, pc))
+                                                  make_batch(streams, step, pc, pairs))
         losses.append((nll, mlm_nll))
         done = step + 1
         if done % 25 == 0 or done == end:
@@ -572,6 +601,11 @@ def main() -> None:
         streams.append(token_stream(extra, processor))
     print(f"corpus: {len(task):,} task texts ({len(streams[0]):,} tokens), {len(extra):,} "
           f"other texts ({len(streams[-1]) if extra else 0:,} tokens)", flush=True)
+    pairs = dictionary_pairs(processor) if pc.dictionary_fraction else ()
+    if pc.dictionary_fraction:
+        if not pairs:
+            sys.exit("--dictionary_fraction needs WordNet: apt-get install wordnet-base")
+        print(f"reverse dictionary: {len(pairs):,} (gloss, word) pairs", flush=True)
     probe_rows = split_probe_rows(sst2_train_rows(args.shared))[1]
     probe_ids = encode_rows(processor, [s for s, _ in probe_rows])
     probe_labels = np.asarray([label for _, label in probe_rows])
@@ -582,7 +616,7 @@ def main() -> None:
 
     start = time.time()
     params = pretrain(pc, streams, args.workdir, checkpoint_every=args.checkpoint_every,
-                      monitor_every=args.monitor_every, monitor=monitor)
+                      monitor_every=args.monitor_every, monitor=monitor, pairs=pairs)
     report = monitor(pc.steps, params)
     print(f"done in {(time.time() - start) / 60:.1f} min: {report}")
     if report["token_cosine"] > args.max_token_cosine:
