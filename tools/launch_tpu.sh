@@ -35,8 +35,17 @@ for required in NAME ZONE OUTPUT MODEL TASK; do
   if [[ -z "${!required}" ]]; then echo "missing --${required,,}" >&2; exit 2; fi
 done
 
+# Single-host slices (one VM: v2-8, v3-8, v4-8, v5e up to 8 chips, v6e up to 8 chips) run
+# without jax.distributed; pod slices (more workers) initialise it on every worker.
+case "$TYPE" in
+  v2-8|v3-8|v4-8|v5litepod-1|v5litepod-4|v5litepod-8|v5e-1|v5e-4|v5e-8|v6e-1|v6e-4|v6e-8)
+    MULTIHOST=off; WORKERS=0;;
+  *) MULTIHOST=auto; WORKERS=all;;
+esac
+echo "# $TYPE: $([[ $MULTIHOST == off ]] && echo 'single host (one VM)' || echo 'multi-host pod slice')"
+
 run() { if [[ $DRY_RUN == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi; }
-on_all() { run gcloud compute tpus tpu-vm ssh "$NAME" --zone "$ZONE" --worker=all --command "$1"; }
+on_all() { run gcloud compute tpus tpu-vm ssh "$NAME" --zone "$ZONE" --worker="$WORKERS" --command "$1"; }
 
 run gcloud compute tpus tpu-vm create "$NAME" --zone "$ZONE" --accelerator-type "$TYPE" \
   --version "$VERSION"
@@ -47,8 +56,8 @@ if [[ "$OUTPUT" == gs://* ]]; then
   on_all "sudo apt-get install -y gcsfuse && sudo mkdir -p /mnt/$BUCKET && sudo gcsfuse --implicit-dirs $BUCKET /mnt/$BUCKET"
 fi
 run gcloud compute tpus tpu-vm scp --recurse "$(dirname "$0")/../gin_configs" \
-  "$NAME:~/gin_configs" --zone "$ZONE" --worker=all
-on_all "jaxprompt train --multihost=auto --gin_file=\$HOME/gin_configs/$GIN \
+  "$NAME:~/gin_configs" --zone "$ZONE" --worker="$WORKERS"
+on_all "jaxprompt train --multihost=$MULTIHOST --gin_file=\$HOME/gin_configs/$GIN \
   --gin.train.model=\"'$MODEL'\" --gin.train.task=\"'$TASK'\" \
   ${DATA_DIR:+--gin.train.data_dir=\"'$DATA_DIR'\"} --gin.train.dtype=\"'bfloat16'\" \
   --gin.StepConfig.enable_dropout=True --output_dir=$MOUNT ${EXTRA[*]:-}"

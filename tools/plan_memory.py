@@ -11,6 +11,14 @@ target. Targets:
     python tools/plan_memory.py --preset t5_1_1_xxl --topology v3:4x4 --mesh 4,8
     python tools/plan_memory.py --table --topology v5e:4x4 --mesh 2,8
     python tools/plan_memory.py --ablation --preset t5_1_1_xxl --topology v3:4x4 --mesh 4,8
+    python tools/plan_memory.py --preset t5_1_1_xxl --topology v5e:2x4 --mesh 1,8 --estimate \
+        --chip_hour_price 1.20
+
+--estimate adds a roofline estimate of the train step: XLA's cost analysis of the compiled,
+partitioned step gives FLOPs and bytes accessed per device; the step cannot be faster than
+max(FLOPs / peak FLOP/s, bytes / HBM bandwidth) of one device. Under nn.scan XLA counts a
+loop body once, so the counts come from per-layer compiles of the same step with 1 and 2
+layers per stack, extrapolated linearly to the real depth (exact: the layers are identical).
 """
 
 from __future__ import annotations
@@ -24,6 +32,15 @@ import _common  # noqa: F401  (puts the repository on sys.path)
 
 GIB = 2 ** 30
 
+# Peak bf16 FLOP/s and HBM bytes/s per JAX device, i.e. per TensorCore as the deviceless
+# compiler presents it. Published per-chip figures: TPU v3 123 TFLOP/s, 900 GB/s, 2 cores
+# (https://cloud.google.com/tpu/docs/v3); v4 275 TFLOP/s, 1200 GB/s, 2 cores
+# (https://cloud.google.com/tpu/docs/v4); v5e 197 TFLOP/s, 819 GB/s, 1 core
+# (https://cloud.google.com/tpu/docs/v5e).
+DEVICE_PEAKS = {"TPU v3": (123e12 / 2, 900e9 / 2), "TPU v4": (275e12 / 2, 1200e9 / 2),
+                "TPU v5 lite": (197e12, 819e9)}
+CORES_PER_CHIP = {"TPU v3": 2, "TPU v4": 2, "TPU v5 lite": 1}
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -36,6 +53,25 @@ class Plan:
     tflops: float
     compile_s: float
     error: str = ""  # why XLA refused to compile it (e.g. out of HBM), if it did
+    gbytes: float = 0.0  # bytes accessed per device (XLA cost analysis), 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Roofline bound of one train step on one device (all devices run in parallel)."""
+
+    tflop: float  # per device, full depth
+    gbytes: float  # per device, full depth
+    compute_s: float
+    memory_s: float
+
+    @property
+    def step_s(self) -> float:
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def mfu(self) -> float:  # best case: the share of peak FLOP/s at the bound
+        return self.compute_s / self.step_s
 
 
 def devices_for(args):
@@ -48,7 +84,7 @@ def devices_for(args):
 
 
 def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str,
-         label: str = "", with_eval: bool = True) -> tuple[Plan, ...]:
+         label: str = "", with_eval: bool = True, config=None) -> tuple[Plan, ...]:
     """(train plan, eval plan), or (train plan,) without `with_eval`."""
     import jax
     import jax.numpy as jnp
@@ -61,8 +97,8 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
     from jaxprompt.models.prefixes import expected_shapes
     from jaxprompt.models.t5 import T5, logical_axes, param_shapes
 
-    config = T5Config.preset(preset).replace(dtype=args.compute_dtype, scan_layers=scan,
-                                             remat_policy=remat)
+    config = (config or T5Config.preset(preset)).replace(
+        dtype=args.compute_dtype, scan_layers=scan, remat_policy=remat)
     mesh = Mesh(np.asarray(devices).reshape(args.mesh), partitioning.MESH_AXES)
     rules = partitioning.DEFAULT_RULES
     shapes = param_shapes(config)
@@ -108,12 +144,66 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
         temp, alias = memory.temp_size_in_bytes, memory.alias_size_in_bytes
         peak = argument + output + temp - alias
         return Plan(f"{label or preset} {name}", argument / GIB, output / GIB, temp / GIB,
-                    alias / GIB, peak / GIB, float(cost.get("flops", 0.0)) / 1e12, seconds)
+                    alias / GIB, peak / GIB, float(cost.get("flops", 0.0)) / 1e12, seconds,
+                    gbytes=float(cost.get("bytes accessed", 0.0)) / 1e9)
 
     train_plan = compiled_plan(steps.train_step, (state, frozen, batch), "train")
     if not with_eval:
         return (train_plan,)
     return train_plan, compiled_plan(steps.eval_step, (state.trainable, frozen, batch), "eval")
+
+
+def estimate(preset: str, args, devices, peaks: tuple[float, float]) -> Estimate:
+    """FLOPs and bytes of the full-depth train step from 1- and 2-layer per-layer compiles."""
+    from jaxprompt.config import T5Config
+    base = T5Config.preset(preset)
+
+    def counts(encoder: int, decoder: int) -> tuple[float, float]:
+        shallow = base.replace(num_layers=encoder, num_decoder_layers=decoder)
+        p = plan(preset, args, devices, param_dtype=args.param_dtype, scan=False,
+                 remat=args.remat, with_eval=False, config=shallow)[0]
+        if p.error:
+            raise RuntimeError(f"{preset}: the {encoder}+{decoder}-layer step does not compile: "
+                               f"{p.error}")
+        return p.tflops, p.gbytes
+
+    one = counts(1, 1)
+    deeper_encoder, deeper_decoder = counts(2, 1), counts(1, 2)
+    full = [o + (base.num_layers - 1) * (e - o) + (base.num_decoder_layers - 1) * (d - o)
+            for o, e, d in zip(one, deeper_encoder, deeper_decoder)]
+    peak_flops, bandwidth = peaks
+    return Estimate(full[0], full[1], full[0] * 1e12 / peak_flops, full[1] * 1e9 / bandwidth)
+
+
+def print_estimate(preset: str, e: Estimate, args, devices) -> None:
+    kind = devices[0].device_kind
+    chips = len(devices) / CORES_PER_CHIP.get(kind, 1)
+    total_h = e.step_s * args.steps / 3600
+    line = (f"{preset:<16}{e.tflop:9.2f}{e.gbytes:9.1f}{1000 * e.compute_s:11.1f}"
+            f"{1000 * e.memory_s:10.1f}{1000 * e.step_s:9.1f}{args.batch / e.step_s:9.1f}"
+            f"{total_h:9.2f}{100 * e.mfu:7.0f}")
+    if args.chip_hour_price:
+        line += f"{chips * total_h * args.chip_hour_price:10.0f}"
+    print(line, flush=True)
+
+
+def print_estimate_header(args, devices, peaks) -> None:
+    print(f"roofline per device: peak {peaks[0] / 1e12:.3g} TFLOP/s, {peaks[1] / 1e9:.4g} GB/s "
+          f"({devices[0].device_kind}); {args.steps} steps"
+          + (f"; ${args.chip_hour_price}/chip-hour" if args.chip_hour_price else ""))
+    print(f"{'model':<16}{'TFLOP':>9}{'GB':>9}{'compute ms':>11}{'memory ms':>10}"
+          f"{'step ms':>9}{'ex/s':>9}{'hours':>9}{'MFU%':>7}"
+          + (f"{'cost $':>10}" if args.chip_hour_price else ""), flush=True)
+
+
+def measure_cpu_peaks() -> tuple[float, float]:
+    """(FLOP/s of a 2048^2 float32 matmul, bytes/s of a 256 MiB copy) on this CPU."""
+    import numpy as np
+    a = np.ones((2048, 2048), np.float32)
+    seconds = _common.median_seconds(lambda: a @ a, 5)
+    big = np.ones(2 ** 26, np.float32)
+    copy_s = _common.median_seconds(lambda: big.copy(), 5)
+    return 2 * 2048 ** 3 / seconds, 2 * big.nbytes / copy_s  # a copy reads and writes
 
 
 def print_header(args, devices) -> None:
@@ -162,6 +252,12 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="every T5.1.1 size")
     parser.add_argument("--ablation", action="store_true",
                         help="what bf16 weights, remat and scan each buy for --preset")
+    parser.add_argument("--estimate", action="store_true",
+                        help="roofline step time, examples/s, --steps hours, MFU, cost")
+    parser.add_argument("--steps", type=int, default=30000, help="steps of the run to cost")
+    parser.add_argument("--chip_hour_price", type=float, help="USD per chip-hour")
+    parser.add_argument("--peaks", help="peak TFLOP/s,GB/s per device (default: the TPU "
+                                        "table; 'measure' on CPU)")
     args = parser.parse_args()
     if args.cpu_devices:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -170,6 +266,24 @@ def main() -> None:
     devices = devices_for(args)
     args.mesh = tuple(int(x) for x in args.mesh.split(",")) if args.mesh else (len(devices), 1)
 
+    if args.estimate:
+        kind = devices[0].device_kind
+        if args.peaks == "measure":
+            peaks = measure_cpu_peaks()
+        elif args.peaks:
+            tflops, gbps = (float(x) for x in args.peaks.split(","))
+            peaks = (tflops * 1e12, gbps * 1e9)
+        elif kind in DEVICE_PEAKS:
+            peaks = DEVICE_PEAKS[kind]
+        else:
+            parser.error(f"no published peaks for {kind!r}: pass --peaks TFLOPS,GBPS or measure")
+        print_estimate_header(args, devices, peaks)
+        sizes = ("small", "base", "large", "xl", "xxl") if args.table else None
+        for preset in [f"t5_1_1_{s}" for s in sizes] if sizes else [args.preset]:
+            print_estimate(preset, estimate(preset, args, devices, peaks), args, devices)
+        print("TFLOP, GB: per device per step (XLA cost analysis, full depth); step = max("
+              "compute, memory): a lower bound; MFU: best case at that bound.")
+        return
     print_header(args, devices)
     if args.table:
         for size in ("small", "base", "large", "xl", "xxl"):

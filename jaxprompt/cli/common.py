@@ -24,6 +24,22 @@ def load_deep_prompt_arg(args, config):
     return load_deep_prompt(args.deep_prompt, config)
 
 
+def start_mesh(args, config, params):
+    """--multihost / --mesh: (mesh or None, params placed on it, whether this host writes)."""
+    from jaxprompt import distributed
+    distributed.maybe_initialize({"auto": None, "on": True, "off": False}[args.multihost])
+    import jax
+    if not args.mesh and jax.process_count() == 1:
+        return None, params, True
+    from jaxprompt import partitioning
+    from jaxprompt.models.t5 import logical_axes, param_shapes
+    shape = tuple(int(x) for x in args.mesh.split(",")) if args.mesh else None
+    mesh = partitioning.make_mesh(shape)
+    params = distributed.place(params, partitioning.tree_shardings(
+        param_shapes(config), logical_axes(config), mesh))
+    return mesh, params, distributed.is_leader()
+
+
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """--model, --prompt, --deep_prompt, --vocabulary, --method, batch and lengths."""
     p.add_argument("--model", required=True, help="Hugging Face T5 directory")
@@ -36,3 +52,8 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--inputs_length", type=int, default=512)
     p.add_argument("--targets_length", type=int, default=16)
+    p.add_argument("--multihost", choices=["auto", "on", "off"], default="auto",
+                   help="jax.distributed on a pod slice: every host runs the command, each "
+                        "builds only its rows, process 0 writes the output")
+    p.add_argument("--mesh", help="data,model mesh to split batches and the frozen model "
+                                  "(default on a pod slice: all devices on data)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jaxprompt.cli.common import CliError, add_model_flags, load_deep_prompt_arg, load_prompt_arg
+from jaxprompt.cli.common import (CliError, add_model_flags, load_deep_prompt_arg,
+                                  load_prompt_arg, start_mesh)
 
 
 def run(args) -> int:
@@ -17,6 +18,7 @@ def run(args) -> int:
     if args.data_dir:
         data.set_data_dir(args.data_dir)
     config, params = load_pretrained(args.model)
+    mesh, params, writes = start_mesh(args, config, params)
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
     task = data.get_task(args.task)
@@ -41,7 +43,10 @@ def run(args) -> int:
                                  method=args.method, batch_size=args.batch_size,
                                  lengths=data.Lengths(args.inputs_length, args.targets_length),
                                  max_examples=args.max_examples,
-                                 ensemble=args.ensemble if len(prompts) > 1 else None)
+                                 ensemble=args.ensemble if len(prompts) > 1 else None,
+                                 mesh=mesh)
+    if not writes:  # another process of a pod slice: process 0 prints and writes
+        return 0
     print(f"{task.name} ({args.split}, {len(result.examples)} examples, {result.method}"
           f"{', ensemble of %d (%s)' % (len(prompts), args.ensemble) if len(prompts) > 1 else ''}):")
     for name, value in result.metrics.items():

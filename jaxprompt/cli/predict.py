@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from jaxprompt.cli.common import CliError, add_model_flags, load_deep_prompt_arg, load_prompt_arg
+from jaxprompt.cli.common import (CliError, add_model_flags, load_deep_prompt_arg,
+                                  load_prompt_arg, start_mesh)
 
 
 def run(args) -> int:
@@ -16,6 +17,7 @@ def run(args) -> int:
     from jaxprompt.data.user_files import read_records
 
     config, params = load_pretrained(args.model)
+    mesh, params, writes = start_mesh(args, config, params)
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
     records = read_records(args.input)
@@ -38,7 +40,7 @@ def run(args) -> int:
         predictions = predict_mixed(config, params, bank, vocab, [r["task"] for _, r in records],
                                     inputs, inputs_length=args.inputs_length,
                                     targets_length=args.targets_length,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size, mesh=mesh)
     else:
         prompt = jnp.asarray(load_prompt_arg(args.prompt[0])) if args.prompt else None
         trainable = make_trainable(prompt, load_deep_prompt_arg(args, config))
@@ -46,7 +48,9 @@ def run(args) -> int:
         predictions = evaluation.predict(
             config, params, trainable, vocab, inputs, label_names=labels, method=args.method,
             batch_size=args.batch_size,
-            lengths=data.Lengths(args.inputs_length, args.targets_length))
+            lengths=data.Lengths(args.inputs_length, args.targets_length), mesh=mesh)
+    if not writes:  # another process of a pod slice: process 0 writes
+        return 0
     with open(args.output, "w") as f:
         for text, prediction in zip(inputs, predictions):
             f.write(json.dumps({"inputs": text, "prediction": prediction}) + "\n")

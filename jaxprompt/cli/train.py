@@ -80,7 +80,7 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
     """
     import jax
 
-    from jaxprompt import data, evaluation
+    from jaxprompt import data, evaluation, partitioning
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.prompts.deep import init_deep_prompt
     from jaxprompt.prompts.init import PromptConfig, init_prompt
@@ -130,8 +130,12 @@ def train_run(output_dir: str = gin.REQUIRED, model: str = gin.REQUIRED,
         eval_batches = data.eval_batches(task.name, eval_split, eval_batch_size or batch_size,
                                          lengths, vocab=vocab)
 
+        # On a pod slice validation runs on every host over the training mesh.
+        eval_mesh = (partitioning.make_mesh(trainer_config.mesh_shape)
+                     if jax.process_count() > 1 else None)
+
         def task_metrics(trainable, frozen):
-            return evaluation.evaluate(config, frozen, trainable, task, vocab,
+            return evaluation.evaluate(config, frozen, trainable, task, vocab, mesh=eval_mesh,
                                        split=eval_split, method=eval_method, lengths=lengths,
                                        batch_size=eval_batch_size or batch_size,
                                        prompt_mode=_configured("StepConfig").prompt_mode,

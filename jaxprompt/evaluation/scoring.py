@@ -134,11 +134,16 @@ def ensemble_scores(config: T5Config, params: dict, prompts: jax.Array, encoder_
     The batch is tiled N times and each row gets its prompt ([N * B, P, H] per-example
     prompts), so the cost is one pass over N * B rows, not N separate runs.
     """
+    return _ensemble_scores(config, params, prompts, encoder_ids, candidates, prompt_mode)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
+def _ensemble_scores(config, params, prompts, encoder_ids, candidates, prompt_mode):
     num_prompts, batch = prompts.shape[0], encoder_ids.shape[0]
-    rows = jnp.repeat(jnp.asarray(prompts), batch, axis=0)  # [N * B, P, H]
+    rows = jnp.repeat(prompts, batch, axis=0)  # [N * B, P, H]
     ids = jnp.tile(encoder_ids, (num_prompts, 1))  # [N * B, T]
-    scores = score_candidates(config, params, {"prompt": rows}, ids, candidates,
-                              prompt_mode=prompt_mode)
+    scores = _score_candidates(config, params, {"prompt": rows}, ids, candidates, prompt_mode,
+                               None)
     return scores.reshape(num_prompts, batch, -1)
 
 

@@ -87,14 +87,21 @@ def load_bank(directory: str) -> PromptBank:
 
 def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
                   tasks: Sequence[str], inputs: Sequence[str], *, inputs_length: int = 512,
-                  targets_length: int = 16, batch_size: int = 32) -> list[str]:
+                  targets_length: int = 16, batch_size: int = 32, mesh=None) -> list[str]:
     """Predictions for a stream of (task, input) pairs, batches mixing tasks freely.
 
     Rank classification scores the union of all tasks' labels and keeps each example's
-    own; tasks without labels in the bank are decoded greedily.
+    own; tasks without labels in the bank are decoded greedily. `mesh`: as in
+    `jaxprompt.evaluation.predict` (multi-host: each host builds only its rows).
     """
+    from jaxprompt.evaluation.placement import default_placement
+    placement = default_placement(mesh)
+    if placement:
+        placement.check_batch(batch_size)
     union = sorted({label for labels in bank.labels.values() for label in labels})
-    candidates = jnp.asarray(encode_batch(vocab, union, targets_length)) if union else None
+    candidates = encode_batch(vocab, union, targets_length) if union else None
+    if candidates is not None:
+        candidates = placement.replicated(candidates) if placement else jnp.asarray(candidates)
     predictions = [""] * len(inputs)
     ranked = [i for i, t in enumerate(tasks) if t in bank.labels]
     decoded = [i for i, t in enumerate(tasks) if t not in bank.labels]
@@ -103,19 +110,30 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
             rows = group[start:start + batch_size]
             pad = batch_size - len(rows)
             chunk_tasks = [tasks[i] for i in rows] + [tasks[rows[0]]] * pad
-            ids = jnp.asarray(encode_batch(vocab, [inputs[i] for i in rows] + [""] * pad,
-                                           inputs_length))
-            prompt, mask = bank.gather(chunk_tasks)
+            texts = [inputs[i] for i in rows] + [""] * pad
+            task_rows = np.asarray([bank.index(t) for t in chunk_tasks])
+            if placement:  # each process builds only the rows its devices hold
+                ids = placement.rows(lambda r: encode_batch(vocab, texts[r], inputs_length),
+                                     (batch_size, inputs_length), np.int32)
+                prompt = placement.rows(lambda r: bank.prompts[task_rows[r]],
+                                        (batch_size,) + bank.prompts.shape[1:], np.float32)
+                mask = placement.rows(lambda r: bank.mask[task_rows[r]],
+                                      (batch_size, bank.mask.shape[1]), bool)
+                gather = placement.gather
+            else:
+                ids = jnp.asarray(encode_batch(vocab, texts, inputs_length))
+                prompt, mask = bank.gather(chunk_tasks)
+                gather = np.asarray
             if rank:
-                scores = np.asarray(score_candidates(config, params, prompt, ids, candidates,
-                                                     prompt_mask=mask))
+                scores = gather(score_candidates(config, params, prompt, ids, candidates,
+                                                 prompt_mask=mask))
                 for row, i in enumerate(rows):
                     own = [union.index(label) for label in bank.labels[tasks[i]]]
                     predictions[i] = union[own[int(np.argmax(scores[row, own]))]]
             else:
-                tokens = greedy_decode(config, params, prompt, ids, targets_length,
-                                       prompt_mask=mask)
-                for row, text in zip(rows, decode_tokens(vocab, np.asarray(tokens))):
+                tokens = gather(greedy_decode(config, params, prompt, ids, targets_length,
+                                              prompt_mask=mask))
+                for row, text in zip(rows, decode_tokens(vocab, tokens)):
                     predictions[row] = text
     return predictions
 
