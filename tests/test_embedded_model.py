@@ -174,3 +174,23 @@ def test_monitor_sees_a_collapsed_encoder():
     collapsed = pretrain_tiny.representation_report(T5(config), collapsed_params, ids, labels)
     assert healthy["token_cosine"] < 0.6
     assert collapsed["token_cosine"] > 0.99
+
+
+def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
+    """dictionary_fraction rows hold a (gloss, word) pair whole; the rest is unchanged."""
+    pretrain_tiny = _load_tool("pretrain_tiny")
+    pairs = [(np.asarray([10 + i, 20 + i, 30 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
+             for i in range(5)]
+    stream = [np.arange(100, 2000, dtype=np.int32)]
+    pc = pretrain_tiny.PretrainConfig(batch=64, inputs_length=16, targets_length=8,
+                                      mlm_weight=0.0, dictionary_fraction=0.5)
+    batch = pretrain_tiny.make_batch(stream, 3, pc, pairs)
+    by_word = {int(t[0]): g for g, t in pairs}
+    rows = [r for r in range(64) if int(batch["decoder_target_tokens"][r, 0]) in by_word]
+    assert 16 < len(rows) < 48  # about half
+    for r in rows:
+        gloss = by_word[int(batch["decoder_target_tokens"][r, 0])]
+        np.testing.assert_array_equal(batch["encoder_input_tokens"][r, :4], gloss)
+        assert batch["decoder_target_tokens"][r, 1] == 1 and batch["decoder_loss_weights"][r].sum() == 2
+    np.testing.assert_array_equal(batch["encoder_input_tokens"],
+                                  pretrain_tiny.make_batch(stream, 3, pc, pairs)["encoder_input_tokens"])
