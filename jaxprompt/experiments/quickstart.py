@@ -24,8 +24,8 @@ class QuickstartConfig:
     output_dir: str = "quickstart_sst2"
     model: str = TINY_MODEL
     prompt_length: int = 20
-    steps: int = 1200  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
-    eval_every: int = 300
+    steps: int = 800  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
+    eval_every: int = 200
     validation_rows: int | None = None  # None: all 500; fewer for a smoke test
     test_rows: int | None = None  # None: all 872
 
