@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
@@ -48,35 +47,30 @@ def predict(config: T5Config, params: dict, trainable, vocab, inputs: Sequence[s
     if ensemble and "deep_prompt" in trainable:
         raise ValueError("Ensembles of deep prompts are not supported; ensemble prompts.")
     placement = default_placement(mesh)
-    place = placement.replicated if placement else jnp.asarray
-    gather = placement.gather if placement else np.asarray
-    if placement:
-        placement.check_batch(batch_size)
-        trainable = placement.replicated(trainable)
+    placement.check_batch(batch_size)
+    trainable = placement.replicated(trainable)
     if method == "rank":
-        candidates = place(encode_batch(vocab, label_names, lengths.targets))
+        candidates = placement.replicated(encode_batch(vocab, label_names, lengths.targets))
     predictions: list[str] = []
     for start in range(0, len(inputs), batch_size):
         chunk = list(inputs[start:start + batch_size])
         chunk += [""] * (batch_size - len(chunk))
-        if placement:  # each process encodes only the rows its devices hold
-            ids = placement.rows(lambda rows: encode_batch(vocab, chunk[rows], lengths.inputs),
-                                 (batch_size, lengths.inputs), np.int32)
-        else:
-            ids = jnp.asarray(encode_batch(vocab, chunk, lengths.inputs))
+        # On a pod slice each process encodes only the rows its devices hold.
+        ids = placement.rows(lambda rows: encode_batch(vocab, chunk[rows], lengths.inputs),
+                             (batch_size, lengths.inputs), np.int32)
         real = min(batch_size, len(inputs) - start)
         if ensemble:
-            scores = gather(ensemble_scores(config, params, trainable["prompt"], ids,
-                                            candidates, prompt_mode))
+            scores = placement.gather(ensemble_scores(config, params, trainable["prompt"],
+                                                      ids, candidates, prompt_mode))
             best = combine_ensemble(scores, ensemble)[:real]
             predictions += [label_names[i] for i in best]
         elif method == "rank":
-            scores = gather(score_candidates(config, params, trainable, ids, candidates,
-                                             prompt_mode=prompt_mode))
+            scores = placement.gather(score_candidates(config, params, trainable, ids,
+                                                       candidates, prompt_mode=prompt_mode))
             predictions += [label_names[i] for i in scores.argmax(axis=-1)[:real]]
         else:
-            tokens = gather(greedy_decode(config, params, trainable, ids, lengths.targets,
-                                          prompt_mode=prompt_mode))
+            tokens = placement.gather(greedy_decode(config, params, trainable, ids,
+                                                    lengths.targets, prompt_mode=prompt_mode))
             predictions += decode_tokens(vocab, tokens[:real])
     return predictions
 

@@ -5,6 +5,8 @@ Every host runs the same evaluation loop over the same global batches. A batch a
 only the rows its own devices hold (`rows`: it tokenizes only its share); prompts and label
 candidates are replicated; outputs are all-gathered (`gather`), so every host holds every
 prediction in the original order and computes the same metrics (process 0 writes them).
+Without a mesh (one process), `LocalPlacement` does the same on the default device, so the
+evaluation loops have one code path.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -53,11 +56,29 @@ class Placement:
         return distributed.fetch(array)
 
 
-def default_placement(mesh: Mesh | None) -> Placement | None:
-    """A Placement for `mesh`; on several processes without a mesh, one over all devices."""
+class LocalPlacement:
+    """One process, no mesh: whole arrays on the default device."""
+
+    def check_batch(self, batch_size: int) -> None:
+        pass
+
+    def rows(self, make_rows: Callable[[slice], np.ndarray], shape: tuple[int, ...],
+             dtype) -> jax.Array:
+        return jnp.asarray(np.asarray(make_rows(slice(None)), dtype))
+
+    def replicated(self, tree):
+        return jax.tree.map(jnp.asarray, tree)
+
+    def gather(self, array) -> np.ndarray:
+        return np.asarray(array)
+
+
+def default_placement(mesh: Mesh | None) -> Placement | LocalPlacement:
+    """A Placement for `mesh`; on several processes without a mesh, one over all devices;
+    otherwise a LocalPlacement."""
     if mesh is None and jax.process_count() > 1:
         mesh = partitioning.make_mesh()
-    return Placement(mesh) if mesh is not None else None
+    return Placement(mesh) if mesh is not None else LocalPlacement()
 
 
-__all__ = ["Placement", "default_placement"]
+__all__ = ["LocalPlacement", "Placement", "default_placement"]

@@ -96,12 +96,10 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
     """
     from jaxprompt.evaluation.placement import default_placement
     placement = default_placement(mesh)
-    if placement:
-        placement.check_batch(batch_size)
+    placement.check_batch(batch_size)
     union = sorted({label for labels in bank.labels.values() for label in labels})
-    candidates = encode_batch(vocab, union, targets_length) if union else None
-    if candidates is not None:
-        candidates = placement.replicated(candidates) if placement else jnp.asarray(candidates)
+    candidates = placement.replicated(encode_batch(vocab, union, targets_length)) if union \
+        else None
     predictions = [""] * len(inputs)
     ranked = [i for i, t in enumerate(tasks) if t in bank.labels]
     decoded = [i for i, t in enumerate(tasks) if t not in bank.labels]
@@ -112,27 +110,22 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
             chunk_tasks = [tasks[i] for i in rows] + [tasks[rows[0]]] * pad
             texts = [inputs[i] for i in rows] + [""] * pad
             task_rows = np.asarray([bank.index(t) for t in chunk_tasks])
-            if placement:  # each process builds only the rows its devices hold
-                ids = placement.rows(lambda r: encode_batch(vocab, texts[r], inputs_length),
-                                     (batch_size, inputs_length), np.int32)
-                prompt = placement.rows(lambda r: bank.prompts[task_rows[r]],
-                                        (batch_size,) + bank.prompts.shape[1:], np.float32)
-                mask = placement.rows(lambda r: bank.mask[task_rows[r]],
-                                      (batch_size, bank.mask.shape[1]), bool)
-                gather = placement.gather
-            else:
-                ids = jnp.asarray(encode_batch(vocab, texts, inputs_length))
-                prompt, mask = bank.gather(chunk_tasks)
-                gather = np.asarray
+            # On a pod slice each process builds only the rows its devices hold.
+            ids = placement.rows(lambda r: encode_batch(vocab, texts[r], inputs_length),
+                                 (batch_size, inputs_length), np.int32)
+            prompt = placement.rows(lambda r: bank.prompts[task_rows[r]],
+                                    (batch_size,) + bank.prompts.shape[1:], np.float32)
+            mask = placement.rows(lambda r: bank.mask[task_rows[r]],
+                                  (batch_size, bank.mask.shape[1]), bool)
             if rank:
-                scores = gather(score_candidates(config, params, prompt, ids, candidates,
-                                                 prompt_mask=mask))
+                scores = placement.gather(score_candidates(config, params, prompt, ids,
+                                                           candidates, prompt_mask=mask))
                 for row, i in enumerate(rows):
                     own = [union.index(label) for label in bank.labels[tasks[i]]]
                     predictions[i] = union[own[int(np.argmax(scores[row, own]))]]
             else:
-                tokens = gather(greedy_decode(config, params, prompt, ids, targets_length,
-                                              prompt_mask=mask))
+                tokens = placement.gather(greedy_decode(config, params, prompt, ids,
+                                                        targets_length, prompt_mask=mask))
                 for row, text in zip(rows, decode_tokens(vocab, tokens)):
                     predictions[row] = text
     return predictions
