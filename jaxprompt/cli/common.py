@@ -24,6 +24,16 @@ def load_deep_prompt_arg(args, config):
     return load_deep_prompt(args.deep_prompt, config)
 
 
+def int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
+    """'1,8' -> (1, 8) in the given order; None for an absent flag."""
+    if not text:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: a comma-separated list of integers.") from None
+
+
 def start_mesh(args, config, params):
     """--multihost / --mesh: (mesh or None, params placed on it, whether this host writes)."""
     from jaxprompt import distributed
@@ -33,8 +43,7 @@ def start_mesh(args, config, params):
         return None, params, True
     from jaxprompt import partitioning
     from jaxprompt.models.t5 import logical_axes, param_shapes
-    shape = tuple(int(x) for x in args.mesh.split(",")) if args.mesh else None
-    mesh = partitioning.make_mesh(shape)
+    mesh = partitioning.make_mesh(int_list(args.mesh, "--mesh"))
     params = distributed.place(params, partitioning.tree_shardings(
         param_shapes(config), logical_axes(config), mesh))
     return mesh, params, distributed.is_leader()

@@ -8,16 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jaxprompt.cli.common import CliError
-
-
-def _ints(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(sorted(int(x) for x in text.split(",")))
-    except ValueError:
-        raise CliError(f"{text!r}: a comma-separated list of integers.") from None
+from jaxprompt.cli.common import CliError, int_list
 
 
 def run(args) -> int:
@@ -40,13 +31,12 @@ def run(args) -> int:
         max_request_inputs=args.max_request_inputs, request_timeout_s=args.request_timeout_s,
         inputs_length=args.inputs_length, targets_length=args.targets_length,
         max_prompt_length=args.max_prompt_length or longest,
-        max_labels=args.max_labels, batch_buckets=_ints(args.batch_buckets),
-        length_buckets=_ints(args.length_buckets), policy=args.batching)
-    mesh = make_mesh(_ints(args.mesh)) if args.mesh else None
+        max_labels=args.max_labels, batch_buckets=int_list(args.batch_buckets, "--batch_buckets"),
+        length_buckets=int_list(args.length_buckets, "--length_buckets"), policy=args.batching)
+    mesh = make_mesh(int_list(args.mesh, "--mesh")) if args.mesh else None
     try:
         server = PromptServer(config, params, vocab, serve, mesh=mesh)
-        for name, prompt in prompts.items():
-            server.add_task(name, prompt, labels.get(name), f"{args.prompt_bank}/{name}")
+        server.add_tasks(prompts, labels, args.prompt_bank)
     except ValueError as e:
         raise CliError(str(e)) from None
     seconds = server.start()

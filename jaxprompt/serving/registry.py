@@ -94,12 +94,12 @@ class TaskRegistry:
             if len(labels) > self.max_labels:
                 raise TaskError(f"labels: {len(labels)} labels; this server scores at most "
                                 f"{self.max_labels} per task (--max_labels).")
-            for label in labels:
-                if len(self.vocab.encode(label)) + 1 > self.targets_length:
+            lengths = [len(self.vocab.encode(label)) + 1 for label in labels]  # + EOS
+            for label, length in zip(labels, lengths):
+                if length > self.targets_length:
                     raise TaskError(f"labels: {label!r} is longer than --targets_length "
                                     f"{self.targets_length} tokens.")
-            longest = max(len(self.vocab.encode(label)) for label in labels) + 1  # + EOS
-            label_ids = encode_batch(self.vocab, labels, longest)
+            label_ids = encode_batch(self.vocab, labels, max(lengths))
             labels = tuple(labels)
         return Task(name, prompt, labels, label_ids, source)
 

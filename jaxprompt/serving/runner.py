@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxprompt import partitioning
 from jaxprompt.config import T5Config
+from jaxprompt.data.pipeline import EOS_ID
 from jaxprompt.evaluation.scoring import decode_tokens, greedy_decode, score_own_candidates
 from jaxprompt.models.t5 import logical_axes, param_shapes
 from jaxprompt.serving.registry import BankSnapshot
@@ -111,7 +112,7 @@ class ModelRunner:
         rows = [snapshot.row(e.task) for e in examples]
         rows += [rows[0]] * (batch - len(examples))  # padding rows repeat the first task
         ids = np.zeros((batch, length), np.int32)
-        ids[len(examples):, 0] = 1  # padding rows: an empty input (EOS)
+        ids[len(examples):, 0] = EOS_ID  # padding rows: an empty input
         for i, example in enumerate(examples):
             ids[i, :len(example.ids)] = example.ids
         return (self._put(ids), self._put(snapshot.prompts[rows]),

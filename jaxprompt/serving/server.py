@@ -32,6 +32,7 @@ import numpy as np
 from aiohttp import web
 
 from jaxprompt.config import T5Config
+from jaxprompt.data.pipeline import EOS_ID
 from jaxprompt.prompts.files import PromptFileError, load_prompt
 from jaxprompt.serving.batcher import Batcher, Pending, QueueFull
 from jaxprompt.serving.metrics import ServerMetrics
@@ -115,11 +116,15 @@ class PromptServer:
         self.warm_shapes.add(key)
         return self.runner.warm_up(snapshot, (method,))
 
-    def load_bank_directory(self, directory: str) -> None:
-        from jaxprompt.prompts.bank import read_bank_directory
-        prompts, labels = read_bank_directory(directory)
+    def add_tasks(self, prompts: dict[str, np.ndarray], labels: dict[str, list],
+                  directory: str) -> None:
+        """The tasks of a bank directory, as `read_bank_directory` returns them."""
         for name, prompt in prompts.items():
             self.add_task(name, prompt, labels.get(name), os.path.join(directory, name))
+
+    def load_bank_directory(self, directory: str) -> None:
+        from jaxprompt.prompts.bank import read_bank_directory
+        self.add_tasks(*read_bank_directory(directory), directory)
 
     def start(self) -> float:
         """Compiles the bank's shapes (rank classification always), starts the worker;
@@ -154,7 +159,7 @@ class PromptServer:
             if not isinstance(text, str):
                 raise RequestError(400, f"field 'inputs[{i}]': a string, not "
                                         f"{type(text).__name__}")
-            ids = self.vocab.encode(text) + [1]
+            ids = self.vocab.encode(text) + [EOS_ID]
             if len(ids) > self.serve.inputs_length:
                 raise RequestError(400, f"field 'inputs[{i}]': {len(ids)} tokens (with EOS), "
                                         f"over the limit of {self.serve.inputs_length}; "
