@@ -118,9 +118,9 @@ def task_texts(shared: str) -> list[str]:
     return texts
 
 
-def wordnet_texts(directory: str = "/usr/share/wordnet") -> list[str]:
-    """'lemma, lemma: gloss; "example"' for every WordNet 3.0 synset (Debian wordnet-base)."""
-    texts = []
+def wordnet_synsets(directory: str = "/usr/share/wordnet") -> list[tuple[list[str], str]]:
+    """(lemmas, 'gloss; "example"') for every WordNet 3.0 synset (Debian wordnet-base)."""
+    synsets = []
     for pos in ("noun", "verb", "adj", "adv"):
         path = os.path.join(directory, f"data.{pos}")
         if not os.path.exists(path):
@@ -133,8 +133,13 @@ def wordnet_texts(directory: str = "/usr/share/wordnet") -> list[str]:
                 parts = fields.split()
                 count = int(parts[3], 16)
                 lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in parts[4:4 + 2 * count:2]]
-                texts.append(f"{', '.join(lemmas)}: {gloss.strip()}")
-    return texts
+                synsets.append((lemmas, gloss.strip()))
+    return synsets
+
+
+def wordnet_texts(directory: str = "/usr/share/wordnet") -> list[str]:
+    """'lemma, lemma: gloss; "example"' for every WordNet 3.0 synset."""
+    return [f"{', '.join(lemmas)}: {gloss}" for lemmas, gloss in wordnet_synsets(directory)]
 
 
 def dictionary_pairs(processor, directory: str = "/usr/share/wordnet", max_target: int = 8
@@ -144,11 +149,9 @@ def dictionary_pairs(processor, directory: str = "/usr/share/wordnet", max_targe
     The decoder learns to answer a whole text with one word that sums up its meaning:
     the shape of a classification target, from lexical knowledge (no task labels).
     """
-    glosses, words = [], []
-    for text in wordnet_texts(directory):
-        lemmas, gloss = text.split(": ", 1)
-        glosses.append(gloss)
-        words.append(lemmas.split(", ")[0])
+    synsets = wordnet_synsets(directory)
+    glosses = [gloss for _, gloss in synsets]
+    words = [lemmas[0] for lemmas, _ in synsets]
     pairs = []
     for gloss, word in zip(processor.encode(glosses), processor.encode(words)):
         if 0 < len(word) < max_target:
