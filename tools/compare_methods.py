@@ -17,8 +17,10 @@ import time
 import _common  # noqa: F401  (puts the repository on sys.path)
 
 
-def full_fine_tune(config, params, task, vocab, lengths, steps, batch_size, seed):
-    """All weights trained (AdamW 1e-3): the reference prompt tuning is compared with."""
+def full_fine_tune(config, params, task, vocab, lengths, run, learning_rate):
+    """All weights trained: the reference prompt tuning is compared with. AdamW (warmup 50
+    steps, then constant), global-norm clipping 1.0, weight decay 0.01; like prompt tuning,
+    the weights of the best validation evaluation are the ones tested."""
     import jax
     import optax
 
@@ -26,15 +28,29 @@ def full_fine_tune(config, params, task, vocab, lengths, steps, batch_size, seed
     from jaxprompt.models.t5 import T5
     from jaxprompt.training.step import full_training_step
 
-    optimizer = optax.adamw(1e-3, weight_decay=0.0)
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(optax.warmup_constant_schedule(0.0, learning_rate, 50), weight_decay=0.01))
     opt_state = optimizer.init(params)
     step = full_training_step(T5(config), optimizer)
-    batches = data.train_batches(task.name, batch_size, lengths, seed=seed, vocab=vocab)(0)
+    batches = data.train_batches(task.name, run.batch_size, lengths, seed=run.seed,
+                                 vocab=vocab)(0)
     params = jax.tree.map(lambda x: x.copy(), params)
-    for _ in range(steps):
+    metric = task.metrics[0]
+    best_validation, best_test = -1.0, None
+    for i in range(1, run.steps + 1):
         params, opt_state, _ = step(params, opt_state, next(batches))
-    return evaluation.evaluate(config, params, None, task, vocab, split="test",
-                               lengths=lengths).metrics[task.metrics[0]]
+        if i % run.eval_every == 0 or i == run.steps:
+            validation = evaluation.evaluate(config, params, None, task, vocab,
+                                             split=run.eval_split, lengths=lengths)
+            value = validation.metrics[metric]
+            print(f"full fine-tuning step {i}: validation {metric} {value:.2f}", flush=True)
+            if value > best_validation:
+                best_validation = value
+                best_test = evaluation.evaluate(config, params, None, task, vocab,
+                                                split=run.test_split,
+                                                lengths=lengths).metrics[metric]
+    return best_test
 
 
 def bag_of_words(task) -> float:
@@ -61,6 +77,8 @@ def main() -> None:
     parser.add_argument("--lengths", default="1,5,20,100")
     parser.add_argument("--inits", default="class_labels,sampled_vocab,uniform")
     parser.add_argument("--shots", type=int, default=4)
+    parser.add_argument("--fine_tune_learning_rate", type=float, default=1e-4,
+                        help="AdamW learning rate of the full fine-tuning row")
     parser.add_argument("--deep_length", type=int, default=20,
                         help="deep prompt length per layer (0: skip the row)")
     parser.add_argument("--out", default="compare_methods")
@@ -124,9 +142,10 @@ def main() -> None:
                                         progress=False, deep_prompt_length=args.deep_length)
         rows.append((f"deep prompts (prefix tuning), P={args.deep_length} per layer", value))
         print(f"{value:7.2f}  {rows[-1][0]}", flush=True)
-    value = full_fine_tune(config, params, task, vocab, lengths, args.steps, run.batch_size,
-                           run.seed)
-    rows.append((f"full fine-tuning ({args.steps} steps, AdamW 1e-3)", value))
+    value = full_fine_tune(config, params, task, vocab, lengths, run,
+                           args.fine_tune_learning_rate)
+    rows.append((f"full fine-tuning ({args.steps} steps, AdamW {args.fine_tune_learning_rate:g})",
+                 value))
     print(f"{value:7.2f}  {rows[-1][0]}")
 
     os.makedirs(args.out, exist_ok=True)

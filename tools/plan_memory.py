@@ -32,14 +32,28 @@ import _common  # noqa: F401  (puts the repository on sys.path)
 
 GIB = 2 ** 30
 
-# Peak bf16 FLOP/s and HBM bytes/s per JAX device, i.e. per TensorCore as the deviceless
-# compiler presents it. Published per-chip figures: TPU v3 123 TFLOP/s, 900 GB/s, 2 cores
-# (https://cloud.google.com/tpu/docs/v3); v4 275 TFLOP/s, 1200 GB/s, 2 cores
-# (https://cloud.google.com/tpu/docs/v4); v5e 197 TFLOP/s, 819 GB/s, 1 core
-# (https://cloud.google.com/tpu/docs/v5e).
-DEVICE_PEAKS = {"TPU v3": (123e12 / 2, 900e9 / 2), "TPU v4": (275e12 / 2, 1200e9 / 2),
-                "TPU v5 lite": (197e12, 819e9)}
+# Published peak bf16 FLOP/s and HBM bytes/s per chip, and TensorCores per chip: TPU v3
+# 123 TFLOP/s, 900 GB/s, 2 cores (https://cloud.google.com/tpu/docs/v3); v4 275 TFLOP/s,
+# 1200 GB/s, 2 cores (https://cloud.google.com/tpu/docs/v4); v5e 197 TFLOP/s, 819 GB/s,
+# 1 core (https://cloud.google.com/tpu/docs/v5e). A JAX device is one core (v3), or one
+# chip whose two cores act as one "megacore" (v4, v5p): `device.num_cores` says which.
+CHIP_PEAKS = {"TPU v3": (123e12, 900e9), "TPU v4": (275e12, 1200e9),
+              "TPU v5 lite": (197e12, 819e9)}
 CORES_PER_CHIP = {"TPU v3": 2, "TPU v4": 2, "TPU v5 lite": 1}
+# TPU generations whose VMs run two cores per chip as one megacore device (as on a real v4-8:
+# 4 devices, 32 GiB each); the deviceless compiler otherwise presents one device per core.
+MEGACORE_GENERATIONS = ("v4", "v5")
+
+
+def chips_per_device(device) -> float:
+    """The share of a chip one JAX device is (1 for megacore and v5e, 1/2 for a v3 core)."""
+    return getattr(device, "num_cores", 1) / CORES_PER_CHIP.get(device.device_kind, 1)
+
+
+def device_peaks(device) -> tuple[float, float] | None:
+    """(peak FLOP/s, HBM bytes/s) of one JAX device, or None without published figures."""
+    chip = CHIP_PEAKS.get(device.device_kind)
+    return None if chip is None else tuple(x * chips_per_device(device) for x in chip)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +91,14 @@ class Estimate:
 def devices_for(args):
     if args.topology:
         from jax.experimental import topologies
+        generation, shape = args.topology.split(":")
+        if generation in MEGACORE_GENERATIONS and not args.no_megacore:
+            x, y, *_ = (int(d) for d in shape.split("x"))
+            bounds = (min(x, 2), min(y, 2), 1)  # a v4/v5p host holds 2x2x1 chips
+            return topologies.get_topology_desc(
+                platform="tpu", topology_name=args.topology, chip_config_name="megacore",
+                chips_per_host_bounds=bounds, num_slices=1,
+                wrap=(False, False, False)).devices
         return topologies.get_topology_desc(platform="tpu",
                                             topology_name=args.topology).devices
     import jax
@@ -176,8 +198,7 @@ def estimate(preset: str, args, devices, peaks: tuple[float, float]) -> Estimate
 
 
 def print_estimate(preset: str, e: Estimate, args, devices) -> None:
-    kind = devices[0].device_kind
-    chips = len(devices) / CORES_PER_CHIP.get(kind, 1)
+    chips = len(devices) * chips_per_device(devices[0])
     total_h = e.step_s * args.steps / 3600
     line = (f"{preset:<16}{e.tflop:9.2f}{e.gbytes:9.1f}{1000 * e.compute_s:11.1f}"
             f"{1000 * e.memory_s:10.1f}{1000 * e.step_s:9.1f}{args.batch / e.step_s:9.1f}"
@@ -238,6 +259,8 @@ def main() -> None:
     parser.add_argument("--preset", default="t5_1_1_xxl")
     parser.add_argument("--topology", help="TPU topology, e.g. v3:4x4, v5e:4x4 (needs libtpu)")
     parser.add_argument("--cpu_devices", type=int, help="simulate N CPU devices instead")
+    parser.add_argument("--no_megacore", action="store_true",
+                        help="v4/v5p: one device per TensorCore instead of per chip")
     parser.add_argument("--mesh", default=None, help="data,model (default: all devices, 1)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--inputs", type=int, default=512)
@@ -273,8 +296,8 @@ def main() -> None:
         elif args.peaks:
             tflops, gbps = (float(x) for x in args.peaks.split(","))
             peaks = (tflops * 1e12, gbps * 1e9)
-        elif kind in DEVICE_PEAKS:
-            peaks = DEVICE_PEAKS[kind]
+        elif device_peaks(devices[0]):
+            peaks = device_peaks(devices[0])
         else:
             parser.error(f"no published peaks for {kind!r}: pass --peaks TFLOPS,GBPS or measure")
         print_estimate_header(args, devices, peaks)

@@ -114,14 +114,17 @@ def full_training_step(model: T5, optimizer: optax.GradientTransformation,
                        z_loss: float = 0.0) -> Callable:
     """A jitted step that trains *every* weight, for baselines and pretraining only.
 
-    (params, opt_state, batch) -> (params, opt_state, mean token NLL); params and optimizer
-    state are donated. Prompt tuning never uses it: see `train_step`.
+    (params, opt_state, batch, dropout_rng=None) -> (params, opt_state, mean token NLL);
+    params and optimizer state are donated; with a `dropout_rng` the model's dropout
+    (config.dropout_rate) is on. Prompt tuning never uses it: see `train_step`.
     """
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, batch):
+    def step(params, opt_state, batch, dropout_rng=None):
         def loss(params):
             logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                                 batch["decoder_input_tokens"])
+                                 batch["decoder_input_tokens"],
+                                 enable_dropout=dropout_rng is not None,
+                                 rngs=None if dropout_rng is None else {"dropout": dropout_rng})
             sums = cross_entropy(logits, batch["decoder_target_tokens"],
                                  batch["decoder_loss_weights"], z_loss)
             weight = jnp.maximum(sums["weight"], 1.0)
