@@ -1,7 +1,8 @@
 """Compares methods on one frozen model and task: zero-shot hard prompt, few-shot, prompt
 tuning (P in {1, 5, 20, 100} x three inits), a 5-prompt ensemble, deep prompts (prefix tuning:
-keys and values in every encoder layer, no input prompt) and full fine-tuning of the same
-model for the same steps (the upper reference). Writes a markdown table and a PNG.
+keys and values in every encoder layer, no input prompt), full fine-tuning of the same model
+(the upper reference, T5's fine-tuning recipe, its own step count) and a bag-of-words
+logistic regression (the simple baseline). Writes a markdown table and a PNG.
 
     python tools/compare_methods.py                      # embedded model, bundled SST-2
     python tools/compare_methods.py --steps 300 --lengths 1,20 --inits class_labels
@@ -17,10 +18,11 @@ import time
 import _common  # noqa: F401  (puts the repository on sys.path)
 
 
-def full_fine_tune(config, params, task, vocab, lengths, run, learning_rate):
+def full_fine_tune(config, params, task, vocab, lengths, run, learning_rate, dropout):
     """All weights trained: the reference prompt tuning is compared with. AdamW (warmup 50
-    steps, then constant), global-norm clipping 1.0, weight decay 0.01; like prompt tuning,
-    the weights of the best validation evaluation are the ones tested."""
+    steps, then constant), global-norm clipping 1.0, weight decay 0.01, dropout (T5's
+    fine-tuning recipe); like prompt tuning, the weights of the best validation evaluation
+    are the ones tested."""
     import jax
     import optax
 
@@ -32,14 +34,16 @@ def full_fine_tune(config, params, task, vocab, lengths, run, learning_rate):
         optax.clip_by_global_norm(1.0),
         optax.adamw(optax.warmup_constant_schedule(0.0, learning_rate, 50), weight_decay=0.01))
     opt_state = optimizer.init(params)
-    step = full_training_step(T5(config), optimizer)
+    step = full_training_step(T5(dataclasses.replace(config, dropout_rate=dropout)), optimizer)
+    dropout_key = jax.random.PRNGKey(run.seed)
     batches = data.train_batches(task.name, run.batch_size, lengths, seed=run.seed,
                                  vocab=vocab)(0)
     params = jax.tree.map(lambda x: x.copy(), params)
     metric = task.metrics[0]
     best_validation, best_test = -1.0, None
     for i in range(1, run.steps + 1):
-        params, opt_state, _ = step(params, opt_state, next(batches))
+        params, opt_state, _ = step(params, opt_state, next(batches),
+                                    jax.random.fold_in(dropout_key, i) if dropout else None)
         if i % run.eval_every == 0 or i == run.steps:
             validation = evaluation.evaluate(config, params, None, task, vocab,
                                              split=run.eval_split, lengths=lengths)
@@ -79,6 +83,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=4)
     parser.add_argument("--fine_tune_learning_rate", type=float, default=1e-4,
                         help="AdamW learning rate of the full fine-tuning row")
+    parser.add_argument("--fine_tune_steps", type=int, default=1200)
+    parser.add_argument("--fine_tune_dropout", type=float, default=0.1)
     parser.add_argument("--deep_length", type=int, default=20,
                         help="deep prompt length per layer (0: skip the row)")
     parser.add_argument("--out", default="compare_methods")
@@ -142,10 +148,12 @@ def main() -> None:
                                         progress=False, deep_prompt_length=args.deep_length)
         rows.append((f"deep prompts (prefix tuning), P={args.deep_length} per layer", value))
         print(f"{value:7.2f}  {rows[-1][0]}", flush=True)
-    value = full_fine_tune(config, params, task, vocab, lengths, run,
-                           args.fine_tune_learning_rate)
-    rows.append((f"full fine-tuning ({args.steps} steps, AdamW {args.fine_tune_learning_rate:g})",
-                 value))
+    ft_run = dataclasses.replace(run, steps=args.fine_tune_steps,
+                                 eval_every=max(args.fine_tune_steps // 8, 1))
+    value = full_fine_tune(config, params, task, vocab, lengths, ft_run,
+                           args.fine_tune_learning_rate, args.fine_tune_dropout)
+    rows.append((f"full fine-tuning ({args.fine_tune_steps} steps, AdamW "
+                 f"{args.fine_tune_learning_rate:g}, dropout {args.fine_tune_dropout:g})", value))
     print(f"{value:7.2f}  {rows[-1][0]}")
 
     os.makedirs(args.out, exist_ok=True)

@@ -4,8 +4,8 @@ No weights are allocated: the frozen params, train state and batch are ShapeDtyp
 with shardings, and `jax.jit(...).lower(...).compile()` runs XLA's real compiler for the
 target. Targets:
   --topology v3:4x4          TPU v3-32 (32 cores, 16 GiB each), deviceless: needs the
-                             `libtpu` wheel (pip install 'jaxprompt[tpu]'); also v4:2x2x4,
-                             v5e:4x4, ...
+                             `libtpu` wheel (pip install 'jaxprompt[tpu]'); also v5e:4x4,
+                             v4:2x2x1 (v4-8: 4 chips as megacore devices of 32 GiB), ...
   --cpu_devices 8            simulated CPU devices (always available)
 
     python tools/plan_memory.py --preset t5_1_1_xxl --topology v3:4x4 --mesh 4,8
@@ -190,9 +190,13 @@ def estimate(preset: str, args, devices, peaks: tuple[float, float]) -> Estimate
         return p.tflops, p.gbytes
 
     one = counts(1, 1)
-    deeper_encoder, deeper_decoder = counts(2, 1), counts(1, 2)
-    full = [o + (base.num_layers - 1) * (e - o) + (base.num_decoder_layers - 1) * (d - o)
-            for o, e, d in zip(one, deeper_encoder, deeper_decoder)]
+    if base.num_layers == base.num_decoder_layers:  # every T5.1.1 size: one more compile
+        two = counts(2, 2)
+        full = [o + (base.num_layers - 1) * (t - o) for o, t in zip(one, two)]
+    else:
+        deeper_encoder, deeper_decoder = counts(2, 1), counts(1, 2)
+        full = [o + (base.num_layers - 1) * (e - o) + (base.num_decoder_layers - 1) * (d - o)
+                for o, e, d in zip(one, deeper_encoder, deeper_decoder)]
     peak_flops, bandwidth = peaks
     return Estimate(full[0], full[1], full[0] * 1e12 / peak_flops, full[1] * 1e9 / bandwidth)
 
