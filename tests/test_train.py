@@ -245,9 +245,9 @@ def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng()
 
     expected_nll, grads = jax.value_and_grad(mean_nll)(params)
     lr = 0.1
-    step = train.full_training_step(model, optax.sgd(lr))
-    copy = lambda tree: jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
     sgd = optax.sgd(lr)
+    step = train.full_training_step(model, sgd)
+    copy = lambda tree: jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
     new, _, nll = step(copy(params), sgd.init(params), batch)
     np.testing.assert_allclose(float(nll), float(expected_nll), rtol=1e-5)
     moved = jax.tree.map(lambda a, b, g: np.testing.assert_allclose(

@@ -294,16 +294,16 @@ def main() -> None:
     args.mesh = tuple(int(x) for x in args.mesh.split(",")) if args.mesh else (len(devices), 1)
 
     if args.estimate:
-        kind = devices[0].device_kind
         if args.peaks == "measure":
             peaks = measure_cpu_peaks()
         elif args.peaks:
             tflops, gbps = (float(x) for x in args.peaks.split(","))
             peaks = (tflops * 1e12, gbps * 1e9)
-        elif device_peaks(devices[0]):
-            peaks = device_peaks(devices[0])
         else:
-            parser.error(f"no published peaks for {kind!r}: pass --peaks TFLOPS,GBPS or measure")
+            peaks = device_peaks(devices[0])
+            if peaks is None:
+                parser.error(f"no published peaks for {devices[0].device_kind!r}: pass --peaks "
+                             "TFLOPS,GBPS or measure")
         print_estimate_header(args, devices, peaks)
         sizes = ("small", "base", "large", "xl", "xxl") if args.table else None
         for preset in [f"t5_1_1_{s}" for s in sizes] if sizes else [args.preset]:
