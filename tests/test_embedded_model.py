@@ -194,3 +194,36 @@ def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
         assert batch["decoder_target_tokens"][r, 1] == 1 and batch["decoder_loss_weights"][r].sum() == 2
     np.testing.assert_array_equal(batch["encoder_input_tokens"],
                                   pretrain_tiny.make_batch(stream, 3, pc, pairs)["encoder_input_tokens"])
+
+
+def test_sst2_split_keeps_the_phrases_of_one_sentence_together():
+    tool = _load_tool("make_sst2_subset")
+    labelled = {"a moving , funny film .": "1", "funny film .": "1",  # 2 words: a common phrase
+                "the plot is a mess .": "0", "and the plot is a mess .": "0",
+                "but the acting is good .": "1", "dull .": "0"}
+    groups = sorted(sorted(g) for g in tool.source_groups(list(labelled)))
+    assert groups == [["a moving , funny film ."], ["and the plot is a mess .",
+                      "the plot is a mess ."], ["but the acting is good ."], ["dull ."],
+                      ["funny film ."]]
+    for seed in range(20):
+        train, validation = tool.split(labelled, 2, 2, seed=seed)
+        train_texts = [row.rsplit("\t", 1)[0] for row in train]
+        for row in validation:
+            text = row.rsplit("\t", 1)[0]
+            assert len(text.split()) >= tool.MIN_LINK_WORDS
+            assert not any(text in t or t in text for t in train_texts
+                           if len(t.split()) >= tool.MIN_LINK_WORDS), (text, train_texts)
+
+
+def test_bundled_sst2_validation_and_test_sentences_are_not_in_training():
+    """No validation or test sentence (4 words or more) is a training row or inside one; the
+    test file's only short rows inside training text are 'bad .' and 'very bad .'."""
+    task = sst2_task()
+
+    def texts(split):
+        return [e["inputs"].removeprefix("sentence: ") for e in task.examples(split)]
+
+    joined = "\n".join(texts("train"))
+    for split in ("validation", "test"):
+        inside = [t for t in texts(split) if t in joined and len(t.split()) >= 4]
+        assert not inside, f"{split} rows inside a training row: {inside[:3]}"

@@ -48,8 +48,10 @@ def full_fine_tune(config, params, task, vocab, lengths, run, learning_rate, dro
             validation = evaluation.evaluate(config, params, None, task, vocab,
                                              split=run.eval_split, lengths=lengths)
             value = validation.metrics[metric]
-            print(f"full fine-tuning step {i}: validation {metric} {value:.2f}", flush=True)
-            if value > best_validation:
+            best = value > best_validation
+            print(f"full fine-tuning step {i}: validation {metric} {value:.2f}"
+                  + (" (best)" if best else ""), flush=True)
+            if best:
                 best_validation = value
                 best_test = evaluation.evaluate(config, params, None, task, vocab,
                                                 split=run.test_split,
