@@ -218,6 +218,7 @@ def test_sst2_split_keeps_the_phrases_of_one_sentence_together():
 def test_bundled_sst2_validation_and_test_sentences_are_not_in_training():
     """No validation or test sentence (4 words or more) is a training row or inside one; the
     test file's only short rows inside training text are 'bad .' and 'very bad .'."""
+    min_words = _load_tool("make_sst2_subset").MIN_LINK_WORDS  # the split's own threshold
     task = sst2_task()
 
     def texts(split):
@@ -225,5 +226,5 @@ def test_bundled_sst2_validation_and_test_sentences_are_not_in_training():
 
     joined = "\n".join(texts("train"))
     for split in ("validation", "test"):
-        inside = [t for t in texts(split) if t in joined and len(t.split()) >= 4]
+        inside = [t for t in texts(split) if t in joined and len(t.split()) >= min_words]
         assert not inside, f"{split} rows inside a training row: {inside[:3]}"
