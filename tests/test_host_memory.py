@@ -49,7 +49,7 @@ def test_the_command_reruns_itself_with_the_tunable_and_faults_by_huge_pages():
     assert tunables == host_memory.TUNABLES
     opted_out, default_faults = _run(JAXPROMPT_MALLOC="default")
     assert opted_out == "None"
-    # 128 MiB is 32,768 pages of 4 KiB (mapped afresh for each array) or 64 huge pages.
+    # 128 MiB is 32,768 pages of 4 KiB (mapped afresh for each block) or 64 huge pages.
     assert default_faults > 30_000
     assert faults < 1_000
 

@@ -22,6 +22,15 @@ def add_shape_flags(parser: argparse.ArgumentParser, batch: int) -> None:
     parser.add_argument("--targets", type=int, default=8)
 
 
+def median_result(runs: list[dict]) -> dict:
+    """Per-key median of the numeric fields of several runs of one configuration."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)):
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
 def median_seconds(fn, repeats: int) -> float:
     """Median wall time of `fn()` over `repeats` calls, after one warm-up (compile) call."""
     fn()

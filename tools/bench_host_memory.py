@@ -12,12 +12,11 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
-import _common  # noqa: F401  (puts the repository on sys.path)
+from _common import median_result  # (also puts the repository on sys.path)
 
 
 def child(steps: int) -> dict:
@@ -87,8 +86,7 @@ def main() -> None:
                                  text=True).stdout
             results[name].append(json.loads(out.strip().splitlines()[-1]))
             print(f"round {round_index + 1} {name}: {results[name][-1]}", flush=True)
-    medians = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-               for name, runs in results.items()}
+    medians = {name: median_result(runs) for name, runs in results.items()}
     base, tuned = medians["glibc default"], medians["jaxprompt TUNABLES"]
     print(f"\nquickstart step (P=100, batch 32, 64/4 tokens, float32), medians of "
           f"{args.rounds} rounds x {args.steps} steps:")

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from _common import add_shape_flags, random_batch
+from _common import add_shape_flags, median_result, random_batch
 
 
 def _peak_rss_mib() -> float:
@@ -147,15 +147,6 @@ def run_peft(args) -> dict:
             "mean_step_s": float(np.mean(times))}
 
 
-def _median_result(runs: list[dict]) -> dict:
-    """Per-key median of the numeric fields of several runs of one configuration."""
-    out = dict(runs[0])
-    for key, value in runs[0].items():
-        if isinstance(value, (int, float)):
-            out[key] = statistics.median(r[key] for r in runs)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_shape_flags(parser, batch=8)
@@ -200,7 +191,7 @@ def main() -> None:
         rounds.append({name: run_side(side, extra) for name, side, extra in configs})
         print(f"round {index + 1}/{args.rounds}: " + ", ".join(
             f"{name} {1000 * r['step_s']:.0f} ms" for name, r in rounds[-1].items()), flush=True)
-    results = {name: _median_result([r[name] for r in rounds]) for name, _, _ in configs}
+    results = {name: median_result([r[name] for r in rounds]) for name, _, _ in configs}
     pt = results["PEFT"]
     # XLA counts a scanned loop body once: FLOP/s use the per-layer count of the same math.
     useful_flops = max(r.get("step_flops", 0.0) for r in results.values())

@@ -77,7 +77,7 @@ def bag_of_words(task) -> float:
 
 def main() -> None:
     from jaxprompt.host_memory import reexec_with_malloc_tunables
-    reexec_with_malloc_tunables()  # XLA:CPU reuses its step memory (see there)
+    reexec_with_malloc_tunables()  # huge pages for XLA:CPU's step memory (see there)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--task", default="sst2", help="'sst2' (bundled) or a task name")

@@ -559,7 +559,7 @@ def write_model(out: str, config, params, workdir: str, vocabulary: str) -> None
 
 def main() -> None:
     from jaxprompt.host_memory import reexec_with_malloc_tunables
-    reexec_with_malloc_tunables()  # XLA:CPU reuses its step memory (see there)
+    reexec_with_malloc_tunables()  # huge pages for XLA:CPU's step memory (see there)
     defaults = PretrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..",
