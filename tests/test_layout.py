@@ -61,3 +61,29 @@ def test_modules_are_small_and_gin_stays_at_the_edge():
         heavy = {"torch", "seqio", "tensorflow", "transformers", "peft"}
         assert not heavy & {m.split(".")[0] for m in _imports(path, modules, True)}, \
             f"{path} imports an optional extra at module level"
+
+
+def test_importing_jaxprompt_does_not_load_jax_and_public_names_resolve():
+    """The `jaxprompt` command sets its process up (host_memory's re-exec) before JAX loads:
+    `import jaxprompt` and `jaxprompt.cli` must stay light; the public names load on use."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, jaxprompt, jaxprompt.cli, jaxprompt.host_memory; "
+             "print(sorted(m for m in ('jax', 'flax', 'numpy', 'seqio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent).stdout.strip()
+    assert out == "[]", f"importing jaxprompt loaded {out}"
+
+    import jaxprompt
+    from jaxprompt.models.t5 import T5
+
+    assert jaxprompt.T5 is T5
+    for name in jaxprompt.__all__:
+        assert getattr(jaxprompt, name) is not None
+    try:
+        jaxprompt.no_such_name
+    except AttributeError as error:
+        assert "no_such_name" in str(error)
+    else:
+        raise AssertionError("jaxprompt.no_such_name did not raise AttributeError")

@@ -43,9 +43,6 @@ def _split_gin_flags(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # The `jaxprompt` command itself (not a call from Python).
-        from jaxprompt.host_memory import reexec_with_malloc_tunables
-        reexec_with_malloc_tunables()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # seqio's TensorFlow: no info spam.
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, bindings = _split_gin_flags(argv)

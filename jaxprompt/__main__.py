@@ -1,0 +1,7 @@
+"""`python -m jaxprompt ...` is the `jaxprompt` command."""
+
+import sys
+
+from jaxprompt.cli import run
+
+sys.exit(run())
