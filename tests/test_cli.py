@@ -181,3 +181,14 @@ def test_inspect_t5x_model_checkpoint_is_described_as_a_model(capsys):
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "T5 checkpoint, " in out and "d_model" in out and " 8\n" in out
+
+
+def test_the_command_entry_point_runs_as_python_m_jaxprompt():
+    """`python -m jaxprompt` goes through jaxprompt.cli.run, the console script's entry point
+    (host_memory's re-exec included where it applies), and prints the version."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "jaxprompt", "--version"], capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.strip() == jaxprompt.__version__
