@@ -176,7 +176,8 @@ def plan(preset: str, args, devices, *, param_dtype: str, scan: bool, remat: str
 
 
 def estimate(preset: str, args, devices, peaks: tuple[float, float]) -> Estimate:
-    """FLOPs and bytes of the full-depth train step from 1- and 2-layer per-layer compiles."""
+    """FLOPs and bytes of the full-depth train step, extrapolated from two shallow per-layer
+    compiles (1 and 2 layers per stack, or the next depths that compile)."""
     from jaxprompt.config import T5Config
     base = T5Config.preset(preset)
 
@@ -189,11 +190,24 @@ def estimate(preset: str, args, devices, peaks: tuple[float, float]) -> Estimate
                                f"{p.error}")
         return p.tflops, p.gbytes
 
-    one = counts(1, 1)
-    if base.num_layers == base.num_decoder_layers:  # every T5.1.1 size: one more compile
-        two = counts(2, 2)
-        full = [o + (base.num_layers - 1) * (t - o) for o, t in zip(one, two)]
+    if base.num_layers == base.num_decoder_layers:  # every T5.1.1 size
+        # Any two depths give the per-layer slope; 1 and 2 are the cheapest compiles. The TPU
+        # compiler can refuse one shallow shape while deeper ones compile (v5e-16, mesh (2, 8):
+        # Large's 1+1-layer step, "CompileTimeScopedVmemOom"), so try the next depth.
+        depths, failures = {}, []
+        for depth in range(1, min(base.num_layers, 4) + 1):
+            try:
+                depths[depth] = counts(depth, depth)
+            except RuntimeError as failure:
+                failures.append(str(failure))
+            if len(depths) == 2:
+                break
+        if len(depths) < 2:
+            raise RuntimeError("; ".join(failures))
+        (a, at_a), (b, at_b) = depths.items()
+        full = [x + (base.num_layers - a) * (y - x) / (b - a) for x, y in zip(at_a, at_b)]
     else:
+        one = counts(1, 1)
         deeper_encoder, deeper_decoder = counts(2, 1), counts(1, 2)
         full = [o + (base.num_layers - 1) * (e - o) + (base.num_decoder_layers - 1) * (d - o)
                 for o, e, d in zip(one, deeper_encoder, deeper_decoder)]
@@ -307,7 +321,12 @@ def main() -> None:
         print_estimate_header(args, devices, peaks)
         sizes = ("small", "base", "large", "xl", "xxl") if args.table else None
         for preset in [f"t5_1_1_{s}" for s in sizes] if sizes else [args.preset]:
-            print_estimate(preset, estimate(preset, args, devices, peaks), args, devices)
+            try:
+                print_estimate(preset, estimate(preset, args, devices, peaks), args, devices)
+            except RuntimeError as failure:
+                if not args.table:
+                    raise
+                print(f"{preset:<16}no estimate: {failure}", flush=True)  # the table goes on
         print("TFLOP, GB: per device per step (XLA cost analysis, full depth); step = max("
               "compute, memory): a lower bound; MFU: best case at that bound.")
         return
