@@ -5,6 +5,15 @@ the `jaxprompt` command can set up its process (jaxprompt.host_memory) before JA
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Type checkers and IDEs see the real names.
+    from jaxprompt.checkpoints import CheckpointError, load_pretrained, save_hf_checkpoint
+    from jaxprompt.config import ConfigError, T5Config
+    from jaxprompt.models.t5 import T5
+    from jaxprompt.prompts.files import PromptFileError, load_prompt
+    from jaxprompt.prompts.trainable import make_trainable
+    from jaxprompt.training.loop import TrainerConfig, train
 
 __version__ = "0.1.0"
 
