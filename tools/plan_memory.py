@@ -195,7 +195,7 @@ def estimate(preset: str, args, devices, peaks: tuple[float, float]) -> Estimate
         # compiler can refuse one shallow shape while deeper ones compile (v5e-16, mesh (2, 8):
         # Large's 1+1-layer step, "CompileTimeScopedVmemOom"), so try the next depth.
         depths, failures = {}, []
-        for depth in range(1, min(base.num_layers, 4) + 1):
+        for depth in (1, 2, 3, 4):
             try:
                 depths[depth] = counts(depth, depth)
             except RuntimeError as failure:
