@@ -176,6 +176,31 @@ def test_monitor_sees_a_collapsed_encoder():
     assert collapsed["token_cosine"] > 0.99
 
 
+def test_heldout_loss_is_the_mean_target_nll():
+    """tools/heldout_loss.py's objective_nll == -mean log softmax at the targets, by numpy."""
+    _load_tool("pretrain_tiny")
+    heldout_loss = _load_tool("heldout_loss")
+    from jaxprompt.config import T5Config
+    from jaxprompt.models.t5 import init_params
+
+    config = T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
+                      num_decoder_layers=1, feed_forward_proj="gated-gelu")
+    params = init_params(config, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    target = rng.integers(1, 64, (3, 5)).astype(np.int32)
+    weights = (rng.random((3, 5)) < 0.7).astype(np.float32)
+    batch = {"encoder_input_tokens": rng.integers(1, 64, (3, 7)).astype(np.int32),
+             "decoder_input_tokens": np.pad(target[:, :-1], ((0, 0), (1, 0))),
+             "decoder_target_tokens": target, "decoder_loss_weights": weights}
+    logits = np.asarray(T5(config).apply({"params": params}, batch["encoder_input_tokens"],
+                                         batch["decoder_input_tokens"]), np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, target[..., None], -1)[..., 0]
+    expected = -(picked * weights).sum() / weights.sum()
+    got = heldout_loss.objective_nll(T5(config), params, [batch, batch])
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
 def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
     """dictionary_fraction rows hold a (gloss, word) pair whole; the rest is unchanged."""
     pretrain_tiny = _load_tool("pretrain_tiny")
@@ -195,6 +220,47 @@ def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
     np.testing.assert_array_equal(batch["encoder_input_tokens"],
                                   pretrain_tiny.make_batch(stream, 3, pc, pairs)["encoder_input_tokens"])
 
+
+def test_batch_workers_give_the_inline_batches_in_order():
+    """--data_workers: the worker processes' batches are make_batch's, step by step."""
+    pretrain_tiny = _load_tool("pretrain_tiny")
+    pairs = [(np.asarray([10 + i, 20 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
+             for i in range(5)]
+    streams = [np.arange(100, 2000, dtype=np.int32), np.arange(3000, 9000, dtype=np.int32)]
+    pc = pretrain_tiny.PretrainConfig(batch=8, inputs_length=16, targets_length=8,
+                                      dictionary_fraction=0.25)
+    inline = list(pretrain_tiny.batches(streams, pc, pairs, 3, 12, workers=0))
+    pooled = list(pretrain_tiny.batches(streams, pc, pairs, 3, 12, workers=2))
+    assert len(inline) == len(pooled) == 9
+    for step, (a, b) in enumerate(zip(inline, pooled), start=3):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"step {step} {key}")
+    assert not np.array_equal(inline[0]["encoder_input_tokens"], inline[1]["encoder_input_tokens"])
+
+
+def test_corpus_cache_round_trip(tmp_path):
+    """--corpus_cache: the tokenized corpus read back is the one written (uint16 on disk)."""
+    pretrain_tiny = _load_tool("pretrain_tiny")
+    rng = np.random.default_rng(0)
+    corpus = {"streams": [rng.integers(1, 32128, 500).astype(np.int32),
+                          rng.integers(1, 32128, 300).astype(np.int32)],
+              "pairs": [(rng.integers(1, 32128, n).astype(np.int32),
+                         rng.integers(1, 32128, 2).astype(np.int32)) for n in (3, 7, 1)],
+              "probe_ids": rng.integers(0, 32128, (4, 48)).astype(np.int32),
+              "probe_labels": np.asarray([0, 1, 1, 0])}
+    path = str(tmp_path / "corpus.npz")
+    pretrain_tiny.save_corpus(path, corpus)
+    loaded = pretrain_tiny.load_corpus(path)
+    for a, b in zip(corpus["streams"], loaded["streams"]):
+        np.testing.assert_array_equal(a, b)
+        assert b.dtype == np.int32
+    assert len(loaded["pairs"]) == 3
+    for (a, b), (c, d) in zip(corpus["pairs"], loaded["pairs"]):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    np.testing.assert_array_equal(corpus["probe_ids"], loaded["probe_ids"])
+    np.testing.assert_array_equal(corpus["probe_labels"], loaded["probe_labels"])
 
 def test_sst2_split_keeps_the_phrases_of_one_sentence_together():
     tool = _load_tool("make_sst2_subset")

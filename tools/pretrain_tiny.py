@@ -3,6 +3,12 @@
     JAX_PLATFORMS=cpu python tools/pretrain_tiny.py --workdir ~/.cache/jaxprompt/pretrain \
         --steps 6000 --out jaxprompt/assets/t5_tiny_lm          # Ctrl-C, then --resume
 
+On an accelerator, batches come from worker processes, and the tokenized corpus can travel as
+one file to a machine without ../shared or WordNet:
+
+    python tools/pretrain_tiny.py --corpus_cache corpus.npz ...   # here: builds corpus.npz
+    python tools/pretrain_tiny.py --corpus_cache corpus.npz --data_workers 4 --batch 128 ...
+
 Objective: a mixture, per example, of T5's span corruption (15% noise, mean span 3,
 sentinels) and prefix LM ("LM adaptation": continue the text from a split point), so
 that the decoder both reads the encoder and generates a word right after the input.
@@ -219,6 +225,47 @@ def svd_embedding(streams, vocab_size: int, dim: int, seed: int = 0, window: int
     return vectors.astype(np.float32)
 
 
+def build_corpus(shared: str, processor, extra_text: bool = True) -> dict:
+    """Everything pretraining reads, tokenized: {"streams": [task, other] int32 token
+    streams, "pairs": reverse-dictionary (inputs, targets), "probe_ids" [N, 48],
+    "probe_labels" [N]} (the probe rows are held apart from the streams)."""
+    extra = wordnet_texts() + fortune_texts() if extra_text else []
+    task = task_texts(shared)
+    streams = [token_stream(task, processor)]
+    if extra:
+        streams.append(token_stream(extra, processor))
+    probe_rows = split_probe_rows(sst2_train_rows(shared))[1]
+    return {"streams": streams, "pairs": dictionary_pairs(processor) if extra_text else [],
+            "probe_ids": encode_rows(processor, [s for s, _ in probe_rows]),
+            "probe_labels": np.asarray([label for _, label in probe_rows])}
+
+
+def save_corpus(path: str, corpus: dict) -> None:
+    """One compressed .npz (token ids as uint16: the vocabulary has 32,128 ids)."""
+    pairs = corpus["pairs"]
+    ragged = lambda parts: (np.concatenate(parts).astype(np.uint16) if parts else
+                            np.zeros(0, np.uint16), np.cumsum([0] + [len(p) for p in parts]))
+    pair_inputs, input_offsets = ragged([a for a, _ in pairs])
+    pair_targets, target_offsets = ragged([b for _, b in pairs])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez_compressed(path, **{f"stream_{i}": s.astype(np.uint16)
+                                 for i, s in enumerate(corpus["streams"])},
+                        pair_inputs=pair_inputs, input_offsets=input_offsets,
+                        pair_targets=pair_targets, target_offsets=target_offsets,
+                        probe_ids=corpus["probe_ids"], probe_labels=corpus["probe_labels"])
+
+
+def load_corpus(path: str) -> dict:
+    with np.load(path) as f:
+        streams = [f[f"stream_{i}"].astype(np.int32) for i in range(2) if f"stream_{i}" in f]
+        split = lambda values, offsets: [values[a:b].astype(np.int32)
+                                         for a, b in zip(offsets[:-1], offsets[1:])]
+        pairs = list(zip(split(f["pair_inputs"], f["input_offsets"]),
+                         split(f["pair_targets"], f["target_offsets"])))
+        return {"streams": streams, "pairs": pairs, "probe_ids": f["probe_ids"],
+                "probe_labels": f["probe_labels"]}
+
+
 # ---------------------------------------------------------------------------- objectives
 
 def span_corruption(chunk: np.ndarray, rng: np.random.Generator, density=0.15, mean_span=3.0):
@@ -295,6 +342,43 @@ def make_batch(streams, step: int, pc: PretrainConfig, pairs=()) -> dict[str, np
              "decoder_loss_weights": (target > 0).astype(np.float32)}
     batch.update(mask_encoder_tokens(encoder, rng, pc.mlm_positions if pc.mlm_weight else 0))
     return batch
+
+
+_WORKER_STATE: tuple = ()
+
+
+def _init_batch_worker(streams, pc, pairs) -> None:
+    global _WORKER_STATE
+    _WORKER_STATE = (streams, pc, pairs)
+
+
+def _batch_in_worker(step: int) -> dict[str, np.ndarray]:
+    streams, pc, pairs = _WORKER_STATE
+    return make_batch(streams, step, pc, pairs)
+
+
+def batches(streams, pc: PretrainConfig, pairs, start: int, end: int, workers: int = 0):
+    """The batches of steps [start, end) in order, made by `workers` processes (0: inline).
+
+    make_batch is a pure function of (seed, step), so the workers change nothing but speed:
+    an accelerator's step can be faster than one core makes the batch. At most 4 batches
+    per worker are made ahead.
+    """
+    if workers <= 0:
+        for step in range(start, end):
+            yield make_batch(streams, step, pc, pairs)
+        return
+    import collections
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork after JAX has started threads
+    with context.Pool(workers, _init_batch_worker, (streams, pc, pairs)) as pool:
+        pending, next_step = collections.deque(), start
+        while pending or next_step < end:
+            while next_step < end and len(pending) < 4 * workers:
+                pending.append(pool.apply_async(_batch_in_worker, (next_step,)))
+                next_step += 1
+            yield pending.popleft().get()
 
 
 def mask_encoder_tokens(encoder: np.ndarray, rng: np.random.Generator, positions: int,
@@ -459,11 +543,14 @@ def checkpoint_manager(workdir: str, keep: int = 2):
 
 def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int = 250,
              monitor_every: int = 250, monitor=None, stop_after: int | None = None,
-             progress: bool = True, pairs=()):
+             progress: bool = True, pairs=(), data_workers: int = 0,
+             embedding_cache: str | None = None):
     """Trains from scratch or from the latest checkpoint in `workdir`; returns params.
 
     `monitor(step, params) -> dict` is logged to workdir/metrics.jsonl with the loss.
     `stop_after` ends the run early (after that step, checkpointed), as an interruption.
+    `data_workers`: processes making the batches (see `batches`). `embedding_cache`: a .npy
+    file holding the PPMI-SVD initial embedding (read if there, else computed and written).
     """
     import jax
     import orbax.checkpoint as ocp
@@ -493,17 +580,22 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
         params, opt_state = restored["params"], restored["opt_state"]
         print(f"resumed from {workdir} at step {start}")
     elif pc.embedding_init == "svd":
-        params["token_embedder"]["embedding"] = jax.numpy.asarray(
-            svd_embedding(streams, config.vocab_size, config.d_model, pc.seed))
+        if embedding_cache and os.path.exists(embedding_cache):
+            vectors = np.load(embedding_cache)
+        else:
+            vectors = svd_embedding(streams, config.vocab_size, config.d_model, pc.seed)
+            if embedding_cache:
+                np.save(embedding_cache, vectors)
+        params["token_embedder"]["embedding"] = jax.numpy.asarray(vectors)
     step_fn = pretraining_step(model, optimizer, pc.z_loss, pc.mlm_weight)
     end = pc.steps if stop_after is None else min(pc.steps, stop_after)
     log_path = os.path.join(workdir, "metrics.jsonl")
     losses, tick = [], time.time()
     bar = tqdm(range(start, end), initial=start, total=pc.steps, desc="pretrain", unit="step",
                dynamic_ncols=True, disable=not progress, mininterval=10)
-    for step in bar:
-        params, opt_state, nll, mlm_nll = step_fn(params, opt_state,
-                                                  make_batch(streams, step, pc, pairs))
+    source = batches(streams, pc, pairs, start, end, data_workers)
+    for step, batch in zip(bar, source):
+        params, opt_state, nll, mlm_nll = step_fn(params, opt_state, batch)
         losses.append((nll, mlm_nll))
         done = step + 1
         if done % 25 == 0 or done == end:
@@ -520,6 +612,7 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
         if done % checkpoint_every == 0 or done == end:
             manager.save(done, args=ocp.args.StandardSave(
                 {"params": params, "opt_state": opt_state}))
+    source.close()  # ends the batch workers
     manager.wait_until_finished()
     return params
 
@@ -574,6 +667,11 @@ def main() -> None:
     parser.add_argument("--max_token_cosine", type=float, default=0.9)
     parser.add_argument("--no_extra_text", action="store_true",
                         help="task corpora only (no WordNet glosses or fortunes)")
+    parser.add_argument("--corpus_cache", default=None,
+                        help="an .npz of the tokenized corpus: read if there, else built and "
+                             "written (a run on a machine without ../shared or WordNet)")
+    parser.add_argument("--data_workers", type=int, default=0,
+                        help="processes making batches (0: inline; an accelerator needs ~4)")
     for field in dataclasses.fields(PretrainConfig):
         default = getattr(defaults, field.name)
         kind = (lambda text: text.lower() in ("1", "true", "yes")) if isinstance(default, bool) \
@@ -582,6 +680,8 @@ def main() -> None:
     args = parser.parse_args()
     pc = PretrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)})
 
+    if not 0 <= pc.warmup_steps < pc.steps:
+        sys.exit(f"--warmup_steps {pc.warmup_steps} must be below --steps {pc.steps}.")
     saved = os.path.join(args.workdir, "pretrain_config.json")
     if os.path.exists(saved):
         with open(saved) as f:
@@ -598,30 +698,32 @@ def main() -> None:
     from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY
     from jaxprompt.models.t5 import T5
 
-    processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)
-    extra = [] if args.no_extra_text else wordnet_texts() + fortune_texts()
-    task = task_texts(args.shared)
-    streams = [token_stream(task, processor)]
-    if extra:
-        streams.append(token_stream(extra, processor))
-    print(f"corpus: {len(task):,} task texts ({len(streams[0]):,} tokens), {len(extra):,} "
-          f"other texts ({len(streams[-1]) if extra else 0:,} tokens)", flush=True)
-    pairs = dictionary_pairs(processor) if pc.dictionary_fraction else ()
-    if pc.dictionary_fraction:
-        if not pairs:
-            sys.exit("--dictionary_fraction needs WordNet: apt-get install wordnet-base")
-        print(f"reverse dictionary: {len(pairs):,} (gloss, word) pairs", flush=True)
-    probe_rows = split_probe_rows(sst2_train_rows(args.shared))[1]
-    probe_ids = encode_rows(processor, [s for s, _ in probe_rows])
-    probe_labels = np.asarray([label for _, label in probe_rows])
+    if args.corpus_cache and os.path.exists(args.corpus_cache):
+        corpus = load_corpus(args.corpus_cache)
+        print(f"corpus: {args.corpus_cache}", flush=True)
+    else:
+        processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)
+        corpus = build_corpus(args.shared, processor, extra_text=not args.no_extra_text)
+        if args.corpus_cache:
+            save_corpus(args.corpus_cache, corpus)
+    streams, pairs = corpus["streams"], corpus["pairs"]
+    print(f"corpus: {len(streams[0]):,} task tokens, {len(streams[-1]) if len(streams) > 1 else 0:,}"
+          f" other tokens, {len(pairs):,} reverse-dictionary pairs", flush=True)
+    if pc.dictionary_fraction and not pairs:
+        sys.exit("--dictionary_fraction needs WordNet: apt-get install wordnet-base")
+    pairs = pairs if pc.dictionary_fraction else ()
+    probe_ids, probe_labels = corpus["probe_ids"], corpus["probe_labels"]
     model = T5(pc.model_config())
 
     def monitor(step, params):
         return representation_report(model, params, probe_ids, probe_labels)
 
     start = time.time()
+    embedding_cache = (f"{args.corpus_cache}.svd{pc.d_model}_seed{pc.seed}.npy"
+                       if args.corpus_cache else None)
     params = pretrain(pc, streams, args.workdir, checkpoint_every=args.checkpoint_every,
-                      monitor_every=args.monitor_every, monitor=monitor, pairs=pairs)
+                      monitor_every=args.monitor_every, monitor=monitor, pairs=pairs,
+                      data_workers=args.data_workers, embedding_cache=embedding_cache)
     report = monitor(pc.steps, params)
     print(f"done in {(time.time() - start) / 60:.1f} min: {report}")
     if report["token_cosine"] > args.max_token_cosine:
