@@ -248,7 +248,7 @@ def test_corpus_cache_round_trip(tmp_path):
               "pairs": [(rng.integers(1, 32128, n).astype(np.int32),
                          rng.integers(1, 32128, 2).astype(np.int32)) for n in (3, 7, 1)],
               "probe_ids": rng.integers(0, 32128, (4, 48)).astype(np.int32),
-              "probe_labels": np.asarray([0, 1, 1, 0])}
+              "probe_labels": np.asarray([0, 1, 1, 0]), "extra_text": True}
     path = str(tmp_path / "corpus.npz")
     pretrain_tiny.save_corpus(path, corpus)
     loaded = pretrain_tiny.load_corpus(path)
@@ -261,6 +261,7 @@ def test_corpus_cache_round_trip(tmp_path):
         np.testing.assert_array_equal(b, d)
     np.testing.assert_array_equal(corpus["probe_ids"], loaded["probe_ids"])
     np.testing.assert_array_equal(corpus["probe_labels"], loaded["probe_labels"])
+    assert loaded["extra_text"] is True
 
 def test_sst2_split_keeps_the_phrases_of_one_sentence_together():
     tool = _load_tool("make_sst2_subset")

@@ -237,7 +237,8 @@ def build_corpus(shared: str, processor, extra_text: bool = True) -> dict:
     probe_rows = split_probe_rows(sst2_train_rows(shared))[1]
     return {"streams": streams, "pairs": dictionary_pairs(processor) if extra_text else [],
             "probe_ids": encode_rows(processor, [s for s, _ in probe_rows]),
-            "probe_labels": np.asarray([label for _, label in probe_rows])}
+            "probe_labels": np.asarray([label for _, label in probe_rows]),
+            "extra_text": bool(extra)}
 
 
 def save_corpus(path: str, corpus: dict) -> None:
@@ -252,7 +253,8 @@ def save_corpus(path: str, corpus: dict) -> None:
                                  for i, s in enumerate(corpus["streams"])},
                         pair_inputs=pair_inputs, input_offsets=input_offsets,
                         pair_targets=pair_targets, target_offsets=target_offsets,
-                        probe_ids=corpus["probe_ids"], probe_labels=corpus["probe_labels"])
+                        probe_ids=corpus["probe_ids"], probe_labels=corpus["probe_labels"],
+                        extra_text=np.asarray(corpus["extra_text"]))
 
 
 def load_corpus(path: str) -> dict:
@@ -262,8 +264,9 @@ def load_corpus(path: str) -> dict:
                                          for a, b in zip(offsets[:-1], offsets[1:])]
         pairs = list(zip(split(f["pair_inputs"], f["input_offsets"]),
                          split(f["pair_targets"], f["target_offsets"])))
+        extra_text = bool(f["extra_text"]) if "extra_text" in f else len(streams) > 1
         return {"streams": streams, "pairs": pairs, "probe_ids": f["probe_ids"],
-                "probe_labels": f["probe_labels"]}
+                "probe_labels": f["probe_labels"], "extra_text": extra_text}
 
 
 # ---------------------------------------------------------------------------- objectives
@@ -701,6 +704,10 @@ def main() -> None:
     if args.corpus_cache and os.path.exists(args.corpus_cache):
         corpus = load_corpus(args.corpus_cache)
         print(f"corpus: {args.corpus_cache}", flush=True)
+        if corpus["extra_text"] == args.no_extra_text:
+            sys.exit(f"{args.corpus_cache} was built {'with' if corpus['extra_text'] else 'without'}"
+                     f" WordNet and fortunes; run {'without' if corpus['extra_text'] else 'with'}"
+                     f" --no_extra_text or give another --corpus_cache.")
     else:
         processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)
         corpus = build_corpus(args.shared, processor, extra_text=not args.no_extra_text)
