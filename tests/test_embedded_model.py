@@ -34,6 +34,16 @@ def _load_tool(name: str):
     return module
 
 
+def _tiny_t5():
+    """A random 1+1-layer gated-GELU T5 (vocab 64, d_model 16): (config, params)."""
+    from jaxprompt.config import T5Config
+    from jaxprompt.models.t5 import init_params
+
+    config = T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
+                      num_decoder_layers=1, feed_forward_proj="gated-gelu")
+    return config, init_params(config, jax.random.key(0))
+
+
 def test_embedded_model_card_and_loading():
     for name in ("config.json", "model.safetensors", "spiece.model", "MODEL_CARD.md"):
         assert os.path.exists(os.path.join(TINY_MODEL, name)), name
@@ -157,12 +167,7 @@ def test_span_corruption_and_prefix_lm_rebuild_the_text():
 def test_monitor_sees_a_collapsed_encoder():
     """representation_report's token cosine is near 1 when every token is encoded alike."""
     pretrain_tiny = _load_tool("pretrain_tiny")
-    from jaxprompt.config import T5Config
-    from jaxprompt.models.t5 import init_params
-
-    config = T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
-                      num_decoder_layers=1, feed_forward_proj="gated-gelu")
-    params = init_params(config, jax.random.key(0))
+    config, params = _tiny_t5()
     rng = np.random.default_rng(0)
     ids = rng.integers(3, 64, (40, 10)).astype(np.int32)
     labels = rng.integers(0, 2, 40)
@@ -180,12 +185,7 @@ def test_heldout_loss_is_the_mean_target_nll():
     """tools/heldout_loss.py's objective_nll == -mean log softmax at the targets, by numpy."""
     _load_tool("pretrain_tiny")
     heldout_loss = _load_tool("heldout_loss")
-    from jaxprompt.config import T5Config
-    from jaxprompt.models.t5 import init_params
-
-    config = T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
-                      num_decoder_layers=1, feed_forward_proj="gated-gelu")
-    params = init_params(config, jax.random.key(0))
+    config, params = _tiny_t5()
     rng = np.random.default_rng(0)
     target = rng.integers(1, 64, (3, 5)).astype(np.int32)
     weights = (rng.random((3, 5)) < 0.7).astype(np.float32)
@@ -262,6 +262,7 @@ def test_corpus_cache_round_trip(tmp_path):
     np.testing.assert_array_equal(corpus["probe_ids"], loaded["probe_ids"])
     np.testing.assert_array_equal(corpus["probe_labels"], loaded["probe_labels"])
     assert loaded["extra_text"] is True
+
 
 def test_sst2_split_keeps_the_phrases_of_one_sentence_together():
     tool = _load_tool("make_sst2_subset")

@@ -28,14 +28,14 @@ def jsonl_texts(path: str, key: str, limit: int | None = None) -> list[str]:
 def objective_nll(model, params, batches) -> float:
     """Mean token NLL of the decoder targets over `batches` (pretrain_tiny batches)."""
     import jax
-    import jax.numpy as jnp
+
+    from jaxprompt.training.losses import cross_entropy
 
     @jax.jit
     def summed(params, encoder, decoder_input, target, weights):
         logits = model.apply({"params": params}, encoder, decoder_input)
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
-        picked = jnp.take_along_axis(log_probs, target[..., None], -1)[..., 0]
-        return -jnp.sum(picked * weights), jnp.sum(weights)
+        sums = cross_entropy(logits, target, weights)
+        return sums["nll"], sums["weight"]
 
     totals = [summed(params, b["encoder_input_tokens"], b["decoder_input_tokens"],
                      b["decoder_target_tokens"], b["decoder_loss_weights"]) for b in batches]

@@ -228,7 +228,8 @@ def svd_embedding(streams, vocab_size: int, dim: int, seed: int = 0, window: int
 def build_corpus(shared: str, processor, extra_text: bool = True) -> dict:
     """Everything pretraining reads, tokenized: {"streams": [task, other] int32 token
     streams, "pairs": reverse-dictionary (inputs, targets), "probe_ids" [N, 48],
-    "probe_labels" [N]} (the probe rows are held apart from the streams)."""
+    "probe_labels" [N], "extra_text": whether WordNet and fortunes are in (a second stream)}
+    (the probe rows are held apart from the streams)."""
     extra = wordnet_texts() + fortune_texts() if extra_text else []
     task = task_texts(shared)
     streams = [token_stream(task, processor)]
@@ -238,7 +239,7 @@ def build_corpus(shared: str, processor, extra_text: bool = True) -> dict:
     return {"streams": streams, "pairs": dictionary_pairs(processor) if extra_text else [],
             "probe_ids": encode_rows(processor, [s for s, _ in probe_rows]),
             "probe_labels": np.asarray([label for _, label in probe_rows]),
-            "extra_text": bool(extra)}
+            "extra_text": len(streams) > 1}
 
 
 def save_corpus(path: str, corpus: dict) -> None:
@@ -253,8 +254,7 @@ def save_corpus(path: str, corpus: dict) -> None:
                                  for i, s in enumerate(corpus["streams"])},
                         pair_inputs=pair_inputs, input_offsets=input_offsets,
                         pair_targets=pair_targets, target_offsets=target_offsets,
-                        probe_ids=corpus["probe_ids"], probe_labels=corpus["probe_labels"],
-                        extra_text=np.asarray(corpus["extra_text"]))
+                        probe_ids=corpus["probe_ids"], probe_labels=corpus["probe_labels"])
 
 
 def load_corpus(path: str) -> dict:
@@ -264,9 +264,8 @@ def load_corpus(path: str) -> dict:
                                          for a, b in zip(offsets[:-1], offsets[1:])]
         pairs = list(zip(split(f["pair_inputs"], f["input_offsets"]),
                          split(f["pair_targets"], f["target_offsets"])))
-        extra_text = bool(f["extra_text"]) if "extra_text" in f else len(streams) > 1
         return {"streams": streams, "pairs": pairs, "probe_ids": f["probe_ids"],
-                "probe_labels": f["probe_labels"], "extra_text": extra_text}
+                "probe_labels": f["probe_labels"], "extra_text": len(streams) > 1}
 
 
 # ---------------------------------------------------------------------------- objectives
