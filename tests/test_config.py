@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO, shared_path
 
-from jaxprompt.cli.train import parse_gin
+from jaxprompt.cli.configure import parse_gin
 from jaxprompt.config import PRESETS, ConfigError, T5Config
 
 HF_CONFIG_PRESETS = {

@@ -62,7 +62,12 @@ def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
                 f"({path}):\n  - " + "\n  - ".join(mismatches)
                 + "\nNothing was overwritten. Use another --output_dir, or the model and "
                   "prompt length this run was started with.")
-        return
+        changed = execution_changes(existing.get("execution"), info.get("execution"))
+        if not changed:
+            return
+        print(f"Resuming {output_dir} with other execution settings: {changed} (the "
+              "architecture, weights and prompt are the same).")
+        info = dict(existing, execution=info["execution"])
     if not is_leader():
         return
     os.makedirs(output_dir, exist_ok=True)
@@ -70,6 +75,14 @@ def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
     with open(tmp, "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+def execution_changes(before: dict | None, after: dict | None) -> str:
+    """'remat_policy 'none' -> 'full', ...' for the execution settings that differ."""
+    if before is None or after is None:
+        return ""
+    return ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(after)
+                     if before.get(k) != after.get(k))
 
 
 class PromptCheckpointer:

@@ -169,19 +169,23 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
             for k, v in batch.items()}
 
 
-def eval_batches(task_name: str, split: str, batch_size: int, lengths: Lengths, vocab=None
-                 ) -> Callable[[], Iterator[dict]]:
-    """A function returning one ordered pass over `split`, the last batch padded."""
+def eval_batches(task_name: str, split: str, batch_size: int, lengths: Lengths, vocab=None,
+                 max_examples: int | None = None) -> Callable[[], Iterator[dict]]:
+    """A function returning one ordered pass over `split` (its first `max_examples`, if
+    given), the last batch padded."""
     task = TEXT_TASKS.get(task_name)
 
     def batches():
         if task is None:
             dataset = _seqio_converted(task_name, split, lengths, False, 0, 1, None)
+            if max_examples is not None:
+                dataset = dataset.take(max_examples)
             for batch in dataset.batch(batch_size).as_numpy_iterator():
                 yield pad_batch(batch, batch_size)
             return
         tokens = tokenized_split(task, split, lengths, vocab)
         inputs, targets = tokens["encoder_input_tokens"], tokens["decoder_target_tokens"]
+        inputs, targets = inputs[:max_examples], targets[:max_examples]
         for start in range(0, len(inputs), batch_size):
             yield pad_batch(features(inputs[start:start + batch_size],
                                      targets[start:start + batch_size]), batch_size)

@@ -18,7 +18,6 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprompt import partitioning
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
                                                 frozen_fingerprint)
 from jaxprompt.config import T5Config
@@ -27,9 +26,9 @@ from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE, as_trainable, check_tr
 from jaxprompt.prompts.trainable import shapes as trainable_shapes
 from jaxprompt.distributed import fetch, global_batch, is_leader, place
 from jaxprompt.training.metrics_log import MetricsLog, plot_learning_curve
-from jaxprompt.models.t5 import T5
-from jaxprompt.training.optimizers import OptimizerConfig, prompt_optimizer
-from jaxprompt.training.step import BATCH_KEYS, StepConfig, TrainState, init_train_state, shard_steps
+from jaxprompt.training.build import build_steps, execution_settings, model_layout, tree_dtype
+from jaxprompt.training.optimizers import OptimizerConfig
+from jaxprompt.training.step import BATCH_KEYS, StepConfig, TrainState, init_train_state
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,8 @@ class TrainerConfig:
     log_every: int = 10  # train metrics to metrics.jsonl / TensorBoard every N steps.
     seed: int = 0  # dropout rng (data order is the data source's own seed).
     mesh_shape: tuple[int, int] | None = None  # (data, model); None: (all devices, 1).
+    # (logical axis, mesh axis or None) pairs; None: jaxprompt.partitioning.DEFAULT_RULES.
+    logical_axis_rules: tuple[tuple[str, str | None], ...] | None = None
     eval_metric: str = "loss"  # validation metric that picks the best checkpoint.
     eval_mode: str = "min"  # "min" or "max" for eval_metric.
     early_stopping_evals: int = 0  # stop after N evaluations without improvement; 0 = never.
@@ -73,6 +74,7 @@ class TrainResult:
     best_prompt_path: str | None  # best/<step>/prompt.npy (None: no prompt or no evaluation)
     stopped_early: bool
     best_deep_prompt_path: str | None = None  # best/<step>/deep_prompt.npz
+    eval_metric: str = "loss"  # the validation metric best_metric is of
 
 
 def _batches_from(source: BatchSource, position: int) -> Iterator[dict]:
@@ -112,7 +114,9 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
     """Prompt-tunes a frozen T5; resumes if `output_dir` holds a checkpoint of this run.
 
     Args:
-      model_config, frozen_params: the frozen T5 (from `jaxprompt.load_pretrained`).
+      model_config, frozen_params: the frozen T5 (from `jaxprompt.load_pretrained`), the
+        config with the run's execution settings (dtype, scan_layers, remat_policy; see
+        jaxprompt.training.build.execution_config); per-layer params are stacked for scan.
       trainable: the initial trainable tree, {"prompt": [P, H]} (`init_prompt`) and/or
         {"deep_prompt": {...}} (`init_deep_prompt`); see jaxprompt.prompts.trainable.
       train_batches: a function position -> iterator of batches, or a re-iterable.
@@ -128,15 +132,15 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
         check_trainable(trainable, model_config)
     except PromptError as e:
         raise TrainingError(str(e)) from e
-    model = T5(model_config)
-    optimizer = prompt_optimizer(optimizer_config)
-    mesh = partitioning.make_mesh(tc.mesh_shape)
+    steps, optimizer, _ = build_steps(model_config, trainable, optimizer_config, step_config,
+                                      tc.mesh_shape, tc.logical_axis_rules)
     state = init_train_state(trainable, optimizer, tc.seed)
-    steps = shard_steps(model, optimizer, step_config, state, mesh)
     info = {"model": model_path, "architecture": model_config.architecture(),
             "fingerprint": frozen_fingerprint(frozen_params),
             "prompt_shape": trainable_shapes(trainable).get("prompt"),
-            "prompt_mode": step_config.prompt_mode}
+            "prompt_mode": step_config.prompt_mode,
+            "execution": execution_settings(model_config, tree_dtype(frozen_params),
+                                            tc.mesh_shape)}
     if "deep_prompt" in trainable:  # Older runs' model_info.json has no such key.
         info["deep_prompt_shapes"] = trainable_shapes(trainable)["deep_prompt"]
     check_or_write_model_info(output_dir, info)
@@ -150,7 +154,7 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
         logger.info("Resuming %s from step %d.", output_dir, int(fetch(state.step)))
     else:
         state = place(state, steps.state_shardings)
-    frozen = place(frozen_params, steps.frozen_shardings)
+    frozen = place(model_layout(frozen_params, model_config), steps.frozen_shardings)
     log = MetricsLog(output_dir, enabled=is_leader())
     loop = _Loop(tc, steps, checkpointer, log, frozen, meta, eval_batches, eval_fn)
     try:
@@ -163,7 +167,7 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
     return TrainResult(state, int(fetch(state.step)), loop.meta["best_step"],
                        loop.meta["best_metric"],
                        output_dir, checkpointer.best_prompt_path(), stopped_early,
-                       checkpointer.best_prompt_path(DEEP_PROMPT_FILE))
+                       checkpointer.best_prompt_path(DEEP_PROMPT_FILE), tc.eval_metric)
 
 
 class _Loop:
