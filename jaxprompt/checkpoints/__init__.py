@@ -10,6 +10,37 @@ from jaxprompt.checkpoints.t5x import is_t5x_checkpoint, load_t5x_checkpoint
 from jaxprompt.config import T5Config
 
 
+def _local_path(path: str) -> str:
+    if path in ("tiny", "t5_tiny_lm"):  # the embedded pretrained model (tools/pretrain_tiny.py)
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "assets", "t5_tiny_lm")
+    return path
+
+
+def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
+    """(architecture, stored weight dtype) of a model without reading its weights: a preset
+    name (e.g. "t5_1_1_lm100k_xxl": float32), "tiny", a Hugging Face T5 directory (config.json
+    and the safetensors header) or a T5X checkpoint (its msgpack and array metadata)."""
+    import numpy as np
+
+    from jaxprompt.checkpoints.hf import load_hf_config, stored_dtype
+    from jaxprompt.checkpoints.t5x import t5x_shapes
+    from jaxprompt.config import PRESETS
+    path = _local_path(os.fspath(path))
+    if path in PRESETS:
+        return PRESETS[path], "float32"
+    if not path.startswith("gs://") and not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file or directory, nor a preset name "
+                              f"({', '.join(PRESETS)}).")
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        return load_hf_config(path), stored_dtype(path)
+    if path.startswith("gs://") or is_t5x_checkpoint(path):
+        config, dtype = t5x_shapes(path)
+        return config, str(np.dtype(dtype))
+    raise CheckpointError(f"{path}: not a checkpoint jaxprompt can read (a Hugging Face T5 "
+                          "directory, a T5X checkpoint or a preset name).")
+
+
 def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None = None,
                     shardings=None) -> tuple[T5Config, dict]:
     """Loads a pretrained T5: returns (T5Config, params) for `jaxprompt.T5(config)`.
@@ -24,10 +55,7 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
         None infers it from the shapes.
       shardings: for T5X checkpoints, a tree of shardings: each process reads only its slices.
     """
-    path = os.fspath(path)
-    if path in ("tiny", "t5_tiny_lm"):  # the embedded pretrained model (tools/pretrain_tiny.py)
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "assets", "t5_tiny_lm")
+    path = _local_path(os.fspath(path))
     if path.startswith("gs://"):
         return load_t5x_checkpoint(path, config, dtype, shardings)
     if not os.path.exists(path):
@@ -42,5 +70,5 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
         "with config.json and model.safetensors, or a T5X checkpoint (checkpoint_N/checkpoint).")
 
 
-__all__ = ["CheckpointError", "load_pretrained", "load_hf_checkpoint", "load_t5x_checkpoint",
+__all__ = ["CheckpointError", "load_pretrained", "read_model_shapes", "load_hf_checkpoint", "load_t5x_checkpoint",
            "save_hf_checkpoint"]

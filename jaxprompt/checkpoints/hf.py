@@ -172,6 +172,23 @@ def load_hf_config(directory: str) -> T5Config:
         raise CheckpointError(str(e)) from e
 
 
+def stored_dtype(directory: str) -> str:
+    """The dtype of the embedding as stored (safetensors header; pytorch_model.bin: float32,
+    which is how transformers saves T5 unless told otherwise)."""
+    index = os.path.join(directory, SAFETENSORS_INDEX_FILE)
+    file = os.path.join(directory, SAFETENSORS_FILE)
+    if os.path.exists(index):
+        with open(index) as f:
+            weight_map = json.load(f).get("weight_map", {})
+        shard = next((weight_map[k] for k in _EMBEDDING_ALIASES if k in weight_map), None)
+        file = os.path.join(directory, shard) if shard else file
+    if not os.path.exists(file):
+        return "float32"
+    header = SafetensorsFile(file)
+    name = next((k for k in _EMBEDDING_ALIASES if k in header.keys()), header.keys()[0])
+    return str(header.get(name).dtype)
+
+
 def iter_hf_params(directory: str, config: T5Config, dtype=None
                    ) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
     """Yields (Flax path, array [Flax layout]) one parameter at a time, after checking all shapes.

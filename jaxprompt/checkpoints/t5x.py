@@ -143,6 +143,16 @@ def infer_config(shapes: dict[tuple[str, ...], tuple[int, ...]], base: T5Config 
     return config
 
 
+def t5x_shapes(path: str | os.PathLike) -> tuple[T5Config, np.dtype]:
+    """(inferred architecture, dtype of the embedding) from the checkpoint's metadata only."""
+    file, leaves = _leaves(os.fspath(path))
+    config = infer_config({key: leaf.shape for key, leaf in leaves.items()}, None, file)
+    embedding = leaves[("token_embedder", "embedding")]
+    dtype = (embedding.inline.dtype if embedding.inline is not None
+             else embedding.store.dtype.numpy_dtype)
+    return config, dtype
+
+
 def load_t5x_checkpoint(path: str | os.PathLike, config: T5Config | None = None, dtype=None,
                         shardings=None) -> tuple[T5Config, dict]:
     """Reads a T5X checkpoint into (T5Config, params).
@@ -198,4 +208,4 @@ def is_t5x_checkpoint(path: str) -> bool:
     return bool(head) and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF))
 
 
-__all__ = ["infer_config", "is_t5x_checkpoint", "load_t5x_checkpoint"]
+__all__ = ["t5x_shapes", "infer_config", "is_t5x_checkpoint", "load_t5x_checkpoint"]

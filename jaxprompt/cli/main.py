@@ -2,6 +2,8 @@
 
   jaxprompt train --gin_file=runs/prompt_tuning.gin --gin.train.model="'/path/t5'" \\
       --gin.train.task="'super_glue_rte'" --output_dir=/tmp/rte
+  jaxprompt plan --gin_file=runs/paper_xxl_v5e_8.gin --gin.train.model="'t5_1_1_lm100k_xxl'" \\
+      --gin.train.task="'super_glue_rte'" --topology v5e-8
   jaxprompt eval --model /path/t5 --prompt /tmp/rte/best/3000/prompt.npy --task super_glue_rte
   jaxprompt predict --model /path/t5 --prompt p.npy --input in.jsonl --output preds.jsonl
   jaxprompt serve --model /path/t5 --prompt_bank bank/ --port 8000
@@ -14,10 +16,10 @@ import logging
 import os
 import sys
 
-from jaxprompt.cli import evaluate, export, inspect, predict, quickstart, serve, train
+from jaxprompt.cli import evaluate, export, inspect, plan, predict, quickstart, serve, train
 from jaxprompt.cli.common import CliError
 
-COMMANDS = (train, evaluate, predict, serve, export, inspect, quickstart)
+COMMANDS = (train, plan, evaluate, predict, serve, export, inspect, quickstart)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     from jaxprompt.config import ConfigError
     from jaxprompt.models.prefixes import DeepPromptError
     from jaxprompt.partitioning import PartitioningError
+    from jaxprompt.planning.topology import TopologyError
     from jaxprompt.prompts.files import PromptFileError
     from jaxprompt.prompts.init import PromptError
     from jaxprompt.training.loop import TrainingError
     known = (CliError, CheckpointError, ConfigError, DeepPromptError, PartitioningError,
-             PromptError, PromptFileError, TrainingError)
+             PromptError, PromptFileError, TopologyError, TrainingError)
     try:
         from jaxprompt.data.readers import DataError
         known += (DataError,)

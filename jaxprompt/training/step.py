@@ -167,12 +167,13 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
     batch_sharding = partitioning.batch_sharding(mesh, rules)
 
     def with_rules(fn):
-        """Traces `fn` with the mesh and rules that activation constraints resolve against."""
-        @functools.wraps(fn)
+        """Traces `fn` with the mesh and rules that activation constraints resolve against;
+        named as `fn` (jit_train_step, jit_eval_step in profiles and XLA dumps)."""
         def wrapped(*args):
             with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), \
                     partitioning.activation_rules(rules):
                 return fn(*args)
+        wrapped.__name__ = wrapped.__qualname__ = fn.func.__name__
         return wrapped
 
     train = jax.jit(
