@@ -7,6 +7,10 @@ import pathlib
 
 import pytest
 
+# The tests run on CPU; with libtpu installed (the `tpu` extra, for deviceless TPU plans)
+# JAX would otherwise probe for a TPU first.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("JAXPROMPT_SHARED", REPO.parent / "shared"))
 

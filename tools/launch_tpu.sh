@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Create a Cloud TPU VM (single host or pod slice), install jaxprompt on every worker and
-# run `jaxprompt train` on all of them. --dry-run prints every command instead.
+# Plan, then create a Cloud TPU VM (single host or pod slice), install jaxprompt on every
+# worker and run `jaxprompt train` on all of them with the same flags that were planned.
 #
 #   tools/launch_tpu.sh --name pt-xxl --zone europe-west4-a --type v3-32 \
-#     --gin runs/prompt_tuning.gin --output gs://my-bucket/runs/rte-xxl \
+#     --gin runs/paper_xxl_v3_32.gin --output gs://my-bucket/runs/rte-xxl \
 #     --model gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_xxl/checkpoint_1100000 \
-#     --task super_glue_rte --data_dir gs://my-bucket/superglue [--dry-run]
+#     --task super_glue_rte --data_dir gs://my-bucket/superglue [--dry-run] [-- --gin.K=V ...]
+#
+# First `jaxprompt plan` compiles the very step for --type on this machine (no TPU; needs
+# pip install 'jaxprompt[tpu]'; --plan_model names a preset or local copy when --model is
+# not readable here) and no VM is created when it does not fit; --skip_plan overrides.
+# --dry-run runs the plan and prints every other command instead of running it.
 #
 # Checkpoints (orbax), metrics.jsonl, TensorBoard events and learning_curve.png go to the
 # --output directory; with a gs:// bucket mount it on every worker (gcsfuse, below) so the
@@ -14,6 +19,7 @@ set -euo pipefail
 
 NAME=""; ZONE=""; TYPE="v3-8"; VERSION="tpu-ubuntu2204-base"; GIN="runs/prompt_tuning.gin"
 OUTPUT=""; MODEL=""; TASK=""; DATA_DIR=""; PACKAGE="jaxprompt[tpu,data]"; DRY_RUN=0; EXTRA=()
+PLAN_MODEL=""; SKIP_PLAN=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --name) NAME="$2"; shift 2;;
@@ -27,6 +33,8 @@ while [[ $# -gt 0 ]]; do
     --data_dir) DATA_DIR="$2"; shift 2;;
     --package) PACKAGE="$2"; shift 2;;   # e.g. a wheel URL or git+https://...
     --dry-run) DRY_RUN=1; shift;;
+    --plan_model) PLAN_MODEL="$2"; shift 2;;
+    --skip_plan) SKIP_PLAN=1; shift;;
     --) shift; EXTRA=("$@"); break;;
     *) echo "unknown flag $1" >&2; exit 2;;
   esac
@@ -47,6 +55,22 @@ echo "# $TYPE: $([[ $MULTIHOST == off ]] && echo 'single host (one VM)' || echo 
 run() { if [[ $DRY_RUN == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi; }
 on_all() { run gcloud compute tpus tpu-vm ssh "$NAME" --zone "$ZONE" --worker="$WORKERS" --command "$1"; }
 
+# The run's own flags, the same for the plan and for every worker.
+GIN_FILE="$GIN"; [[ -f "$GIN" ]] && GIN_FILE="\$HOME/$(basename "$GIN")"
+RUN_FLAGS=(--gin.train.task="'$TASK'")
+[[ -n "$DATA_DIR" ]] && RUN_FLAGS+=(--gin.train.data_dir="'$DATA_DIR'")
+RUN_FLAGS+=("${EXTRA[@]}")
+
+if [[ $SKIP_PLAN == 0 ]]; then
+  echo "# planning the step for $TYPE (jaxprompt plan; --skip_plan to skip)"
+  if ! jaxprompt plan --gin_file="$GIN" --gin.train.model="'${PLAN_MODEL:-$MODEL}'" \
+      "${RUN_FLAGS[@]}" --topology "$TYPE"; then
+    echo "# not launching: the plan above does not fit $TYPE (or could not be made); change" \
+         "the setting it names, or pass --skip_plan to launch anyway." >&2
+    exit 1
+  fi
+fi
+
 run gcloud compute tpus tpu-vm create "$NAME" --zone "$ZONE" --accelerator-type "$TYPE" \
   --version "$VERSION"
 on_all "pip install -U pip && pip install '$PACKAGE'"
@@ -55,10 +79,10 @@ if [[ "$OUTPUT" == gs://* ]]; then
   BUCKET="${OUTPUT#gs://}"; BUCKET="${BUCKET%%/*}"; MOUNT="/mnt/$BUCKET/${OUTPUT#gs://$BUCKET/}"
   on_all "sudo apt-get install -y gcsfuse && sudo mkdir -p /mnt/$BUCKET && sudo gcsfuse --implicit-dirs $BUCKET /mnt/$BUCKET"
 fi
-run gcloud compute tpus tpu-vm scp --recurse "$(dirname "$0")/../gin_configs" \
-  "$NAME:~/gin_configs" --zone "$ZONE" --worker="$WORKERS"
-on_all "jaxprompt train --multihost=$MULTIHOST --gin_file=\$HOME/gin_configs/$GIN \
-  --gin.train.model=\"'$MODEL'\" --gin.train.task=\"'$TASK'\" \
-  ${DATA_DIR:+--gin.train.data_dir=\"'$DATA_DIR'\"} --gin.train.dtype=\"'bfloat16'\" \
-  --gin.StepConfig.enable_dropout=True --output_dir=$MOUNT ${EXTRA[*]:-}"
+# The shipped gin files come with the package; a gin file of your own is copied over.
+if [[ -f "$GIN" ]]; then
+  run gcloud compute tpus tpu-vm scp "$GIN" "$NAME:~/" --zone "$ZONE" --worker="$WORKERS"
+fi
+on_all "jaxprompt train --multihost=$MULTIHOST --gin_file=$GIN_FILE \
+  --gin.train.model=\"'$MODEL'\" $(printf '%q ' "${RUN_FLAGS[@]}") --output_dir=$MOUNT"
 echo "# when done: gcloud compute tpus tpu-vm delete $NAME --zone $ZONE"

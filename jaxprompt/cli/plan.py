@@ -71,11 +71,11 @@ def _print_estimate(e, run, devices, price) -> None:
     from jaxprompt.planning.topology import chips_per_device
     chips = len(devices) * chips_per_device(devices[0])
     hours = e.step_s * run.trainer.steps / 3600
-    line = (f"estimate: step >= {1000 * e.step_s:.1f} ms ({e.bound}-bound: compute "
-            f"{1000 * e.compute_s:.1f} ms, memory {1000 * e.memory_s:.1f} ms; {e.tflop:.2f} "
-            f"TFLOP, {e.gbytes:.1f} GB per device), {run.settings.batch_size / e.step_s:.1f} "
-            f"examples/s, {run.trainer.steps} steps in {hours:.2f} h, best-case MFU "
-            f"{100 * e.mfu:.0f} %, {chips * hours:.1f} chip-hours")
+    line = (f"estimate: step >= {1000 * e.step_s:.4g} ms ({e.bound}-bound: compute "
+            f"{1000 * e.compute_s:.4g} ms, memory {1000 * e.memory_s:.4g} ms; {e.tflop:.4g} "
+            f"TFLOP, {e.gbytes:.4g} GB per device), {run.settings.batch_size / e.step_s:.4g} "
+            f"examples/s, {run.trainer.steps} steps in {hours:.3g} h, best-case MFU "
+            f"{100 * e.mfu:.0f} %, {chips * hours:.3g} chip-hours")
     print(line + (f" (${chips * hours * price:,.0f} at ${price:g}/chip-hour)" if price else ""))
 
 
@@ -110,13 +110,13 @@ def _suggest(run, config, shapes, devices) -> str:
 def _auto_mesh(run, shapes, devices, peaks) -> tuple:
     from jaxprompt.planning.plan import estimate, meshes, plan_run, with_mesh
     rows = []
-    print(f"{'mesh (data, model)':<20}{'train peak GiB':>15}{'step ms':>10}  verdict")
+    print(f"{'mesh (data, model)':<20}{'train peak GiB':>15}{'step ms':>11}  verdict")
     for mesh in meshes(len(devices)):
         candidate = with_mesh(run, mesh)
         try:
             train = plan_run(candidate, *shapes, devices, with_eval=False)[0]
         except ValueError as e:
-            print(f"{str(mesh):<20}{'-':>15}{'-':>10}  invalid: {str(e)[:90]}")
+            print(f"{str(mesh):<20}{'-':>15}{'-':>11}  invalid: {str(e)[:90]}")
             continue
         step_ms = float("nan")
         if train.fits and peaks:
@@ -125,7 +125,7 @@ def _auto_mesh(run, shapes, devices, peaks) -> tuple:
             except RuntimeError:
                 pass
         verdict = "fits" if train.fits else f"does not fit: {train.error[:70]}"
-        print(f"{str(mesh):<20}{train.peak_gib:15.2f}{step_ms:10.1f}  {verdict}", flush=True)
+        print(f"{str(mesh):<20}{train.peak_gib:15.3g}{step_ms:11.4g}  {verdict}", flush=True)
         if train.fits:
             rows.append((step_ms if step_ms == step_ms else train.peak_gib, mesh))
     if not rows:
@@ -174,7 +174,7 @@ def run(args) -> int:
     if not fits:
         print(f"verdict: does NOT fit; {_suggest(configured, config, shapes, devices)}.")
         return DOES_NOT_FIT
-    print(f"verdict: fits" + (f" (train peak {train.peak_gib:.2f} of {hbm_gib:.1f} GiB per "
+    print("verdict: fits" + (f" (train peak {train.peak_gib:.2f} of {hbm_gib:.1f} GiB per "
                               f"device)" if hbm_gib else ""))
     if peaks and not args.no_estimate:
         try:

@@ -8,7 +8,7 @@ libtpu's deviceless compiler, so XLA compiles for the real chips without one.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import os
 
 GIB = 2 ** 30
 
@@ -66,9 +66,14 @@ def topology_name(name: str) -> str:
 def target_devices(name: str, megacore: bool = True) -> list:
     """The JAX devices of a TPU slice, compiled for without a TPU (libtpu)."""
     topology = topology_name(name)
-    if importlib.util.find_spec("libtpu") is None:
+    try:
+        import libtpu  # noqa: F401  (XLA's TPU compiler)
+    except ImportError:
         raise TopologyError(f"Planning for {name} compiles with XLA's TPU compiler, which "
-                            "comes with libtpu: pip install 'jaxprompt[tpu]'.")
+                            "comes with libtpu: pip install 'jaxprompt[tpu]'.") from None
+    # A deviceless compile touches no chip: several may run at once (libtpu otherwise
+    # holds one lock file per machine).
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
     generation, shape = topology.split(":")
     try:
