@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -15,41 +14,14 @@ import jax
 import numpy as np
 import pytest
 
-import jaxprompt
 from jaxprompt.cli.main import main
-from jaxprompt.config import T5Config
-from jaxprompt.models.t5 import init_params
+from tests.cli_helpers import gin_flags, jaxprompt_command, make_workdir
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# Every sharded dimension divides 2, so a (1, 2) model-parallel mesh shards it for real.
-TINY = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
-                num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("plan")
-    jaxprompt.save_hf_checkpoint(path / "model", TINY, init_params(TINY, jax.random.key(0)))
-    rows = [("a truly great film", 1), ("dull and awful", 0), ("great fun", 1), ("bad", 0)] * 4
-    for name, subset in (("train.csv", rows), ("dev.csv", rows[:6])):
-        (path / name).write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in subset))
-    return path
-
-
-def gin_flags(workdir, *extra) -> list[str]:
-    return ["--gin_file=runs/prompt_tuning.gin", "--gin_file=runs/user_files.gin",
-            f"--gin.train.model='{workdir / 'model'}'",
-            f"--gin.from_files.train='{workdir / 'train.csv'}'",
-            f"--gin.from_files.validation='{workdir / 'dev.csv'}'",
-            "--gin.train.prompt_length=5", "--gin.train.batch_size=4",
-            "--gin.train.inputs_length=16", "--gin.train.targets_length=4",
-            "--gin.TrainerConfig.progress=False", *extra]
-
-
-def jaxprompt_command(args, env=None, cwd=None) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "jaxprompt", *args], capture_output=True,
-                          text=True, env=environment, cwd=cwd or REPO, timeout=600)
+    return make_workdir(tmp_path_factory.mktemp("plan"))
 
 
 def test_plan_fingerprints_are_the_steps_train_compiles(workdir, tmp_path):

@@ -74,8 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         known += (DataError,)
     except ImportError:
         pass
+    from jaxprompt.training.interrupts import TrainingInterrupted
+    from jaxprompt.training.run_lock import DirectoryInUse
+    known += (DirectoryInUse,)
     try:
         return args.func(args)
+    except TrainingInterrupted as e:
+        print(f"jaxprompt {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print(f"\njaxprompt {args.command}: interrupted.", file=sys.stderr)
+        return 130
     except known as e:
         print(f"jaxprompt {args.command}: error: {e}", file=sys.stderr)
         return 2

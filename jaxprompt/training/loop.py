@@ -7,10 +7,12 @@ dropout rng of step s is fold_in(seed key, s), so a resumed run equals an uninte
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
 import math
+import signal
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -26,6 +28,8 @@ from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE, as_trainable, check_tr
 from jaxprompt.prompts.trainable import shapes as trainable_shapes
 from jaxprompt.distributed import fetch, global_batch, is_leader, place
 from jaxprompt.training.metrics_log import MetricsLog, plot_learning_curve
+from jaxprompt.training import interrupts
+from jaxprompt.training.run_lock import run_lock
 from jaxprompt.training.build import build_steps, execution_settings, model_layout, tree_dtype
 from jaxprompt.training.optimizers import OptimizerConfig
 from jaxprompt.training.step import BATCH_KEYS, StepConfig, TrainState, init_train_state
@@ -125,7 +129,19 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
       eval_fn: (trainable tree, frozen params as placed on the mesh) -> task metrics
         (e.g. accuracy); merged with the validation loss.
       model_path: recorded in model_info.json.
+
+    One run per output directory (a lock; a second run stops at once). SIGINT/SIGTERM are
+    acted on between steps: the state is saved and TrainingInterrupted raised.
     """
+    lock = run_lock(output_dir, "jaxprompt train") if is_leader() else contextlib.nullcontext()
+    with lock, interrupts.deferred_interrupts():
+        return _train(model_config, frozen_params, trainable, train_batches, output_dir,
+                      optimizer_config, step_config, trainer_config, eval_batches, eval_fn,
+                      model_path)
+
+
+def _train(model_config, frozen_params, trainable, train_batches, output_dir, optimizer_config,
+           step_config, trainer_config, eval_batches, eval_fn, model_path) -> TrainResult:
     tc = trainer_config
     trainable = as_trainable(trainable)
     try:
@@ -191,6 +207,8 @@ class _Loop:
         stopped_early = False
         try:
             while step < tc.steps:
+                if interrupts.requested():
+                    self._interrupted(step, state, interrupts.requested())
                 try:
                     batch = next(batches)
                 except StopIteration:
@@ -234,11 +252,6 @@ class _Loop:
             if not stopped_early and not (tc.eval_every and step % tc.eval_every == 0):
                 self._evaluate(step, state)  # The final evaluation, unless just done.
             self._save(step, state)
-        except KeyboardInterrupt:
-            bar.close()
-            self._save(step, state)
-            print(f"\nInterrupted at step {step}; saved. Run the same command again to resume.")
-            raise
         finally:
             bar.close()
         return state, stopped_early
@@ -282,7 +295,27 @@ class _Loop:
         return bool(self.tc.early_stopping_evals
                     and self.meta["stale_evals"] >= self.tc.early_stopping_evals)
 
+    def _interrupted(self, step: int, state: TrainState, signum: int):
+        """Saves the state of `step` (its prompt, rng and data position belong together)."""
+        self._save(step, state)
+        name = signal.Signals(signum).name
+        raise interrupts.TrainingInterrupted(
+            f"Interrupted ({name}) at step {step}; saved checkpoint {step} in "
+            f"{self.checkpointer.output_dir}. Run the same command again to resume.", signum)
+
     def _save(self, step: int, state: TrainState, best: bool = False) -> None:
+        """Saves, unless the trainable tree is not finite: then nothing is written and the
+        run stops, naming the last checkpoint (all of them finite)."""
+        finite = all(np.isfinite(np.asarray(fetch(leaf))).all()
+                     for leaf in jax.tree.leaves(state.trainable))
+        if not finite:
+            kept = self.checkpointer.latest_step()
+            raise TrainingError(
+                f"The trainable parameters are not finite at step {step}; nothing was saved. "
+                + (f"The last checkpoint with a finite prompt is step {kept} in "
+                   f"{self.checkpointer.output_dir}." if kept is not None
+                   else "No checkpoint had been saved yet.")
+                + " Lower the learning rate or clip updates.")
         self.checkpointer.save(step, state, dict(self.meta), best=best)
 
 

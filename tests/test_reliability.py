@@ -1,0 +1,165 @@
+"""Nothing lost: an interrupt at any point resumes bit-identically, one run per output
+directory, a diverged run writes no non-finite checkpoint."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxprompt.training.interrupts import TrainingInterrupted
+from jaxprompt.training.loop import TrainerConfig, TrainingError, train
+from jaxprompt.training.optimizers import OptimizerConfig
+from jaxprompt.training.run_lock import DirectoryInUse, run_lock
+from tests.cli_helpers import gin_flags, jaxprompt_command, make_workdir
+from tests.train_helpers import TINY, synthetic_batch, tiny_frozen
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STEPS = 12
+# Checkpoints at 5 and 10, logs every 4: an interrupt between them exercises the pending loss.
+TRAINER = TrainerConfig(steps=STEPS, eval_every=0, checkpoint_every=5, log_every=4,
+                        progress=False)
+
+
+def prompt0():
+    return jax.random.uniform(jax.random.key(5), (6, TINY.d_model), minval=-0.5, maxval=0.5)
+
+
+def interrupting_batches(at_batch: int | None):
+    """A data source that raises SIGINT while producing batch `at_batch` (once): the loop is
+    then between step at_batch - 1 and the check of its loss."""
+    fired = []
+
+    def batches(position):
+        index = position
+        while True:
+            if index == at_batch and not fired:
+                fired.append(True)
+                signal.raise_signal(signal.SIGINT)
+            yield synthetic_batch(index)
+            index += 1
+    return batches
+
+
+def run(output_dir, batches, eval_fn=None, trainer=TRAINER, optimizer=OptimizerConfig()):
+    return train(model_config=TINY, frozen_params=tiny_frozen(), trainable={"prompt": prompt0()},
+                 train_batches=batches, output_dir=str(output_dir), trainer_config=trainer,
+                 optimizer_config=optimizer, eval_fn=eval_fn)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    result = run(tmp_path_factory.mktemp("whole"), interrupting_batches(None))
+    return np.asarray(result.state.trainable["prompt"])
+
+
+@pytest.mark.parametrize("at_batch", [0, 3, 6, 9])
+def test_interrupt_between_a_step_and_its_loss_check_resumes_exactly(tmp_path, uninterrupted,
+                                                                     at_batch):
+    # Step at_batch still runs (it was dispatched); the loop stops before the next one. At 10
+    # the periodic checkpoint is that same save.
+    with pytest.raises(TrainingInterrupted, match=rf"at step {at_batch + 1}; saved checkpoint "
+                                                  rf"{at_batch + 1}") as stopped:
+        run(tmp_path, interrupting_batches(at_batch))
+    assert stopped.value.signum == signal.SIGINT
+    resumed = run(tmp_path, interrupting_batches(None))
+    assert resumed.step == STEPS
+    np.testing.assert_array_equal(np.asarray(resumed.state.trainable["prompt"]), uninterrupted)
+
+
+def test_interrupt_during_evaluation_resumes_exactly(tmp_path, uninterrupted):
+    calls = []
+
+    def eval_fn(trainable, frozen):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        return {"score": 1.0}
+
+    trainer = TrainerConfig(steps=STEPS, eval_every=4, log_every=4, eval_metric="score",
+                            eval_mode="max", progress=False)
+    whole = run(tmp_path / "whole", interrupting_batches(None), lambda t, f: {"score": 1.0},
+                trainer)
+    with pytest.raises(TrainingInterrupted, match="at step 4; saved"):
+        run(tmp_path / "cut", interrupting_batches(None), eval_fn, trainer)
+    resumed = run(tmp_path / "cut", interrupting_batches(None), eval_fn, trainer)
+    np.testing.assert_array_equal(np.asarray(resumed.state.trainable["prompt"]),
+                                  np.asarray(whole.state.trainable["prompt"]))
+
+
+def test_sigint_to_the_command_is_one_line_and_resumes(tmp_path):
+    """A real SIGINT to `jaxprompt train` mid-run: exit 130, one line, no traceback; the
+    same command then finishes with the uninterrupted run's prompt."""
+    workdir = make_workdir(tmp_path)
+    flags = gin_flags(workdir, "--gin.TrainerConfig.steps=1500",
+                      "--gin.TrainerConfig.eval_every=0", "--gin.TrainerConfig.log_every=7",
+                      "--gin.TrainerConfig.checkpoint_every=5", "--gin.train.eval_split=None")
+    whole = jaxprompt_command(["train", *flags, f"--output_dir={tmp_path / 'whole'}"])
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp_path / "cut"
+    process = jaxprompt_command(["train", *flags, f"--output_dir={out}"], popen=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "5").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and re.search(r"Interrupted \(SIGINT\) at step \d+; saved", err)
+    resumed = jaxprompt_command(["train", *flags, f"--output_dir={out}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(out / "checkpoints" / "1500" / "prompt.npy"),
+                                  np.load(tmp_path / "whole" / "checkpoints" / "1500" /
+                                          "prompt.npy"))
+
+
+def test_a_second_run_on_the_same_directory_stops_at_once(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "tests.train_worker", "train", str(out),
+                              str(STEPS), "2"], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    try:
+        deadline = time.time() + 300
+        while not (out / "model_info.json").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        second = subprocess.run([sys.executable, "-m", "tests.train_worker", "train", str(out),
+                                 str(STEPS), "-1"], cwd=REPO, capture_output=True, text=True,
+                                env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+        assert second.returncode != 0
+        assert f"is in use by another jaxprompt train (jaxprompt train: pid {first.pid}" \
+            in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # kill -9 leaves no stale lock: the directory is usable at once.
+    with run_lock(str(out)):
+        pass
+
+
+def test_lock_in_one_process_refuses_a_second_holder(tmp_path):
+    # flock is per open file: a second open in the same process is refused too.
+    with run_lock(str(tmp_path), "jaxprompt train"):
+        with pytest.raises(DirectoryInUse, match=f"pid {os.getpid()}"):
+            with run_lock(str(tmp_path)):
+                pass
+
+
+def test_a_diverged_run_never_writes_a_non_finite_prompt(tmp_path):
+    trainer = TrainerConfig(steps=20, eval_every=0, checkpoint_every=1, log_every=1,
+                            progress=False)
+    with pytest.raises(TrainingError, match="not finite|Non-finite") as stopped:
+        run(tmp_path, interrupting_batches(None), trainer=trainer,
+            optimizer=OptimizerConfig(name="adam", learning_rate=1e38))
+    saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+    for step in saved:
+        assert np.isfinite(np.load(tmp_path / "checkpoints" / str(step) / "prompt.npy")).all()
+    if saved:
+        assert f"step {saved[-1]}" in str(stopped.value)
