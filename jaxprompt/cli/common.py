@@ -9,9 +9,15 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback."""
 
 
-def load_prompt_arg(path: str):
+def load_prompt_arg(path: str, args=None):
+    """A --prompt file, refused as training would refuse it (with `args`: its width and its
+    length with --inputs_length are checked against the --model's limits)."""
     from jaxprompt.prompts.files import load_prompt
-    return load_prompt(path)
+    prompt = load_prompt(path)
+    if args is not None:
+        from jaxprompt.prompts.trainable import check_prompt_use
+        check_prompt_use(prompt.shape[0], args.inputs_length, source=path)
+    return prompt
 
 
 def load_deep_prompt_arg(args, config):

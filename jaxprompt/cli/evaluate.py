@@ -25,7 +25,7 @@ def run(args) -> int:
     if args.hard_prompt or args.shots:
         from jaxprompt.prompts.hard import with_hard_prompt
         task = with_hard_prompt(task, args.hard_prompt or "", args.shots, args.seed)
-    prompts = [load_prompt_arg(path) for path in args.prompt or []]
+    prompts = [load_prompt_arg(path, args) for path in args.prompt or []]
     for path, prompt in zip(args.prompt or [], prompts):
         if prompt.shape[1] != config.d_model:
             raise CliError(f"{path}: prompt width {prompt.shape[1]} != the model's d_model "

@@ -42,7 +42,7 @@ def run(args) -> int:
                                     targets_length=args.targets_length,
                                     batch_size=args.batch_size, mesh=mesh)
     else:
-        prompt = jnp.asarray(load_prompt_arg(args.prompt[0])) if args.prompt else None
+        prompt = jnp.asarray(load_prompt_arg(args.prompt[0], args)) if args.prompt else None
         trainable = make_trainable(prompt, load_deep_prompt_arg(args, config))
         labels = tuple(args.labels.split(",")) if args.labels else None
         predictions = evaluation.predict(

@@ -33,6 +33,9 @@ def run(args) -> int:
         max_prompt_length=args.max_prompt_length or longest,
         max_labels=args.max_labels, batch_buckets=int_list(args.batch_buckets, "--batch_buckets"),
         length_buckets=int_list(args.length_buckets, "--length_buckets"), policy=args.batching)
+    from jaxprompt.prompts.trainable import check_prompt_use
+    check_prompt_use(serve.max_prompt_length, serve.inputs_length,
+                     source="--max_prompt_length (the longest prompt)")
     mesh = make_mesh(int_list(args.mesh, "--mesh")) if args.mesh else None
     try:
         server = PromptServer(config, params, vocab, serve, mesh=mesh)

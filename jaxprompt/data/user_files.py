@@ -58,6 +58,10 @@ def _parse_records(path: str, extension: str, text: str) -> list[tuple[int, dict
                     records.append((line_number, row))
         elif extension in (".csv", ".tsv"):
             reader = csv.DictReader(f, delimiter="\t" if extension == ".tsv" else ",")
+            if extension == ".csv" and any("\t" in name for name in reader.fieldnames or ()):
+                raise DataError(f"{path}: the header {reader.fieldnames} holds tabs: the file "
+                                "looks tab-separated, not comma-separated; name it .tsv (or "
+                                "write it with commas).")
             try:
                 for row in reader:
                     if None in row:

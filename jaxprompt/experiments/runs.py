@@ -49,10 +49,13 @@ class RunSettings:
     shard_by_process: bool = True  # each host of a pod slice reads only its rows
 
     def __post_init__(self):
-        if self.prompt_length + self.inputs_length > self.max_encoder_length:
-            raise ConfigError(f"prompt_length {self.prompt_length} + inputs_length "
-                              f"{self.inputs_length} exceeds max_encoder_length "
-                              f"{self.max_encoder_length}; shorten one of them.")
+        from jaxprompt.prompts.init import PromptError
+        from jaxprompt.prompts.trainable import check_prompt_use
+        try:
+            check_prompt_use(max(self.prompt_length, 1), self.inputs_length,
+                             self.max_encoder_length, "train.prompt_length")
+        except PromptError as e:
+            raise ConfigError(str(e)) from None
         if not self.prompt_length and not self.deep_prompt_length:
             raise ConfigError("prompt_length and deep_prompt_length are both 0: nothing to "
                               "train.")

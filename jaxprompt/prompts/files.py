@@ -101,6 +101,11 @@ def _read_peft(path: str) -> np.ndarray:
                     if os.path.exists(os.path.join(path, w))), None)
     if weights is None:
         raise PromptFileError(f"{path}: no {' or '.join(PEFT_WEIGHTS)}.")
+    if config.get("task_type") != "SEQ_2_SEQ_LM":
+        logger.warning("%s: adapter_config.json has task_type %r, not 'SEQ_2_SEQ_LM': PEFT "
+                       "itself would silently ignore this prompt on a T5 (jaxprompt reads it; "
+                       "jaxprompt export always writes the task_type).", path,
+                       config.get("task_type"))
     tensors = _read_safetensors(weights) if weights.endswith(".safetensors") else _torch_load(weights)
     prompt = _to_numpy(tensors, weights)
     tokens = int(config.get("num_virtual_tokens", prompt.shape[0]))
@@ -160,6 +165,9 @@ def load_prompt(path: str | os.PathLike, d_model: int | None = None) -> np.ndarr
         raise PromptFileError(f"{path}: holds a {type(prompt).__name__}, not an array.")
     if prompt.ndim != 2:
         raise PromptFileError(f"{path}: a prompt is [P, H]; found shape {prompt.shape}.")
+    if 0 in prompt.shape:
+        raise PromptFileError(f"{path}: an empty prompt (shape {prompt.shape}); a prompt has "
+                              "at least one row of d_model values.")
     if not np.issubdtype(prompt.dtype, np.number) or np.iscomplexobj(prompt):
         raise PromptFileError(f"{path}: a prompt holds real numbers; found dtype {prompt.dtype}.")
     if d_model is not None:

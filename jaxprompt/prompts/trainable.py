@@ -49,6 +49,24 @@ def as_trainable(value) -> dict:
     return {"prompt": value}
 
 
+# T5's relative attention has no position table, but prompt + inputs beyond this were never
+# trained or planned for: training, evaluation, prediction and serving refuse them alike.
+MAX_ENCODER_LENGTH = 1024
+
+
+def check_prompt_use(prompt_length: int, inputs_length: int,
+                     max_encoder_length: int = MAX_ENCODER_LENGTH,
+                     source: str = "the prompt") -> None:
+    """The one check of a prompt's length in use: at least one row, and prompt + inputs
+    within the encoder's length limit. Raises PromptError naming both and the fix."""
+    if prompt_length < 1:
+        raise PromptError(f"{source}: an empty prompt (0 rows).")
+    if prompt_length + inputs_length > max_encoder_length:
+        raise PromptError(f"{source}: prompt_length {prompt_length} + inputs_length "
+                          f"{inputs_length} exceeds max_encoder_length {max_encoder_length}; "
+                          "shorten the inputs (or the prompt).")
+
+
 def check_trainable(trainable: dict, config: T5Config) -> None:
     """Raises PromptError naming the part whose shape does not fit `config`."""
     if not trainable:
