@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,11 +36,11 @@ TEXTS = ["a gripping , beautifully acted film", "dull and far too long", "it was
 
 
 def call(url: str, method: str = "GET", body=None, raw: bytes | None = None,
-         content_type: str = "application/json", timeout: float = 60):
+         content_type: str = "application/json", timeout: float = 60, headers=None):
     """(status, parsed JSON or text, headers) from a real HTTP request."""
     data_ = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data_, method=method,
-                                     headers={"Content-Type": content_type})
+                                     headers={"Content-Type": content_type, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, text, headers = response.status, response.read().decode(), response.headers
@@ -71,8 +72,10 @@ def bank_dir(tmp_path_factory, model):
 
 def make_server(model, bank_dir, **overrides) -> PromptServer:
     config, params, vocab = model
+    # {"path": ...} PUTs may read the bank and the tests' own temporary folders beside it.
     settings = dict(max_batch=8, batch_buckets=(2, 8), length_buckets=(32, 64), inputs_length=64,
-                    max_wait_ms=300.0, max_prompt_length=10)
+                    max_wait_ms=300.0, max_prompt_length=10,
+                    prompt_dirs=(str(bank_dir), str(bank_dir.parent)))
     settings.update(overrides)
     server = PromptServer(config, params, vocab, ServeConfig(**settings))
     server.load_bank_directory(str(bank_dir))
@@ -198,15 +201,17 @@ def test_bad_prompt_uploads_are_refused(server, model, tmp_path):
     np.save(tmp_path / "good.npy", np.zeros((2, d_model), np.float32))
     cases = [({"path": str(tmp_path / "nan.npy")}, "non-finite"),
              ({"path": str(tmp_path / "long.npy")}, "max_prompt_length"),
-             ({"path": str(tmp_path / "missing.npy")}, "'path'"),
              ({"path": str(tmp_path / "good.npy"), "labels": "positive"}, "labels"),
              ({"path": str(tmp_path / "good.npy"), "labels": ["a"] * 2}, "repeats")]
     for body, reason in cases:
         status, answer, _ = call(server.url + "/v1/prompts/x", "PUT", body)
         assert status == 400 and reason in answer["error"], (body, answer)
+    status, answer, _ = call(server.url + "/v1/prompts/x", "PUT",
+                             {"path": str(tmp_path / "missing.npy")})
+    assert status == 403 and "'path'" in answer["error"]
     status, answer, _ = call(server.url + "/v1/prompts/x?format=npy", "PUT", raw=b"garbage",
                              content_type="application/octet-stream")
-    assert status == 400 and "uploaded file" in answer["error"]
+    assert status == 400 and "body: not a prompt file jaxprompt can read" in answer["error"]
     status, answer, _ = call(server.url + "/v1/prompts/x?format=exe", "PUT", raw=b"1",
                              content_type="application/octet-stream")
     assert status == 400 and "'format'" in answer["error"]
@@ -303,3 +308,82 @@ def test_sharded_frozen_model_serves_the_same_answers(bank_dir):
         assert label == label_ref
         if scores_ref:
             assert scores == pytest.approx(scores_ref, abs=2e-4)
+
+
+# -- the admin surface: safe to expose -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def guarded(model, bank_dir):
+    handle = ServerThread(make_server(model, bank_dir, admin_token="s3cret", idle_timeout_s=1.0))
+    yield handle
+    handle.stop()
+
+
+def test_put_and_delete_need_the_admin_token(guarded, bank_dir):
+    body = {"path": str(bank_dir / "sst2.npy"), "labels": LABELS["sst2"]}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        status, answer, _ = call(guarded.url + "/v1/prompts/t", "PUT", body, headers=headers)
+        assert status == 401 and "admin token" in answer["error"]
+        assert call(guarded.url + "/v1/prompts/sst2", "DELETE", headers=headers)[0] == 401
+    good = {"Authorization": "Bearer s3cret"}
+    assert call(guarded.url + "/v1/prompts/t", "PUT", body, headers=good)[0] == 201
+    assert call(guarded.url + "/v1/prompts/t", "DELETE", headers=good)[0] == 200
+    assert call(guarded.url + "/v1/tasks")[0] == 200  # reading needs no token
+
+
+def test_paths_outside_the_prompt_dirs_are_one_403(guarded, tmp_path_factory):
+    outside = tmp_path_factory.getbasetemp().parent  # not under the allowed folders
+    good = {"Authorization": "Bearer s3cret"}
+    answers = set()
+    for path in ("/etc/passwd", "/etc", "/no/such/file.npy", str(outside),
+                 "../../../../etc/passwd"):
+        status, answer, _ = call(guarded.url + "/v1/prompts/t", "PUT", {"path": path},
+                                 headers=good)
+        answers.add((status, answer["error"]))
+    assert answers == {(403, "field 'path': not a prompt inside the bank directory or a "
+                             "--prompt_dir of this server")}
+
+
+def test_corrupt_and_crafted_uploads_are_a_400_quoting_nothing(guarded, caplog):
+    from safetensors.numpy import save
+    good = {"Authorization": "Bearer s3cret"}
+    corrupt = save({"prompt": np.zeros((2, 4), np.float32)})[:-8]  # truncated data
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), 'SECRET_KEY_123': 1, }"
+    header = header + " " * (63 - len(header) % 64) + "\n"
+    crafted = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() \
+        + bytes(32)
+    for fmt, raw in (("safetensors", corrupt), ("npy", crafted)):
+        status, answer, _ = call(guarded.url + f"/v1/prompts/t?format={fmt}", "PUT", raw=raw,
+                                 content_type="application/octet-stream", headers=good)
+        assert status == 400 and "SECRET" not in answer["error"] and "\n" not in answer["error"]
+    assert "Traceback" not in caplog.text
+
+
+def test_a_huge_input_is_refused_before_tokenizing(guarded):
+    start = time.perf_counter()
+    status, answer, _ = call(guarded.url + "/v1/predict", "POST",
+                             {"task": "sst2", "inputs": ["word " * 2_000_000]})
+    assert status == 400 and "characters, over the 64-token limit" in answer["error"]
+    assert time.perf_counter() - start < 5  # 10 MB; tokenizing it would take seconds
+
+
+def test_idle_and_slow_header_connections_are_closed(guarded):
+    host, port = guarded.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+        start = time.perf_counter()
+        assert slow.recv(1024) == b""  # closed by the server
+        assert time.perf_counter() - start < 8
+    assert call(guarded.url + "/healthz")[0] == 200
+
+
+def test_serve_beyond_loopback_needs_a_token(capsys):
+    from jaxprompt.serving.admin import check_exposure
+    check_exposure("127.0.0.1", None, False)
+    check_exposure("0.0.0.0", "t", False)
+    check_exposure("0.0.0.0", None, True)
+    with pytest.raises(ValueError, match="--admin_token TOKEN or \\$JAXPROMPT_ADMIN_TOKEN"):
+        check_exposure("0.0.0.0", None, False)
+    assert cli_main(["serve", "--model", "tiny", "--prompt_bank", "/nowhere", "--host",
+                     "0.0.0.0"]) == 2
+    assert "listens beyond loopback" in capsys.readouterr().err

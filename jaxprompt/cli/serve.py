@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from jaxprompt.cli.common import CliError, int_list
 
@@ -18,6 +19,12 @@ def run(args) -> int:
     from jaxprompt.prompts.bank import read_bank_directory
     from jaxprompt.serving.server import PromptServer, ServeConfig
 
+    from jaxprompt.serving.admin import ADMIN_TOKEN_ENV, check_exposure
+    token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+    try:
+        check_exposure(args.host, token, args.insecure_admin)
+    except ValueError as e:
+        raise CliError(str(e)) from None
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
@@ -32,7 +39,9 @@ def run(args) -> int:
         inputs_length=args.inputs_length, targets_length=args.targets_length,
         max_prompt_length=args.max_prompt_length or longest,
         max_labels=args.max_labels, batch_buckets=int_list(args.batch_buckets, "--batch_buckets"),
-        length_buckets=int_list(args.length_buckets, "--length_buckets"), policy=args.batching)
+        length_buckets=int_list(args.length_buckets, "--length_buckets"), policy=args.batching,
+        admin_token=token, prompt_dirs=(args.prompt_bank, *(args.prompt_dir or ())),
+        idle_timeout_s=args.idle_timeout_s)
     from jaxprompt.prompts.trainable import check_prompt_use
     check_prompt_use(serve.max_prompt_length, serve.inputs_length,
                      source="--max_prompt_length (the longest prompt)")
@@ -61,7 +70,17 @@ def add_parser(sub) -> None:
     p.add_argument("--prompt_bank", required=True,
                    help="directory of <task>.<ext> prompts (+ bank.json labels)")
     p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="beyond loopback, PUT/DELETE need --admin_token (or --insecure_admin)")
+    p.add_argument("--admin_token", help="token for PUT/DELETE /v1/prompts (Authorization: "
+                                         "Bearer TOKEN); default $JAXPROMPT_ADMIN_TOKEN")
+    p.add_argument("--insecure_admin", action="store_true",
+                   help="allow PUT/DELETE without a token on a non-loopback host")
+    p.add_argument("--prompt_dir", action="append",
+                   help="another directory a {\"path\": ...} PUT may read (repeatable; the bank "
+                        "directory always may)")
+    p.add_argument("--idle_timeout_s", type=float, default=15.0,
+                   help="close connections idle (or sending headers) for this long")
     p.add_argument("--port", type=int, default=8000, help="0: any free port")
     p.add_argument("--max_batch", type=int, default=32, help="examples per batch")
     p.add_argument("--max_wait_ms", type=float, default=5.0,

@@ -62,6 +62,15 @@ class Vocabulary:
         return self.tokenizer.decode([self.tokenizer.unk_id() if i >= pieces else i for i in ids])
 
 
+def longest_piece(vocab) -> int:
+    """Characters of the vocabulary's longest piece (a SentencePiece one; 64 for another):
+    a text longer than N times this holds more than N tokens."""
+    tokenizer = getattr(vocab, "tokenizer", None)
+    if tokenizer is None:
+        return 64
+    return max(len(tokenizer.id_to_piece(i)) for i in range(tokenizer.get_piece_size()))
+
+
 @functools.lru_cache(maxsize=None)
 def vocabulary(path: str | None = None) -> Vocabulary:
     """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path."""

@@ -34,6 +34,11 @@ class PromptFileError(ValueError):
     """A prompt file that cannot be read; names the file and what to do."""
 
 
+class UnreadablePromptFile(PromptFileError):
+    """The file's format could not be parsed; the message may quote the file (the server
+    answers without it)."""
+
+
 def detect_format(path: str) -> str:
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, PEFT_CONFIG)):
@@ -156,10 +161,10 @@ def load_prompt(path: str | os.PathLike, d_model: int | None = None) -> np.ndarr
     fmt = detect_format(path)
     try:
         prompt = _read(path, fmt)
-    except (PromptFileError, CheckpointError):
-        raise
+    except (PromptFileError, CheckpointError) as e:
+        raise UnreadablePromptFile(str(e)) from None
     except PARSE_ERRORS as e:
-        raise PromptFileError(f"{path}: cannot read this {fmt} prompt file, it is corrupt or "
+        raise UnreadablePromptFile(f"{path}: cannot read this {fmt} prompt file, it is corrupt or "
                               f"not a prompt ({type(e).__name__}: {str(e)[:200]}).") from None
     if not isinstance(prompt, np.ndarray):
         raise PromptFileError(f"{path}: holds a {type(prompt).__name__}, not an array.")

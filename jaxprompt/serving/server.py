@@ -33,7 +33,9 @@ from aiohttp import web
 
 from jaxprompt.config import T5Config
 from jaxprompt.data.pipeline import EOS_ID
-from jaxprompt.prompts.files import PromptFileError, load_prompt
+from jaxprompt.data.vocabulary import longest_piece
+from jaxprompt.prompts.files import PromptFileError, UnreadablePromptFile, load_prompt
+from jaxprompt.serving.admin import authorized, confined
 from jaxprompt.serving.batcher import Batcher, Pending, QueueFull
 from jaxprompt.serving.metrics import ServerMetrics
 from jaxprompt.serving.registry import TaskError, TaskRegistry
@@ -60,6 +62,9 @@ class ServeConfig:
     policy: str = "mixed"
     shutdown_timeout_s: float = 30.0
     max_body_bytes: int = 64 << 20
+    admin_token: str | None = None  # PUT/DELETE need `Authorization: Bearer <token>`
+    prompt_dirs: tuple[str, ...] = ()  # where a {"path": ...} PUT may read prompt files
+    idle_timeout_s: float = 15.0  # idle connections and unfinished headers are closed
 
 
 class RequestError(Exception):
@@ -92,6 +97,8 @@ class PromptServer:
         self.warm_shapes: set[tuple] = set()  # ("rank", C, S) / ("greedy",) compiled
         self.draining = False
         self.inflight = 0
+        # No piece is longer than this, so a longer text holds more tokens than inputs_length.
+        self.max_input_chars = serve.inputs_length * longest_piece(vocab)
         self._changes = asyncio.Lock()
 
     # -- the bank --------------------------------------------------------------------
@@ -159,6 +166,10 @@ class PromptServer:
             if not isinstance(text, str):
                 raise RequestError(400, f"field 'inputs[{i}]': a string, not "
                                         f"{type(text).__name__}")
+            if len(text) > self.max_input_chars:  # surely over the limit: not tokenized
+                raise RequestError(400, f"field 'inputs[{i}]': {len(text)} characters, over "
+                                        f"the {self.serve.inputs_length}-token limit whatever "
+                                        "the tokenization; longer inputs are refused")
             ids = self.vocab.encode(text) + [EOS_ID]
             if len(ids) > self.serve.inputs_length:
                 raise RequestError(400, f"field 'inputs[{i}]': {len(ids)} tokens (with EOS), "
@@ -212,7 +223,14 @@ class PromptServer:
                        "max_request_inputs": self.serve.max_request_inputs,
                        "d_model": self.registry.config.d_model}})
 
+    def _require_admin(self, request: web.Request) -> None:
+        if not authorized(request.headers.get("Authorization"), self.serve.admin_token):
+            raise RequestError(401, "PUT and DELETE /v1/prompts need the admin token: "
+                                    "Authorization: Bearer <token>",
+                               {"WWW-Authenticate": "Bearer"})
+
     async def put_prompt(self, request: web.Request) -> web.Response:
+        self._require_admin(request)
         name = request.match_info["task"]
         if request.content_type == "application/json":
             body = await _json_object(request)
@@ -220,9 +238,11 @@ class PromptServer:
             if not isinstance(path, str):
                 raise RequestError(400, "field 'path': a prompt file or directory on the "
                                         "server (or send the file's bytes with ?format=)")
-            if not os.path.exists(path):
-                raise RequestError(400, f"field 'path': {path} does not exist on the server")
-            source, cleanup = path, None
+            real = confined(path, self.serve.prompt_dirs)
+            if real is None or not os.path.exists(real):  # one answer: nothing to probe
+                raise RequestError(403, "field 'path': not a prompt inside the bank directory "
+                                        "or a --prompt_dir of this server")
+            path, source, cleanup = real, real, None
         else:
             fmt = request.query.get("format")
             if fmt not in UPLOAD_SUFFIX:
@@ -238,9 +258,16 @@ class PromptServer:
             path, source, cleanup = handle.name, f"uploaded {fmt} prompt for {name!r}", handle.name
         async with self._changes:
             try:
-                prompt = await asyncio.to_thread(load_prompt, path)
+                try:
+                    prompt = await asyncio.to_thread(load_prompt, path)
+                except (UnreadablePromptFile, OSError) as e:
+                    # A parser's message can quote the file (header keys): the client gets none.
+                    logger.info("PUT %s: cannot read %s: %s", name, source, e)
+                    raise RequestError(400, f"{'body' if cleanup else 'field path'}: not a "
+                                            "prompt file jaxprompt can read (corrupt, or "
+                                            "another format)") from None
                 replaced = await asyncio.to_thread(self.add_task, name, prompt, labels, source)
-            except (PromptFileError, TaskError) as e:
+            except (PromptFileError, TaskError) as e:  # checks of a parsed array: ours
                 message = str(e).replace(cleanup, "uploaded file") if cleanup else str(e)
                 raise RequestError(400, message) from None
             finally:
@@ -251,6 +278,7 @@ class PromptServer:
                                  status=200 if replaced else 201)
 
     async def delete_prompt(self, request: web.Request) -> web.Response:
+        self._require_admin(request)
         name = request.match_info["task"]
         async with self._changes:
             try:
@@ -303,7 +331,8 @@ class PromptServer:
                   handle_signals: bool = True) -> None:
         """Serves until SIGTERM/SIGINT (or `stop` is set), then drains and returns."""
         stop = stop or asyncio.Event()
-        runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None)
+        runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None,
+                               keepalive_timeout=self.serve.idle_timeout_s)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
