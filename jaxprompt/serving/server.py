@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 UPLOAD_SUFFIX = {"npy": ".npy", "safetensors": ".safetensors", "torch": ".pt"}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ServeConfig:
     max_batch: int = 32
     max_wait_ms: float = 5.0
