@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -71,3 +72,16 @@ def test_a_tab_separated_csv_names_the_delimiter(tmp_path):
     with pytest.raises(DataError, match=r"holds tabs: the file looks tab-separated.*name it "
                                         r"\.tsv"):
         from_files(train=str(path), name="tabs").examples("train")
+
+
+def test_an_output_being_written_by_another_command_is_refused(workdir, tmp_path, capsys):
+    from jaxprompt.training.run_lock import output_lock
+    prompt = tmp_path / "p.npy"
+    np.save(prompt, np.random.default_rng(2).normal(size=(5, 16)).astype(np.float32))
+    out = workdir / "out.jsonl"
+    held = output_lock(str(out), "jaxprompt predict")  # as a running predict holds it
+    assert predict(workdir, prompt, "--inputs_length", "16") == 2
+    assert f"in use by another jaxprompt predict (jaxprompt predict: pid {os.getpid()}" \
+        in capsys.readouterr().err
+    held.release()
+    assert predict(workdir, prompt, "--inputs_length", "16") == 0

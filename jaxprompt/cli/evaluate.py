@@ -13,12 +13,15 @@ def run(args) -> int:
 
     from jaxprompt import data, evaluation
     from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.training.run_lock import output_lock
     from jaxprompt.prompts.trainable import make_trainable
 
     if args.data_dir:
         data.set_data_dir(args.data_dir)
     config, params = load_pretrained(args.model)
     mesh, params, writes = start_mesh(args, config, params)
+    # Held until this function returns: a second command writing the same file stops now.
+    lock = output_lock(args.output or "eval.json", "jaxprompt eval") if writes else None  # noqa
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
     task = data.get_task(args.task)

@@ -13,11 +13,14 @@ def run(args) -> int:
 
     from jaxprompt import data, evaluation
     from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.training.run_lock import output_lock
     from jaxprompt.prompts.trainable import make_trainable
     from jaxprompt.data.user_files import read_records
 
     config, params = load_pretrained(args.model)
     mesh, params, writes = start_mesh(args, config, params)
+    # Held until this function returns: a second command writing the same file stops now.
+    lock = output_lock(args.output, "jaxprompt predict") if writes else None  # noqa: F841
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
     records = read_records(args.input)

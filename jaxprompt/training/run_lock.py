@@ -18,6 +18,40 @@ class DirectoryInUse(RuntimeError):
     """Another live process holds the directory's lock."""
 
 
+class HeldLock:
+    """An open, flock-ed lock file; closing it (or the process ending) releases the lock."""
+
+    def __init__(self, directory: str, what: str, name: str = LOCK_FILE):
+        os.makedirs(directory, exist_ok=True)
+        self.file = open(os.path.join(directory, name), "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise DirectoryInUse(f"{directory} is in use by another {what} ({holder}); wait "
+                                 "for it to finish or use another output.") from None
+        except OSError as e:  # a file system without locks (e.g. some network mounts)
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                self.file.close()
+                raise
+            logger.warning("%s: file locks are not supported here; not locked.", directory)
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{what}: pid {os.getpid()} on {socket.gethostname()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.seek(0)
+            self.file.truncate()
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+    __del__ = release
+
+
 @contextlib.contextmanager
 def run_lock(directory: str, what: str = "run"):
     """Holds `directory`/.jaxprompt.lock for the block; refuses at once if another process
@@ -25,30 +59,20 @@ def run_lock(directory: str, what: str = "run"):
     if "://" in directory:
         yield
         return
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, LOCK_FILE)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise DirectoryInUse(f"{directory} is in use by another {what} ({holder}); wait "
-                                 "for it to finish or use another output directory.") from None
-        except OSError as e:  # a file system without locks (e.g. some network mounts)
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-            logger.warning("%s: file locks are not supported here; not locked.", directory)
-        f.seek(0)
-        f.truncate()
-        f.write(f"{what}: pid {os.getpid()} on {socket.gethostname()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = HeldLock(directory, what)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
-__all__ = ["DirectoryInUse", "LOCK_FILE", "run_lock"]
+def output_lock(path: str, what: str) -> HeldLock | None:
+    """A lock on one output file (`.<name>.lock` beside it), held while the returned object
+    lives: a second command writing the same file stops at once."""
+    if "://" in path:
+        return None
+    directory, name = os.path.split(os.path.abspath(path))
+    return HeldLock(directory, what, f".{name}.lock")
+
+
+__all__ = ["DirectoryInUse", "HeldLock", "LOCK_FILE", "output_lock", "run_lock"]
