@@ -163,3 +163,20 @@ def test_a_diverged_run_never_writes_a_non_finite_prompt(tmp_path):
         assert np.isfinite(np.load(tmp_path / "checkpoints" / str(step) / "prompt.npy")).all()
     if saved:
         assert f"step {saved[-1]}" in str(stopped.value)
+
+
+def test_sigint_during_the_first_compile_saves_step_1_without_a_crash(tmp_path):
+    """model_info.json is written just before the first step compiles: a SIGINT then waits
+    for the compile and the step (never a crash inside XLA), saves, and says so."""
+    workdir = make_workdir(tmp_path)
+    flags = gin_flags(workdir, "--gin.TrainerConfig.steps=50", "--gin.train.eval_split=None")
+    out = tmp_path / "run"
+    process = jaxprompt_command(["train", *flags, f"--output_dir={out}"], popen=True)
+    deadline = time.time() + 300
+    while not (out / "model_info.json").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-2000:]
+    step = int(re.search(r"Interrupted \(SIGINT\) at step (\d+); saved checkpoint", err)[1])
+    assert (out / "checkpoints" / str(step) / "prompt.npy").exists()
