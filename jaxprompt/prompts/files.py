@@ -161,7 +161,9 @@ def load_prompt(path: str | os.PathLike, d_model: int | None = None) -> np.ndarr
     fmt = detect_format(path)
     try:
         prompt = _read(path, fmt)
-    except (PromptFileError, CheckpointError) as e:
+    except CheckpointError:  # a corrupt safetensors file: the reader's own error, as before
+        raise
+    except PromptFileError as e:
         raise UnreadablePromptFile(str(e)) from None
     except PARSE_ERRORS as e:
         raise UnreadablePromptFile(f"{path}: cannot read this {fmt} prompt file, it is corrupt or "

@@ -31,6 +31,7 @@ import time
 import numpy as np
 from aiohttp import web
 
+from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.config import T5Config
 from jaxprompt.data.pipeline import EOS_ID
 from jaxprompt.data.vocabulary import longest_piece
@@ -260,7 +261,7 @@ class PromptServer:
             try:
                 try:
                     prompt = await asyncio.to_thread(load_prompt, path)
-                except (UnreadablePromptFile, OSError) as e:
+                except (UnreadablePromptFile, CheckpointError, OSError) as e:
                     # A parser's message can quote the file (header keys): the client gets none.
                     logger.info("PUT %s: cannot read %s: %s", name, source, e)
                     raise RequestError(400, f"{'body' if cleanup else 'field path'}: not a "
