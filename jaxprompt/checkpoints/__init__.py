@@ -70,5 +70,5 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
         "with config.json and model.safetensors, or a T5X checkpoint (checkpoint_N/checkpoint).")
 
 
-__all__ = ["CheckpointError", "load_pretrained", "read_model_shapes", "load_hf_checkpoint", "load_t5x_checkpoint",
-           "save_hf_checkpoint"]
+__all__ = ["CheckpointError", "load_pretrained", "load_hf_checkpoint", "load_t5x_checkpoint",
+           "read_model_shapes", "save_hf_checkpoint"]

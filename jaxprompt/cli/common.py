@@ -10,8 +10,8 @@ class CliError(Exception):
 
 
 def load_prompt_arg(path: str, args=None):
-    """A --prompt file, refused as training would refuse it (with `args`: its width and its
-    length with --inputs_length are checked against the --model's limits)."""
+    """A --prompt file, refused as training would refuse it (with `args`: its length plus
+    --inputs_length is checked against the encoder's limit)."""
     from jaxprompt.prompts.files import load_prompt
     prompt = load_prompt(path)
     if args is not None:

@@ -65,17 +65,20 @@ def resolve_gin_file(name: str) -> str:
                    f"{gin_config_dir()} (e.g. runs/prompt_tuning.gin).")
 
 
+def _not_a_search_miss(record: logging.LogRecord) -> bool:
+    """gin logs "Path not found: ..." at ERROR for each search-path miss before it finds a
+    file in the next one; a file it cannot find at all is raised, so these lines go."""
+    return not str(record.msg).startswith("Path not found")
+
+
 @contextlib.contextmanager
 def _quiet_gin_lookups():
-    """gin logs every search-path miss at ERROR before finding an include; errors that
-    matter are raised, so its log is silenced while parsing."""
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.CRITICAL)
+    root.addFilter(_not_a_search_miss)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(_not_a_search_miss)
 
 
 def parse_gin(files: list[str], bindings: list[str]) -> None:

@@ -133,6 +133,8 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
                                            tc.logical_axis_rules or partitioning.DEFAULT_RULES)
 
     if loaded is None:
+        from jaxprompt.checkpoints import read_model_shapes
+        model_config(run, read_model_shapes(s.model)[0])  # bad bindings: refused before loading
         dtype = None if s.dtype is None else jax.numpy.dtype(s.dtype)
         loaded = load_pretrained(s.model, dtype=dtype, shardings=frozen_shardings)
     checkpoint_config, params = loaded

@@ -95,8 +95,8 @@ def hlo_fingerprint(text: str) -> str:
     return hashlib.sha256(canonical_hlo(text).encode()).hexdigest()[:16]
 
 
-def compile_plan(name: str, fn, args) -> tuple[StepPlan, object | None]:
-    """(plan, compiled executable or None) of `fn.lower(*args).compile()`."""
+def compile_plan(name: str, fn, args) -> StepPlan:
+    """The plan of `fn.lower(*args).compile()` (its error if XLA refuses it)."""
     start = time.perf_counter()
     try:
         compiled = fn.lower(*args).compile()
@@ -104,7 +104,7 @@ def compile_plan(name: str, fn, args) -> tuple[StepPlan, object | None]:
         if "RESOURCE_EXHAUSTED" not in str(e) and "exceeds" not in str(e):
             raise
         reason = str(e).split("\n")[0].split(": ", 1)[-1]
-        return StepPlan(name, compile_s=time.perf_counter() - start, error=reason), None
+        return StepPlan(name, compile_s=time.perf_counter() - start, error=reason)
     seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
@@ -113,7 +113,7 @@ def compile_plan(name: str, fn, args) -> tuple[StepPlan, object | None]:
                     memory.temp_size_in_bytes / GIB, memory.alias_size_in_bytes / GIB,
                     float(cost.get("flops", 0.0)) / 1e12,
                     float(cost.get("bytes accessed", 0.0)) / 1e9, seconds,
-                    hlo_fingerprint(compiled.as_text())), compiled
+                    hlo_fingerprint(compiled.as_text()))
 
 
 def lowered_steps(run: Run, checkpoint_config: T5Config, stored_dtype: str, devices,
@@ -139,9 +139,9 @@ def plan_run(run: Run, checkpoint_config: T5Config, stored_dtype: str, devices,
     """(train plan, eval plan) of the run on `devices` (or (train plan,))."""
     steps, train_args, eval_args = lowered_steps(run, checkpoint_config, stored_dtype, devices,
                                                  config)
-    plans = [compile_plan("train", steps.train_step, train_args)[0]]
+    plans = [compile_plan("train", steps.train_step, train_args)]
     if with_eval:
-        plans.append(compile_plan("eval", steps.eval_step, eval_args)[0])
+        plans.append(compile_plan("eval", steps.eval_step, eval_args))
     return tuple(plans)
 
 
@@ -221,5 +221,5 @@ def with_model(run: Run, **fields) -> Run:
     return dataclasses.replace(run, model_bindings={**run.model_bindings, **fields})
 
 
-__all__ = ["Estimate", "StepPlan", "canonical_hlo", "compile_plan", "hlo_fingerprint", "estimate", "lowered_steps", "meshes",
-           "plan_run", "with_mesh", "with_model"]
+__all__ = ["Estimate", "StepPlan", "canonical_hlo", "compile_plan", "estimate", "hlo_fingerprint",
+           "lowered_steps", "meshes", "plan_run", "with_mesh", "with_model"]
