@@ -85,3 +85,4 @@ def test_an_output_being_written_by_another_command_is_refused(workdir, tmp_path
         in capsys.readouterr().err
     held.release()
     assert predict(workdir, prompt, "--inputs_length", "16") == 0
+    assert not (workdir / ".out.jsonl.lock").exists()  # no lock file left beside the output

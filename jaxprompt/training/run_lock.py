@@ -21,9 +21,11 @@ class DirectoryInUse(RuntimeError):
 class HeldLock:
     """An open, flock-ed lock file; closing it (or the process ending) releases the lock."""
 
-    def __init__(self, directory: str, what: str, name: str = LOCK_FILE):
+    def __init__(self, directory: str, what: str, name: str = LOCK_FILE,
+                 remove: bool = False):
         os.makedirs(directory, exist_ok=True)
-        self.file = open(os.path.join(directory, name), "a+")
+        self.path, self.remove = os.path.join(directory, name), remove
+        self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -46,6 +48,9 @@ class HeldLock:
         if not self.file.closed:
             self.file.seek(0)
             self.file.truncate()
+            if self.remove:  # unlinked while still held: a newcomer opens a fresh file
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
             fcntl.flock(self.file, fcntl.LOCK_UN)
             self.file.close()
 
@@ -67,12 +72,12 @@ def run_lock(directory: str, what: str = "run"):
 
 
 def output_lock(path: str, what: str) -> HeldLock | None:
-    """A lock on one output file (`.<name>.lock` beside it), held while the returned object
-    lives: a second command writing the same file stops at once."""
+    """A lock on one output file (`.<name>.lock` beside it, removed on release), held while
+    the returned object lives: a second command writing the same file stops at once."""
     if "://" in path:
         return None
     directory, name = os.path.split(os.path.abspath(path))
-    return HeldLock(directory, what, f".{name}.lock")
+    return HeldLock(directory, what, f".{name}.lock", remove=True)
 
 
 __all__ = ["DirectoryInUse", "HeldLock", "LOCK_FILE", "output_lock", "run_lock"]
