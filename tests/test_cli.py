@@ -102,7 +102,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, model_dir, capsys):
     np.save(bad_prompt, np.zeros((5, 8), np.float32))
     assert main(["eval", "--model", model_dir, "--prompt", str(bad_prompt), "--task",
                  "glue_sst2"]) == 2
-    assert "prompt width 8 != the model's d_model 16" in capsys.readouterr().err
+    assert "prompt width 8 does not match the model's d_model 16" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "missing"), "--task", "glue_sst2"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
 

@@ -5,13 +5,15 @@ Layout of an output directory:
   checkpoints/<step>/        latest checkpoint(s): state + meta (data position, best metric)
   checkpoints/<step>/prompt.npy
   checkpoints/<step>/deep_prompt.npz   (runs with a deep prompt)
-  best/<step>/               the checkpoint with the best validation metric
-  best/<step>/prompt.npy, best/<step>/deep_prompt.npz
+  checkpoints/<step>/jaxprompt.json, adapter_config.json, adapter_model.safetensors
+                             a self-describing prompt directory (jaxprompt.prompts.artifact)
+  best/<step>/               the checkpoint with the best validation metric, the same files
 The frozen weights are never written: a checkpoint is a few hundred KB to a few MB.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxprompt.checkpoints.errors import CheckpointError
+from jaxprompt.prompts.artifact import PromptInfo, write_prompt_directory
 from jaxprompt.prompts.trainable import PROMPT_FILE, save_trainable
 from jaxprompt.distributed import fetch, is_leader
 
@@ -38,6 +41,23 @@ def frozen_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
         flat = leaf.reshape(-1)
         stride = max(1, flat.shape[0] // samples_per_leaf)
         digest.update(fetch(flat[::stride][:samples_per_leaf]).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def content_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
+    """The frozen weights' identity as a prompt records it: leaf paths, shapes and a strided
+    sample of the values rounded to bfloat16, so the same weights stored or loaded as
+    float32 or bfloat16 match, while another model (or a perturbed copy) does not."""
+    import ml_dtypes
+    import numpy as np
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
+                             key=lambda item: jax.tree_util.keystr(item[0])):
+        digest.update(f"{jax.tree_util.keystr(path)}{tuple(leaf.shape)}".encode())
+        flat = leaf.reshape(-1)
+        stride = max(1, flat.shape[0] // samples_per_leaf)
+        sample = np.asarray(fetch(flat[::stride][:samples_per_leaf]), np.float32)
+        digest.update(sample.astype(ml_dtypes.bfloat16).tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -88,8 +108,12 @@ def execution_changes(before: dict | None, after: dict | None) -> str:
 class PromptCheckpointer:
     """Latest and best checkpoints of a TrainState-like pytree plus a JSON `meta` dict."""
 
-    def __init__(self, output_dir: str, keep_latest: int = 1):
+    def __init__(self, output_dir: str, keep_latest: int = 1, info: PromptInfo | None = None,
+                 metric: str = "loss"):
+        """`info`: what every saved prompt directory records (step and, for best/, the
+        value of `metric` are added at each save); None: the arrays only."""
         self.output_dir = os.path.abspath(output_dir)
+        self.info, self.metric = info, metric
         options = lambda keep: ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.latest = ocp.CheckpointManager(os.path.join(self.output_dir, "checkpoints"),
                                             options=options(keep_latest),
@@ -110,7 +134,13 @@ class PromptCheckpointer:
             trainable = fetch(state.trainable)
             if is_leader():
                 directory = os.path.join(manager.directory, str(step))
-                save_trainable(directory, trainable)
+                if self.info is None:
+                    save_trainable(directory, trainable)
+                    continue
+                selected = {"metric": self.metric, "value": meta.get("best_metric")} \
+                    if manager is self.best else None
+                write_prompt_directory(directory, trainable, dataclasses.replace(
+                    self.info, step=step, selected_on=selected))
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()

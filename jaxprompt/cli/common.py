@@ -9,15 +9,37 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback."""
 
 
-def load_prompt_arg(path: str, args=None):
-    """A --prompt file, refused as training would refuse it (with `args`: its length plus
-    --inputs_length is checked against the encoder's limit)."""
-    from jaxprompt.prompts.files import load_prompt
-    prompt = load_prompt(path)
-    if args is not None:
-        from jaxprompt.prompts.trainable import check_prompt_use
-        check_prompt_use(prompt.shape[0], args.inputs_length, source=path)
-    return prompt
+def trainable_from_prompts(args, artifacts, config):
+    """The trainable tree of the --prompt artifacts (one prompt [P, H], or [N, P, H] for an
+    ensemble) and the deep prompt (--deep_prompt, else the prompt directory's own), each
+    refused as training would refuse it: width, and prompt + --inputs_length within the
+    encoder's limit."""
+    import jax.numpy as jnp
+
+    from jaxprompt.prompts.files import check_width
+    from jaxprompt.prompts.trainable import check_prompt_use, make_trainable
+
+    prompts = [a.prompt for a in artifacts if a.prompt is not None]
+    for artifact in artifacts:
+        if artifact.prompt is not None:
+            check_width(artifact.prompt, config.d_model, artifact.source)
+            check_prompt_use(artifact.prompt.shape[0], args.inputs_length,
+                             source=artifact.source)
+    if len(artifacts) > 1:
+        if not getattr(args, "ensemble", None):
+            raise CliError("Several --prompt need --ensemble vote|mean.")
+        if len({p.shape for p in prompts}) > 1 or len(prompts) != len(artifacts):
+            raise CliError(f"Ensembled prompts must share a shape; got "
+                           f"{[None if a.prompt is None else a.prompt.shape for a in artifacts]}.")
+        prompt = jnp.stack([jnp.asarray(p) for p in prompts])
+    else:
+        prompt = jnp.asarray(prompts[0]) if prompts else None
+    deep = load_deep_prompt_arg(args, config)
+    if deep is None and len(artifacts) == 1 and "deep_prompt" in artifacts[0].trainable:
+        from jaxprompt.prompts.deep import check_deep_prompt
+        deep = artifacts[0].trainable["deep_prompt"]
+        check_deep_prompt(deep, config)
+    return make_trainable(prompt, deep)
 
 
 def load_deep_prompt_arg(args, config):
@@ -56,17 +78,25 @@ def start_mesh(args, config, params):
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
-    """--model, --prompt, --deep_prompt, --vocabulary, --method, batch and lengths."""
-    p.add_argument("--model", required=True, help="Hugging Face T5 directory")
+    """--model, --prompt, --deep_prompt, --vocabulary, --method, batch and lengths, and the
+    overrides of a prompt's own model and vocabulary."""
+    from jaxprompt.cli.prompt_args import add_prompt_use_flags
+    add_prompt_use_flags(p)
+    p.add_argument("--model", help="Hugging Face T5 directory, T5X checkpoint or 'tiny' "
+                                   "(default: the model the prompt directory names)")
     p.add_argument("--prompt", action="append",
-                   help="prompt file (any format); repeat with --ensemble; none: bare model")
+                   help="prompt directory (best/<step>/, a run's output dir, an export) or "
+                        "file (any format); repeat with --ensemble; none: bare model")
     p.add_argument("--deep_prompt", help="deep_prompt.npz of a deep-prompt run")
     p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
     p.add_argument("--method", choices=["rank", "greedy"],
-                   help="rank classification or greedy decoding (default by task)")
+                   help="rank classification or greedy decoding (default: the prompt's, else "
+                        "by task)")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--inputs_length", type=int, default=512)
-    p.add_argument("--targets_length", type=int, default=16)
+    p.add_argument("--inputs_length", type=int,
+                   help="input tokens (default: the prompt's, else 512)")
+    p.add_argument("--targets_length", type=int,
+                   help="target tokens (default: the prompt's, else 16)")
     p.add_argument("--multihost", choices=["auto", "on", "off"], default="auto",
                    help="jax.distributed on a pod slice: every host runs the command, each "
                         "builds only its rows, process 0 writes the output")

@@ -10,37 +10,38 @@ from jaxprompt.config import T5Config
 
 
 def run(args) -> int:
+    from jaxprompt.prompts.artifact import read_prompt, run_prompt_directory, write_info
     from jaxprompt.prompts.export import export_prompt
-    from jaxprompt.prompts.files import load_prompt
 
     if bool(args.checkpoint) == bool(args.prompt):
         raise CliError("Give exactly one of --checkpoint (a training output dir) or --prompt.")
-    config = None
-    if args.checkpoint:
-        info_path = os.path.join(args.checkpoint, "model_info.json")
-        best = os.path.join(args.checkpoint, "best")
-        latest = os.path.join(args.checkpoint, "checkpoints")
-        root = best if os.path.isdir(best) and os.listdir(best) else latest
-        steps = sorted((int(d) for d in os.listdir(root) if d.isdigit()), reverse=True) \
-            if os.path.isdir(root) else []
-        if not steps:
-            raise CliError(f"{args.checkpoint}: no checkpoint (expected best/<step>/ or "
-                           "checkpoints/<step>/ as written by jaxprompt train).")
-        source = os.path.join(root, str(steps[0]), "prompt.npy")
-        if not os.path.exists(source):
-            raise CliError(f"{os.path.join(root, str(steps[0]))} holds no prompt.npy: a deep "
-                           "prompt alone cannot be exported (PEFT's PREFIX_TUNING reaches only "
-                           "T5's decoder; see the README). Use its deep_prompt.npz with "
-                           "jaxprompt eval/predict --deep_prompt.")
-        if os.path.exists(info_path):
-            with open(info_path) as f:
-                architecture = json.load(f)["architecture"]
-            config = T5Config(**architecture)
-    else:
-        source = args.prompt
-    prompt = load_prompt(source)
-    path = export_prompt(prompt, args.format, args.out, config=config, base_model=args.base_model)
-    print(f"exported {source} {prompt.shape} as {args.format} to {path}")
+    if args.checkpoint and (not os.path.isdir(args.checkpoint)
+                            or run_prompt_directory(args.checkpoint) is None):
+        raise CliError(f"{args.checkpoint}: no checkpoint (expected best/<step>/ or "
+                       "checkpoints/<step>/ as written by jaxprompt train).")
+    artifact = read_prompt(args.checkpoint or args.prompt)
+    if artifact.prompt is None:
+        raise CliError(f"{artifact.source} holds no input prompt: a deep prompt alone cannot "
+                       "be exported (PEFT's PREFIX_TUNING reaches only T5's decoder; see the "
+                       "README). Use its deep_prompt.npz with jaxprompt eval/predict "
+                       "--deep_prompt.")
+    info = artifact.info
+    architecture = info.model.get("architecture") if info else None
+    if architecture is None and args.checkpoint:
+        with open(os.path.join(args.checkpoint, "model_info.json")) as f:
+            architecture = json.load(f)["architecture"]
+    config = T5Config(**architecture) if architecture else None
+    base_model = args.base_model or (info.model.get("path") if info else None)
+    path = export_prompt(artifact.prompt, args.format, args.out, config=config,
+                         base_model=base_model)
+    carried = ""
+    if info is not None and args.format in ("peft", "t5x"):
+        write_info(path, info)
+        carried = " with its jaxprompt.json"
+    elif info is not None:
+        carried = " (the array only: --format peft or t5x carries jaxprompt.json)"
+    print(f"exported {artifact.source} {artifact.prompt.shape} as {args.format} to "
+          f"{path}{carried}")
     return 0
 
 

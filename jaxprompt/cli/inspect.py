@@ -5,16 +5,36 @@ from __future__ import annotations
 import os
 
 
-def _describe_prompt(path: str, prompt) -> None:
+def _describe_prompt(artifact) -> None:
     import numpy as np
 
-    from jaxprompt.prompts.files import detect_format
+    from jaxprompt.prompts.files import PromptFileError, detect_format
 
-    norms = np.linalg.norm(prompt, axis=1)
-    print(f"{path}: {detect_format(path)} prompt, shape {prompt.shape} (P, H), float32 as read; "
-          f"finite: {bool(np.isfinite(prompt).all())}")
-    print(f"  row L2 norm: mean {norms.mean():.4g}, min {norms.min():.4g}, max {norms.max():.4g}")
-    print("  per position: " + " ".join(f"{n:.3g}" for n in norms))
+    path, prompt = artifact.source, artifact.prompt
+    try:
+        kind = f"{detect_format(path)} prompt"
+    except PromptFileError:  # a run's output directory: its best (or latest) prompt
+        kind = f"prompt of a training run ({os.path.dirname(artifact.info_path)})"
+    if prompt is not None:
+        norms = np.linalg.norm(prompt, axis=1)
+        print(f"{path}: {kind}, shape {prompt.shape} (P, H), float32 as read; "
+              f"finite: {bool(np.isfinite(prompt).all())}")
+        print(f"  row L2 norm: mean {norms.mean():.4g}, min {norms.min():.4g}, "
+              f"max {norms.max():.4g}")
+        print("  per position: " + " ".join(f"{n:.3g}" for n in norms))
+    else:
+        print(f"{path}: {kind} without an input prompt")
+    if "deep_prompt" in artifact.trainable:
+        shapes = {k: tuple(v.shape) for k, v in artifact.trainable["deep_prompt"].items()}
+        print(f"  deep prompt: {shapes}")
+    if artifact.info is not None:
+        print(f"  recorded in {artifact.info_path}:")
+        for field, value in artifact.info.describe():
+            print(f"  {field:<12} {value}")
+    missing = artifact.missing()
+    if missing:
+        print(f"  not recorded: {', '.join(missing)}"
+              + ("" if artifact.info else " (a bare prompt file: pass them as flags)"))
 
 
 def _describe_model(path: str) -> None:
@@ -34,22 +54,23 @@ def _describe_model(path: str) -> None:
 
 def run(args) -> int:
     from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
-    from jaxprompt.prompts.files import PromptFileError, load_prompt
+    from jaxprompt.prompts.artifact import read_prompt
+    from jaxprompt.prompts.files import PromptFileError
 
     path = args.path
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         _describe_model(path)
         return 0
     try:
-        prompt = load_prompt(path)  # Read once: described, then (with --model) interpreted.
+        artifact = read_prompt(path)  # Read once: described, then (with --model) interpreted.
     except PromptFileError:
         if not is_t5x_checkpoint(path):
             raise
         _describe_model(path)  # A T5X checkpoint of a whole model, not a prompt.
         return 0
-    _describe_prompt(path, prompt)
-    if args.model:
-        _neighbours(args, path, prompt)
+    _describe_prompt(artifact)
+    if args.model and artifact.prompt is not None:
+        _neighbours(args, path, artifact.prompt)
     return 0
 
 
@@ -75,7 +96,8 @@ def _neighbours(args, path: str, prompt) -> None:
 
 
 def add_parser(sub) -> None:
-    inspect = sub.add_parser("inspect", help="describe a prompt file or a checkpoint")
+    inspect = sub.add_parser("inspect", help="describe a prompt (directory or file) or a "
+                                             "checkpoint")
     inspect.add_argument("path")
     inspect.add_argument("--model", help="with a prompt: show each position's nearest tokens")
     inspect.add_argument("--neighbours", type=int, default=5)

@@ -4,33 +4,51 @@ from __future__ import annotations
 
 import json
 
-from jaxprompt.cli.common import (CliError, add_model_flags, load_deep_prompt_arg,
-                                  load_prompt_arg, start_mesh)
+from jaxprompt.cli.common import CliError, add_model_flags, start_mesh, trainable_from_prompts
+from jaxprompt.cli.prompt_args import (apply_prompt_settings, check_prompts, prompt_mode,
+                                       read_prompts, recorded, warn)
 
 
-def run(args) -> int:
-    import jax.numpy as jnp
-
-    from jaxprompt import data, evaluation
-    from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.training.run_lock import output_lock
-    from jaxprompt.prompts.trainable import make_trainable
-    from jaxprompt.data.user_files import read_records
-
-    config, params = load_pretrained(args.model)
-    mesh, params, writes = start_mesh(args, config, params)
-    # Held until this function returns: a second command writing the same file stops now.
-    lock = output_lock(args.output, "jaxprompt predict") if writes else None  # noqa: F841
-    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
-    data.check_vocabulary(vocab, config.vocab_size)
-    records = read_records(args.input)
+def model_inputs(args, records, artifacts) -> list[str]:
+    """Each row's model input: --input_template, else the prompt's task format (its
+    template, or a built-in task's own format), else the row's "inputs" field."""
+    from jaxprompt.data.user_files import recipe_formatter
+    artifact = recorded(artifacts)
+    task = (artifact.info.task if artifact else None) or {}
+    own = recipe_formatter(task.get("name"), task.get("recipe")) if task else None
+    if args.input_template is not None and own is not None:
+        warn(f"--input_template {args.input_template!r} overrides the format of the prompt's "
+             f"task {task.get('name')!r} ({artifact.info_path}).")
+    if args.input_template is not None or own is None:
+        template = args.input_template or "{inputs}"
+        own = lambda row: [template.format(**row)]
     inputs = []
     for line, row in records:
         try:
-            inputs.append(args.input_template.format(**row))
+            inputs += own(row)
         except KeyError as e:
-            raise CliError(f"{args.input}, line {line}: missing field {e} for --input_template "
-                           f"{args.input_template!r}.") from None
+            raise CliError(f"{args.input}, line {line}: missing field {e} for the input format "
+                           f"of {args.input_template or task.get('name') or '{inputs}'!r}; the "
+                           f"row has {sorted(row)}.") from None
+    return inputs
+
+
+def run(args) -> int:
+    from jaxprompt import data, evaluation
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.training.run_lock import output_lock
+    from jaxprompt.data.user_files import read_records
+
+    artifacts = read_prompts(args.prompt[:1] if args.prompt else [])
+    apply_prompt_settings(args, artifacts)
+    config, params = load_pretrained(args.model)
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    data.check_vocabulary(vocab, config.vocab_size)
+    check_prompts(args, artifacts, params, vocab)
+    mesh, params, writes = start_mesh(args, config, params)
+    # Held until this function returns: a second command writing the same file stops now.
+    lock = output_lock(args.output, "jaxprompt predict") if writes else None  # noqa: F841
+    records = read_records(args.input)
     if args.prompt_bank:
         if args.deep_prompt:
             raise CliError("--prompt_bank serves input prompts; --deep_prompt cannot join it.")
@@ -39,19 +57,20 @@ def run(args) -> int:
         if missing:
             raise CliError(f"{args.input}, line {missing[0]}: no 'task' field; with "
                            "--prompt_bank every line names its task.")
+        inputs = model_inputs(args, records, [])
         bank = load_bank(args.prompt_bank)
         predictions = predict_mixed(config, params, bank, vocab, [r["task"] for _, r in records],
                                     inputs, inputs_length=args.inputs_length,
                                     targets_length=args.targets_length,
                                     batch_size=args.batch_size, mesh=mesh)
     else:
-        prompt = jnp.asarray(load_prompt_arg(args.prompt[0], args)) if args.prompt else None
-        trainable = make_trainable(prompt, load_deep_prompt_arg(args, config))
-        labels = tuple(args.labels.split(",")) if args.labels else None
+        inputs = model_inputs(args, records, artifacts)
+        trainable = trainable_from_prompts(args, artifacts, config)
         predictions = evaluation.predict(
-            config, params, trainable, vocab, inputs, label_names=labels, method=args.method,
-            batch_size=args.batch_size,
-            lengths=data.Lengths(args.inputs_length, args.targets_length), mesh=mesh)
+            config, params, trainable, vocab, inputs, label_names=args.labels,
+            method=args.method, batch_size=args.batch_size,
+            lengths=data.Lengths(args.inputs_length, args.targets_length),
+            prompt_mode=prompt_mode(artifacts), mesh=mesh)
     if not writes:  # another process of a pod slice: process 0 writes
         return 0
     with open(args.output, "w") as f:
@@ -66,9 +85,11 @@ def add_parser(sub) -> None:
     add_model_flags(predict)
     predict.add_argument("--input", required=True, help=".jsonl/.csv/.tsv of inputs")
     predict.add_argument("--output", required=True, help="predictions .jsonl")
-    predict.add_argument("--input_template", default="{inputs}",
-                         help="format of the model input from each row's fields")
-    predict.add_argument("--labels", help="comma-separated candidate targets (rank)")
+    predict.add_argument("--input_template",
+                         help="format of the model input from each row's fields (default: the "
+                              "prompt's task format, else '{inputs}')")
+    predict.add_argument("--labels", help="comma-separated candidate targets for rank "
+                                          "classification (default: the prompt's labels)")
     predict.add_argument("--prompt_bank", help="directory of <task>.npy prompts (+ bank.json "
                                                "labels); each input line names its task")
     predict.set_defaults(func=run)

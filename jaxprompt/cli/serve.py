@@ -29,10 +29,10 @@ def run(args) -> int:
     vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
     data.check_vocabulary(vocab, config.vocab_size)
     try:
-        prompts, labels = read_bank_directory(args.prompt_bank)
+        entries = read_bank_directory(args.prompt_bank)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise CliError(f"--prompt_bank {args.prompt_bank}: {e}") from None
-    longest = max(len(p) for p in prompts.values())
+    longest = max(len(e.prompt) for e in entries.values())
     serve = ServeConfig(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_request_inputs=args.max_request_inputs, request_timeout_s=args.request_timeout_s,
@@ -41,18 +41,19 @@ def run(args) -> int:
         max_labels=args.max_labels, batch_buckets=int_list(args.batch_buckets, "--batch_buckets"),
         length_buckets=int_list(args.length_buckets, "--length_buckets"), policy=args.batching,
         admin_token=token, prompt_dirs=(args.prompt_bank, *(args.prompt_dir or ())),
-        idle_timeout_s=args.idle_timeout_s)
+        idle_timeout_s=args.idle_timeout_s, allow_other_model=args.allow_other_model)
     from jaxprompt.prompts.trainable import check_prompt_use
     check_prompt_use(serve.max_prompt_length, serve.inputs_length,
                      source="--max_prompt_length (the longest prompt)")
     mesh = make_mesh(int_list(args.mesh, "--mesh")) if args.mesh else None
     try:
         server = PromptServer(config, params, vocab, serve, mesh=mesh)
-        server.add_tasks(prompts, labels, args.prompt_bank)
-    except ValueError as e:
+        for name, entry in entries.items():
+            server.add_artifact(name, entry.artifact, entry.labels)
+    except ValueError as e:  # PromptUseError and TaskError among them
         raise CliError(str(e)) from None
     seconds = server.start()
-    print(f"jaxprompt serve: {len(prompts)} tasks, compiled {len(server.runner.batch_buckets)} "
+    print(f"jaxprompt serve: {len(entries)} tasks, compiled {len(server.runner.batch_buckets)} "
           f"batch x {len(server.runner.length_buckets)} length buckets in {seconds:.1f} s",
           flush=True)
 
@@ -68,7 +69,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a bank of prompts over HTTP (one frozen model)")
     p.add_argument("--model", required=True, help="Hugging Face T5 directory, or 'tiny'")
     p.add_argument("--prompt_bank", required=True,
-                   help="directory of <task>.<ext> prompts (+ bank.json labels)")
+                   help="directory of prompt directories (<task>/, labels and placement their "
+                        "own) and/or <task>.<ext> files (labels from the optional bank.json)")
+    p.add_argument("--allow_other_model", action="store_true",
+                   help="serve prompts trained on a model whose fingerprint differs")
     p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
     p.add_argument("--host", default="127.0.0.1",
                    help="beyond loopback, PUT/DELETE need --admin_token (or --insecure_admin)")

@@ -27,6 +27,10 @@ class TextTask:
     metrics: tuple[str, ...]
     load: Callable[[str], list[dict]]  # split -> formatted examples
     splits: tuple[str, ...] = ("train", "validation", "test")
+    # How to build the task again (what a prompt directory records): {"builtin": name} or
+    # from_files' arguments {"files": {split: path}, "input_template", "target_field",
+    # "verbalizer", "metrics"}; None: the task cannot be rebuilt from a description.
+    recipe: dict | None = None
 
     def examples(self, split: str) -> list[dict]:
         examples = self.load(split)
@@ -68,7 +72,8 @@ def _builtin_examples(task_name: str, split: str) -> tuple[dict, ...]:
 for _fmt in TASK_FORMATS.values():
     TEXT_TASKS[_fmt.name] = TextTask(
         _fmt.name, _fmt.label_names, _fmt.metrics,
-        functools.partial(lambda name, split: list(_builtin_examples(name, split)), _fmt.name))
+        functools.partial(lambda name, split: list(_builtin_examples(name, split)), _fmt.name),
+        recipe={"builtin": _fmt.name})
 
 
 def get_task(name: str) -> TextTask:

@@ -129,8 +129,38 @@ def from_files(train: str | None = None, validation: str | None = None, test: st
             cache[split] = format_records(files[split], input_template, target_field, verbalizer)
         return cache[split]
 
+    metrics = tuple(metrics or (("accuracy",) if verbalizer else ("exact_match",)))
+    recipe = {"files": {split: os.path.abspath(path) for split, path in files.items()},
+              "input_template": input_template, "target_field": target_field,
+              "verbalizer": verbalizer, "metrics": list(metrics)}
     task = TextTask(name, tuple(dict.fromkeys(verbalizer.values())) if verbalizer else None,
-                    metrics or (("accuracy",) if verbalizer else ("exact_match",)), load,
-                    tuple(files))
+                    metrics, load, tuple(files), recipe)
     TEXT_TASKS[name] = task
     return task
+
+
+def task_from_recipe(name: str, recipe: dict | None) -> TextTask:
+    """The task a prompt directory names, built again from its recipe (TextTask.recipe):
+    a built-in task by name, or the user's files with the same template and verbalizer."""
+    from jaxprompt.data.tasks import get_task
+    if not recipe or "builtin" in recipe:
+        return get_task(recipe["builtin"] if recipe else name)
+    missing = [path for path in recipe["files"].values() if not os.path.exists(path)]
+    if missing:
+        raise DataError(f"Task {name!r}: its files {missing} are gone; pass --task (or "
+                        "another task) explicitly.")
+    return from_files(**recipe["files"], input_template=recipe["input_template"],
+                      target_field=recipe["target_field"], verbalizer=recipe["verbalizer"],
+                      name=name, metrics=tuple(recipe["metrics"]))
+
+
+def recipe_formatter(name: str, recipe: dict | None):
+    """row -> model inputs [str, ...] for `jaxprompt predict`: the template of a user task,
+    or a built-in task's own format (the row holds the dataset's fields; no label needed)."""
+    from jaxprompt.data.formats import TASK_FORMATS
+    if recipe and "input_template" in recipe:
+        return lambda row: [recipe["input_template"].format(**row)]
+    fmt = TASK_FORMATS.get((recipe or {}).get("builtin", name))
+    if fmt is None:
+        return None
+    return lambda row: [e["inputs"] for e in fmt.format({"label": -1, "idx": -1, **row})]

@@ -62,6 +62,16 @@ class Vocabulary:
         return self.tokenizer.decode([self.tokenizer.unk_id() if i >= pieces else i for i in ids])
 
 
+def vocabulary_fingerprint(vocab) -> str:
+    """A hash of the vocabulary's pieces (SentencePiece: its serialized model, sentinels
+    included), the same for copies of one model file wherever they lie."""
+    import hashlib
+    tokenizer = getattr(vocab, "tokenizer", None)
+    content = (tokenizer.serialized_model_proto() if tokenizer is not None
+               else repr(type(vocab).__name__).encode() + str(vocab.vocab_size).encode())
+    return hashlib.sha256(content).hexdigest()[:32]
+
+
 def longest_piece(vocab) -> int:
     """Characters of the vocabulary's longest piece (a SentencePiece one; 64 for another):
     a text longer than N times this holds more than N tokens."""

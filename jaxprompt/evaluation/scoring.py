@@ -22,8 +22,15 @@ from jaxprompt.training.losses import sequence_log_likelihood
 EOS_ID = 1
 
 
+def _placement(prompt_mode) -> tuple[str, jax.Array | None]:
+    """(static mode, per-row flags): a PROMPT_MODES name, or [B] bool (True: after BOS)."""
+    if isinstance(prompt_mode, str):
+        return prompt_mode, None
+    return "per_row", jnp.asarray(prompt_mode, bool)
+
+
 def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
-                     candidates: jax.Array, prompt_mode: str = "prefix",
+                     candidates: jax.Array, prompt_mode="prefix",
                      prompt_mask=None) -> jax.Array:
     """Log-likelihood of each candidate target for each example.
 
@@ -33,6 +40,8 @@ def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax
       prompt_mask: None, or [P] / [B, P] booleans (prompts of a bank padded on the left).
       encoder_ids: [B, T] token ids (EOS-terminated, 0-padded).
       candidates: [C, S] target ids (EOS-terminated, 0-padded).
+      prompt_mode: the prompt's placement (jaxprompt.models.combine.PROMPT_MODES), or [B]
+        bool, True where a row's prompt goes after its first token.
     Returns:
       [B, C] float32 sums of token log-probabilities.
     """
@@ -41,18 +50,20 @@ def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax
 
 
 def score_own_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
-                         candidates: jax.Array, prompt_mask=None) -> jax.Array:
+                         candidates: jax.Array, prompt_mask=None,
+                         prompt_mode="prefix") -> jax.Array:
     """Each example's own candidates (a mixed-task batch: each task has its own labels).
 
     Args:
       trainable: as in `score_candidates` (per-example prompts [B, P, H] for a bank).
       encoder_ids: [B, T] token ids.
       candidates: [B, C, S] target ids; an all-zero row is no candidate.
+      prompt_mode: as in `score_candidates` ([B] bool: each example's prompt's own).
     Returns:
       [B, C] float32 log-likelihoods, -inf where a row holds no candidate.
     """
     scores = _score_candidates(config, params, as_trainable(trainable), encoder_ids,
-                               candidates, "prefix", prompt_mask)
+                               candidates, prompt_mode, prompt_mask)
     return jnp.where(candidates[..., 0] > 0, scores, -jnp.inf)
 
 
@@ -61,14 +72,15 @@ def _score_candidates(config, params, trainable, encoder_ids, candidates, prompt
     """candidates [C, S] (shared by the batch) or [B, C, S] (per example) -> [B, C]."""
     if candidates.ndim == 2:
         candidates = jnp.broadcast_to(candidates, (encoder_ids.shape[0],) + candidates.shape)
-    return _score_per_example(config, params, trainable, encoder_ids, candidates, prompt_mode,
-                              prompt_mask)
+    return _score_per_example(config, params, trainable, encoder_ids, candidates,
+                              *_placement(prompt_mode), prompt_mask)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
 def _score_per_example(config, params, trainable, encoder_ids, candidates, prompt_mode,
-                       prompt_mask):
+                       row_modes, prompt_mask):
     prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
+    prompt_mode = prompt_mode if row_modes is None else row_modes
     model = T5(config)
     batch, num_candidates, length = candidates.shape
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
@@ -85,18 +97,19 @@ def _score_per_example(config, params, trainable, encoder_ids, candidates, promp
 
 
 def greedy_decode(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
-                  max_length: int, prompt_mode: str = "prefix", prompt_mask=None) -> jax.Array:
+                  max_length: int, prompt_mode="prefix", prompt_mask=None) -> jax.Array:
     """Greedy decoding with a KV cache: [B, T] -> tokens [B, max_length] (0 after EOS).
 
-    `trainable` as in `score_candidates`."""
+    `trainable` and `prompt_mode` as in `score_candidates`."""
     return _greedy_decode(config, params, as_trainable(trainable), encoder_ids, max_length,
-                          prompt_mode, prompt_mask)
+                          *_placement(prompt_mode), prompt_mask)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_length", "prompt_mode"))
 def _greedy_decode(config, params, trainable, encoder_ids, max_length, prompt_mode,
-                   prompt_mask):
+                   row_modes, prompt_mask):
     prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
+    prompt_mode = prompt_mode if row_modes is None else row_modes
     model = T5(config)
     batch = encoder_ids.shape[0]
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,

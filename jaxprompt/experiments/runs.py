@@ -179,12 +179,25 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
     shard = dict(shard_index=jax.process_index(), num_shards=jax.process_count()) \
         if s.shard_by_process else {}
     return train(model_config=config, frozen_params=params,
+                 prompt_use=prompt_use(task, vocab, lengths, s.eval_method),
                  trainable=make_trainable(prompt, deep_prompt),
                  train_batches=data.train_batches(task.name, s.batch_size, lengths,
                                                   seed=tc.seed, vocab=vocab, **shard),
                  output_dir=s.output_dir, optimizer_config=run.optimizer,
                  step_config=run.step, trainer_config=tc, eval_batches=eval_batches,
                  eval_fn=eval_fn, model_path=recorded_model_path(s.model))
+
+
+def prompt_use(task, vocab, lengths, method: str | None) -> dict:
+    """What a run's prompt directories record of how the prompt is used (PromptInfo)."""
+    from jaxprompt.data.vocabulary import vocabulary_fingerprint
+    from jaxprompt.prompts.artifact import task_record
+    return {"vocabulary": {"path": getattr(vocab, "path", None),
+                           "fingerprint": vocabulary_fingerprint(vocab)},
+            "task": task_record(task),
+            "labels": list(task.label_names) if task.label_names else None,
+            "decoding": method or ("rank" if task.label_names else "greedy"),
+            "lengths": {"inputs": lengths.inputs, "targets": lengths.targets}}
 
 
 __all__ = ["Run", "RunSettings", "model_config", "prompt_tune", "recorded_model_path",

@@ -4,7 +4,9 @@ Each maps (embeds [B, T, H], mask [B, T], prompt [P, H] | [B, P, H],
 prompt_mask None | [P] | [B, P]) to (embeds [B, P + T, H], mask [B, P + T]).
 Masked prompt positions (prompts padded to a common length) are invisible to
 attention; pad prompts on the left so relative distances between real prompt
-rows and tokens stay those of the unpadded prompt.
+rows and tokens stay those of the unpadded prompt. The placement (`mode`) is one of
+PROMPT_MODES for the whole batch, or a [B] bool array (True: "prefix_after_bos") when a
+batch mixes prompts of both placements (a prompt bank, the server).
 """
 
 from __future__ import annotations
@@ -34,22 +36,39 @@ def prefix_prompt(embeds, mask, prompt, prompt_mask=None):
             jnp.concatenate([prompt_mask, mask.astype(bool)], axis=1))
 
 
-def prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask=None):
-    """[first token; prompt; rest]: keeps a leading BOS-like token first."""
-    prompt, prompt_mask = _batched(prompt, prompt_mask, embeds.shape[0], embeds.dtype)
-    mask = mask.astype(bool)
-    return (jnp.concatenate([embeds[:, :1], prompt, embeds[:, 1:]], axis=1),
-            jnp.concatenate([mask[:, :1], prompt_mask, mask[:, 1:]], axis=1))
+def prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask=None, rows=None):
+    """[first token; prompt; rest]: keeps a leading BOS-like token first.
+
+    A left-padded prompt's padding goes before the first token ([pad; first; prompt;
+    rest]), so the first token keeps its distance to the real prompt rows. `rows`: None
+    (every row), or [B] bool: only those rows move their first token; the others stay
+    [prompt; tokens].
+    """
+    x, m = prefix_prompt(embeds, mask, prompt, prompt_mask)
+    batch, prompt_length = x.shape[0], x.shape[1] - embeds.shape[1]
+    _, prompt_mask = _batched(prompt, prompt_mask, batch, embeds.dtype)
+    pads = prompt_length - prompt_mask.sum(axis=1, keepdims=True)  # [B, 1]
+    j = jnp.arange(x.shape[1])[None]  # [1, P + T]
+    # Output position `pads` takes the first token (at P); pads + 1 .. P the prompt rows.
+    source = jnp.where(j == pads, prompt_length, jnp.where((j > pads) & (j <= prompt_length),
+                                                            j - 1, j))
+    if rows is not None:
+        source = jnp.where(rows[:, None], source, j)
+    return (jnp.take_along_axis(x, source[..., None], axis=1),
+            jnp.take_along_axis(m, source, axis=1))
 
 
-def combine_prompt(embeds, mask, prompt, prompt_mask=None, mode: str = "prefix"):
-    """Dispatches on `mode` (one of PROMPT_MODES)."""
+def combine_prompt(embeds, mask, prompt, prompt_mask=None, mode="prefix"):
+    """Dispatches on `mode`: one of PROMPT_MODES, or [B] bool (True: prefix_after_bos)."""
     if prompt.ndim not in (2, 3) or prompt.shape[-1] != embeds.shape[-1]:
         raise ValueError(f"prompt must be [P, {embeds.shape[-1]}] or [B, P, {embeds.shape[-1]}] "
                          f"(H = d_model); got shape {tuple(prompt.shape)}.")
     if prompt.ndim == 3 and prompt.shape[0] != embeds.shape[0]:
         raise ValueError(f"per-example prompt has batch {prompt.shape[0]} but the inputs have "
                          f"batch {embeds.shape[0]}.")
+    if not isinstance(mode, str):
+        return prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask,
+                                       rows=jnp.asarray(mode, bool))
     if mode == "prefix":
         return prefix_prompt(embeds, mask, prompt, prompt_mask)
     if mode == "prefix_after_bos":

@@ -3,13 +3,20 @@
 Prompts of different lengths are padded on the **left** to P_max and masked: the masked
 slots are invisible to attention, and the relative distance between every real prompt row
 and every token stays what it is without padding, so a mixed batch gives each example
-what a single-task batch gives it.
+what a single-task batch gives it. Each prompt keeps its own placement (`prompt_mode`):
+a batch passes its rows' placements to the model as [B] flags.
+
+A bank directory holds prompt files named after their tasks (`sst2.npy`, ...) and/or
+prompt directories (`rte/`: a PEFT export, a run's best/<step>/ copy, a run's output
+directory); a prompt directory's jaxprompt.json gives its labels and placement, and the
+optional bank.json ({"task": {"labels": [...]}}) gives or overrides labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Sequence
 
@@ -19,8 +26,10 @@ import numpy as np
 
 from jaxprompt.config import T5Config
 from jaxprompt.evaluation import decode_tokens, encode_batch, greedy_decode, score_candidates
-from jaxprompt.prompts.files import detect_format, load_prompt
+from jaxprompt.prompts.artifact import PromptArtifact, read_prompt
+from jaxprompt.prompts.files import detect_format
 
+logger = logging.getLogger(__name__)
 BANK_FILE = "bank.json"  # optional: {"task": {"labels": ["negative", "positive"]}, ...}
 
 
@@ -30,6 +39,7 @@ class PromptBank:
     prompts: np.ndarray  # [num_tasks, P_max, H], left-padded with zeros
     mask: np.ndarray  # [num_tasks, P_max] bool
     labels: dict[str, tuple[str, ...]]  # rank-classification candidates per task (if any)
+    after_bos: np.ndarray | None = None  # [num_tasks] bool: placement prefix_after_bos
 
     def index(self, task: str) -> int:
         if task not in self.names:
@@ -42,8 +52,20 @@ class PromptBank:
         return jnp.asarray(self.prompts[rows]), jnp.asarray(self.mask[rows])
 
 
+@dataclasses.dataclass(frozen=True)
+class BankEntry:
+    """One task of a bank directory: its prompt, labels and placement."""
+
+    prompt: np.ndarray  # [P, H]
+    labels: tuple[str, ...] | None
+    prompt_mode: str
+    artifact: PromptArtifact
+
+
 def make_bank(prompts: dict[str, np.ndarray],
-              labels: dict[str, Sequence[str]] | None = None) -> PromptBank:
+              labels: dict[str, Sequence[str]] | None = None,
+              prompt_modes: dict[str, str] | None = None) -> PromptBank:
+    """A bank of prompts {task: [P, H]} with optional labels and placements per task."""
     names = tuple(sorted(prompts))
     widths = {np.shape(p)[1] for p in prompts.values()}
     if len(widths) != 1:
@@ -55,34 +77,57 @@ def make_bank(prompts: dict[str, np.ndarray],
         prompt = np.asarray(prompts[name], np.float32)
         bank[row, longest - len(prompt):] = prompt
         mask[row, longest - len(prompt):] = True
-    return PromptBank(names, bank, mask, {k: tuple(v) for k, v in (labels or {}).items()})
+    modes = prompt_modes or {}
+    after_bos = np.asarray([modes.get(n, "prefix") == "prefix_after_bos" for n in names])
+    return PromptBank(names, bank, mask, {k: tuple(v) for k, v in (labels or {}).items()},
+                      after_bos)
 
 
-def read_bank_directory(directory: str) -> tuple[dict[str, np.ndarray], dict[str, list]]:
-    """Prompts {task: [P, H]} and labels {task: [...]} of a bank directory."""
-    prompts = {}
-    for entry in sorted(os.listdir(directory)):
-        path = os.path.join(directory, entry)
-        if entry == BANK_FILE:
-            continue
-        try:
-            detect_format(path)
-        except Exception:  # Not a prompt: skip READMEs and the like.
-            continue
-        prompts[os.path.splitext(entry)[0]] = load_prompt(path)
-    if not prompts:
-        raise ValueError(f"{directory}: no prompt files (name them after their tasks).")
-    labels = {}
+def _is_prompt(path: str) -> bool:
+    from jaxprompt.prompts.artifact import INFO_FILE
+    if os.path.isdir(path) and (os.path.exists(os.path.join(path, INFO_FILE))
+                                or os.path.exists(os.path.join(path, "model_info.json"))):
+        return True
+    try:
+        detect_format(path)
+        return True
+    except Exception:  # Not a prompt: skip READMEs and the like.
+        return False
+
+
+def read_bank_directory(directory: str) -> dict[str, BankEntry]:
+    """{task: BankEntry} of a bank directory (see the module docstring)."""
+    overrides = {}
     if os.path.exists(os.path.join(directory, BANK_FILE)):
         with open(os.path.join(directory, BANK_FILE)) as f:
-            labels = {task: spec["labels"] for task, spec in json.load(f).items()
-                      if "labels" in spec}
-    return prompts, labels
+            overrides = {task: spec["labels"] for task, spec in json.load(f).items()
+                         if "labels" in spec}
+    entries = {}
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name == BANK_FILE or not _is_prompt(path):
+            continue
+        task = os.path.splitext(name)[0] if os.path.isfile(path) else name
+        artifact = read_prompt(path)
+        if artifact.prompt is None:
+            raise ValueError(f"{path}: a deep prompt alone cannot join a bank of input prompts.")
+        own = tuple(artifact.info.labels) if artifact.info and artifact.info.labels else None
+        labels = tuple(overrides[task]) if task in overrides else own
+        if own and labels != own:
+            logger.warning("%s: bank.json's labels %s override the prompt's own %s.", task,
+                           list(labels), list(own))
+        entries[task] = BankEntry(artifact.prompt, labels, artifact.prompt_mode, artifact)
+    if not entries:
+        raise ValueError(f"{directory}: no prompt files (name them after their tasks).")
+    return entries
 
 
 def load_bank(directory: str) -> PromptBank:
-    """A directory of prompt files named after their tasks (`sst2.npy`, `rte/` PEFT, ...)."""
-    return make_bank(*read_bank_directory(directory))
+    """A bank directory's prompts, labels and placements as one PromptBank."""
+    entries = read_bank_directory(directory)
+    return make_bank({t: e.prompt for t, e in entries.items()},
+                     {t: e.labels for t, e in entries.items() if e.labels},
+                     {t: e.prompt_mode for t, e in entries.items()})
 
 
 def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
@@ -101,6 +146,8 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
     candidates = placement.replicated(encode_batch(vocab, union, targets_length)) if union \
         else None
     predictions = [""] * len(inputs)
+    bank_after_bos = (np.zeros(len(bank.names), bool) if bank.after_bos is None
+                      else bank.after_bos)
     ranked = [i for i, t in enumerate(tasks) if t in bank.labels]
     decoded = [i for i, t in enumerate(tasks) if t not in bank.labels]
     for group, rank in ((ranked, True), (decoded, False)):
@@ -117,18 +164,21 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
                                     (batch_size,) + bank.prompts.shape[1:], np.float32)
             mask = placement.rows(lambda r: bank.mask[task_rows[r]],
                                   (batch_size, bank.mask.shape[1]), bool)
+            modes = placement.rows(lambda r: bank_after_bos[task_rows[r]], (batch_size,), bool)
             if rank:
                 scores = placement.gather(score_candidates(config, params, prompt, ids,
-                                                           candidates, prompt_mask=mask))
+                                                           candidates, prompt_mode=modes,
+                                                           prompt_mask=mask))
                 for row, i in enumerate(rows):
                     own = [union.index(label) for label in bank.labels[tasks[i]]]
                     predictions[i] = union[own[int(np.argmax(scores[row, own]))]]
             else:
                 tokens = placement.gather(greedy_decode(config, params, prompt, ids,
-                                                        targets_length, prompt_mask=mask))
+                                                        targets_length, prompt_mode=modes,
+                                                        prompt_mask=mask))
                 for row, text in zip(rows, decode_tokens(vocab, tokens)):
                     predictions[row] = text
     return predictions
 
 
-__all__ = ["PromptBank", "load_bank", "make_bank", "predict_mixed", "read_bank_directory"]
+__all__ = ["BankEntry", "PromptBank", "load_bank", "make_bank", "predict_mixed", "read_bank_directory"]

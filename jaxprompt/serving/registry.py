@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxprompt.config import T5Config
 from jaxprompt.data.pipeline import encode_batch
+from jaxprompt.models.combine import PROMPT_MODES
 from jaxprompt.prompts.files import check_finite, check_width
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -33,6 +34,7 @@ class Task:
     labels: tuple[str, ...] | None  # rank-classification candidates; None: greedy decoding
     label_ids: np.ndarray | None  # [C, S] token ids of the labels
     source: str  # where the prompt came from (a path, or "upload")
+    prompt_mode: str = "prefix"  # the prompt's own placement (jaxprompt.models.combine)
 
     @property
     def method(self) -> str:
@@ -41,7 +43,8 @@ class Task:
     def describe(self) -> dict:
         return {"task": self.name, "prompt_length": int(self.prompt.shape[0]),
                 "d_model": int(self.prompt.shape[1]), "method": self.method,
-                "labels": list(self.labels) if self.labels else None, "source": self.source}
+                "labels": list(self.labels) if self.labels else None, "source": self.source,
+                "prompt_mode": self.prompt_mode}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,7 @@ class BankSnapshot:
     prompts: np.ndarray  # [K, P_max, H], left-padded with zeros
     prompt_mask: np.ndarray  # [K, P_max] bool
     candidates: np.ndarray  # [K, C_max, S] label ids; zero rows: no candidate
+    after_bos: np.ndarray  # [K] bool: the task's prompt goes after the first token
 
     def row(self, task: str) -> int:
         return self.names.index(task)
@@ -70,7 +74,8 @@ class TaskRegistry:
         self._label_shape = (1, 1)  # [C, S] of the candidates; grows, never shrinks
         self._snapshot = self._build({})
 
-    def make_task(self, name: str, prompt: np.ndarray, labels, source: str) -> Task:
+    def make_task(self, name: str, prompt: np.ndarray, labels, source: str,
+                  prompt_mode: str = "prefix") -> Task:
         """Validates a task against the model and the server's fixed shapes."""
         if not isinstance(name, str) or not TASK_NAME.match(name):
             raise TaskError(f"task name {name!r}: use 1-64 letters, digits, '_', '.', '-' "
@@ -101,7 +106,10 @@ class TaskRegistry:
                                     f"{self.targets_length} tokens.")
             label_ids = encode_batch(self.vocab, labels, max(lengths))
             labels = tuple(labels)
-        return Task(name, prompt, labels, label_ids, source)
+        if prompt_mode not in PROMPT_MODES:
+            raise TaskError(f"{source}: prompt_mode {prompt_mode!r} is not one of "
+                            f"{PROMPT_MODES}.")
+        return Task(name, prompt, labels, label_ids, source, prompt_mode)
 
     def put(self, task: Task) -> bool:
         """Adds or replaces a task; returns True if it replaced one."""
@@ -148,7 +156,8 @@ class TaskRegistry:
             if task.label_ids is not None:
                 ids = task.label_ids
                 candidates[row, :ids.shape[0], :ids.shape[1]] = ids
-        return BankSnapshot(dict(tasks), names, prompts, mask, candidates)
+        after_bos = np.asarray([tasks[n].prompt_mode == "prefix_after_bos" for n in names], bool)
+        return BankSnapshot(dict(tasks), names, prompts, mask, candidates, after_bos)
 
 
 def _power_of_two(n: int) -> int:

@@ -106,7 +106,8 @@ class ModelRunner:
         return jax.device_put(array, self._batch_sharding)
 
     def _arrays(self, snapshot: BankSnapshot, examples: Sequence[Example]):
-        """Padded inputs of a batch: ids [B, T], prompts [B, P, H], masks, candidates."""
+        """Padded inputs of a batch: ids [B, T], prompts [B, P, H], masks, candidates and
+        placements [B]."""
         batch = bucket_for(len(examples), self.batch_buckets)
         length = bucket_for(max(len(e.ids) for e in examples), self.length_buckets)
         rows = [snapshot.row(e.task) for e in examples]
@@ -116,20 +117,22 @@ class ModelRunner:
         for i, example in enumerate(examples):
             ids[i, :len(example.ids)] = example.ids
         return (self._put(ids), self._put(snapshot.prompts[rows]),
-                self._put(snapshot.prompt_mask[rows]), self._put(snapshot.candidates[rows]))
+                self._put(snapshot.prompt_mask[rows]), self._put(snapshot.candidates[rows]),
+                self._put(snapshot.after_bos[rows]))
 
     def _rank_scores(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> np.ndarray:
-        ids, prompts, masks, candidates = self._arrays(snapshot, examples)
+        ids, prompts, masks, candidates, modes = self._arrays(snapshot, examples)
         with self._context():
             return np.asarray(score_own_candidates(self.config, self.params,
                                                    {"prompt": prompts}, ids, candidates,
-                                                   prompt_mask=masks))
+                                                   prompt_mask=masks, prompt_mode=modes))
 
     def _greedy_tokens(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> np.ndarray:
-        ids, prompts, masks, _ = self._arrays(snapshot, examples)
+        ids, prompts, masks, _, modes = self._arrays(snapshot, examples)
         with self._context():
             return np.asarray(greedy_decode(self.config, self.params, {"prompt": prompts},
-                                            ids, self.targets_length, prompt_mask=masks))
+                                            ids, self.targets_length, prompt_mode=modes,
+                                            prompt_mask=masks))
 
     def rank(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> list[Result]:
         scores = self._rank_scores(snapshot, examples)
@@ -172,7 +175,8 @@ class ModelRunner:
         dummy = BankSnapshot({}, ("warm-up",), np.zeros((1,) + snapshot.prompts.shape[1:],
                                                         np.float32),
                              np.ones((1,) + snapshot.prompt_mask.shape[1:], bool),
-                             np.ones((1,) + snapshot.candidates.shape[1:], np.int32))
+                             np.ones((1,) + snapshot.candidates.shape[1:], np.int32),
+                             np.zeros((1,), bool))
         for method in methods:
             run = self._rank_scores if method == "rank" else self._greedy_tokens
             for batch in self.batch_buckets:

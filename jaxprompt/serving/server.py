@@ -5,8 +5,10 @@ Endpoints:
                               -> {"task", "method", "predictions": [...], "scores": [...]}
   GET    /v1/tasks            the bank: names, prompt shapes, labels, how each is decoded
   PUT    /v1/prompts/{task}   add or replace a prompt without a restart: a JSON body
-                              {"path": "<file on the server>", "labels": [...] | null}, or the
-                              file's bytes (`?format=npy|safetensors|torch&labels=a&labels=b`)
+                              {"path": "<prompt file or directory on the server>", "labels":
+                              [...] | null} (a prompt directory's own labels and placement
+                              when "labels" is left out), or a file's bytes
+                              (`?format=npy|safetensors|torch&labels=a&labels=b`)
   DELETE /v1/prompts/{task}
   GET    /healthz, /metrics   liveness; Prometheus text
 
@@ -24,7 +26,6 @@ import dataclasses
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 
@@ -35,17 +36,17 @@ from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.config import T5Config
 from jaxprompt.data.pipeline import EOS_ID
 from jaxprompt.data.vocabulary import longest_piece
-from jaxprompt.prompts.files import PromptFileError, UnreadablePromptFile, load_prompt
-from jaxprompt.serving.admin import authorized, confined
+from jaxprompt.checkpoints.prompt_state import content_fingerprint
+from jaxprompt.prompts.artifact import check_use
+from jaxprompt.prompts.files import PromptFileError, UnreadablePromptFile
+from jaxprompt.serving.admin import authorized
+from jaxprompt.serving.requests import OWN_LABELS, RequestError, json_object, put_source
 from jaxprompt.serving.batcher import Batcher, Pending, QueueFull
 from jaxprompt.serving.metrics import ServerMetrics
 from jaxprompt.serving.registry import TaskError, TaskRegistry
 from jaxprompt.serving.runner import Example, ModelRunner, default_buckets
 
 logger = logging.getLogger(__name__)
-
-UPLOAD_SUFFIX = {"npy": ".npy", "safetensors": ".safetensors", "torch": ".pt"}
-
 
 @dataclasses.dataclass(frozen=True)
 class ServeConfig:
@@ -66,12 +67,7 @@ class ServeConfig:
     admin_token: str | None = None  # PUT/DELETE need `Authorization: Bearer <token>`
     prompt_dirs: tuple[str, ...] = ()  # where a {"path": ...} PUT may read prompt files
     idle_timeout_s: float = 15.0  # idle connections and unfinished headers are closed
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, reason: str, headers: dict | None = None):
-        super().__init__(reason)
-        self.status, self.reason, self.headers = status, reason, headers or {}
+    allow_other_model: bool = False  # serve prompts trained on another model's fingerprint
 
 
 class PromptServer:
@@ -100,12 +96,14 @@ class PromptServer:
         self.inflight = 0
         # No piece is longer than this, so a longer text holds more tokens than inputs_length.
         self.max_input_chars = serve.inputs_length * longest_piece(vocab)
+        self.model_fingerprint = content_fingerprint(params)  # what a prompt must be of
         self._changes = asyncio.Lock()
 
     # -- the bank --------------------------------------------------------------------
-    def add_task(self, name: str, prompt: np.ndarray, labels, source: str) -> bool:
+    def add_task(self, name: str, prompt: np.ndarray, labels, source: str,
+                 prompt_mode: str = "prefix") -> bool:
         """Validates a task, compiles its method if new, checks a trial run, then serves it."""
-        task = self.registry.make_task(name, prompt, labels, source)
+        task = self.registry.make_task(name, prompt, labels, source, prompt_mode)
         trial = self.registry.preview(task)
         self._warm(trial, task.method)
         result = self.runner.run(trial, [Example(name, np.ones((1,), np.int32))])[0]
@@ -124,15 +122,20 @@ class PromptServer:
         self.warm_shapes.add(key)
         return self.runner.warm_up(snapshot, (method,))
 
-    def add_tasks(self, prompts: dict[str, np.ndarray], labels: dict[str, list],
-                  directory: str) -> None:
-        """The tasks of a bank directory, as `read_bank_directory` returns them."""
-        for name, prompt in prompts.items():
-            self.add_task(name, prompt, labels.get(name), os.path.join(directory, name))
+    def add_artifact(self, name: str, artifact, labels, source: str | None = None) -> bool:
+        """A prompt as read (a PromptArtifact): refused if trained on another model."""
+        source = source or artifact.source
+        if artifact.prompt is None:
+            raise TaskError(f"{source}: a deep prompt alone cannot be served.")
+        check_use(artifact, model_fingerprint=self.model_fingerprint,
+                  allow_other_model=self.serve.allow_other_model)
+        return self.add_task(name, artifact.prompt, labels, source, artifact.prompt_mode)
 
     def load_bank_directory(self, directory: str) -> None:
+        """Serves every task of a bank directory (jaxprompt.prompts.bank)."""
         from jaxprompt.prompts.bank import read_bank_directory
-        self.add_tasks(*read_bank_directory(directory), directory)
+        for name, entry in read_bank_directory(directory).items():
+            self.add_artifact(name, entry.artifact, entry.labels)
 
     def start(self) -> float:
         """Compiles the bank's shapes (rank classification always), starts the worker;
@@ -148,7 +151,7 @@ class PromptServer:
         start = time.perf_counter()
         if self.draining:
             raise RequestError(503, "the server is shutting down", {"Retry-After": "1"})
-        body = await _json_object(request)
+        body = await json_object(request)
         task, inputs = body.get("task"), body.get("inputs")
         if not isinstance(task, str):
             raise RequestError(400, "field 'task': a string naming a task of GET /v1/tasks")
@@ -233,41 +236,22 @@ class PromptServer:
     async def put_prompt(self, request: web.Request) -> web.Response:
         self._require_admin(request)
         name = request.match_info["task"]
-        if request.content_type == "application/json":
-            body = await _json_object(request)
-            path, labels = body.get("path"), body.get("labels")
-            if not isinstance(path, str):
-                raise RequestError(400, "field 'path': a prompt file or directory on the "
-                                        "server (or send the file's bytes with ?format=)")
-            real = confined(path, self.serve.prompt_dirs)
-            if real is None or not os.path.exists(real):  # one answer: nothing to probe
-                raise RequestError(403, "field 'path': not a prompt inside the bank directory "
-                                        "or a --prompt_dir of this server")
-            path, source, cleanup = real, real, None
-        else:
-            fmt = request.query.get("format")
-            if fmt not in UPLOAD_SUFFIX:
-                raise RequestError(400, f"query 'format': one of {sorted(UPLOAD_SUFFIX)} for an "
-                                        "uploaded prompt file (a directory: send its path)")
-            data = await request.read()
-            if not data:
-                raise RequestError(400, "body: empty; send the prompt file's bytes")
-            labels = request.query.getall("labels", None)
-            handle = tempfile.NamedTemporaryFile(suffix=UPLOAD_SUFFIX[fmt], delete=False)
-            with handle:
-                handle.write(data)
-            path, source, cleanup = handle.name, f"uploaded {fmt} prompt for {name!r}", handle.name
+        path, source, cleanup, read, labels = await put_source(request, name,
+                                                               self.serve.prompt_dirs)
         async with self._changes:
             try:
                 try:
-                    prompt = await asyncio.to_thread(load_prompt, path)
+                    artifact = await asyncio.to_thread(read, path)
                 except (UnreadablePromptFile, CheckpointError, OSError) as e:
                     # A parser's message can quote the file (header keys): the client gets none.
                     logger.info("PUT %s: cannot read %s: %s", name, source, e)
                     raise RequestError(400, f"{'body' if cleanup else 'field path'}: not a "
                                             "prompt file jaxprompt can read (corrupt, or "
                                             "another format)") from None
-                replaced = await asyncio.to_thread(self.add_task, name, prompt, labels, source)
+                if labels is OWN_LABELS:
+                    labels = artifact.info.labels if artifact.info else None
+                replaced = await asyncio.to_thread(self.add_artifact, name, artifact, labels,
+                                                   source)
             except (PromptFileError, TaskError) as e:  # checks of a parsed array: ours
                 message = str(e).replace(cleanup, "uploaded file") if cleanup else str(e)
                 raise RequestError(400, message) from None
@@ -351,16 +335,6 @@ class PromptServer:
             await asyncio.sleep(0.02)
         await asyncio.to_thread(self.batcher.stop, self.serve.shutdown_timeout_s)
         await runner.cleanup()
-
-
-async def _json_object(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError as e:
-        raise RequestError(400, f"body: not JSON ({e})") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, f"body: a JSON object, not {type(body).__name__}")
-    return body
 
 
 class ServerThread:

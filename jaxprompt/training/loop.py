@@ -21,7 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
-                                                frozen_fingerprint)
+                                                content_fingerprint, frozen_fingerprint)
+from jaxprompt.prompts.artifact import PromptInfo
 from jaxprompt.config import T5Config
 from jaxprompt.prompts.init import PromptError
 from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE, as_trainable, check_trainable
@@ -114,7 +115,7 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
           trainer_config: TrainerConfig = TrainerConfig(),
           eval_batches: Callable[[], Iterable[dict]] | None = None,
           eval_fn: Callable[[dict, dict], dict[str, float]] | None = None,
-          model_path: str | None = None) -> TrainResult:
+          model_path: str | None = None, prompt_use: dict | None = None) -> TrainResult:
     """Prompt-tunes a frozen T5; resumes if `output_dir` holds a checkpoint of this run.
 
     Args:
@@ -128,7 +129,9 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
       eval_batches: a function returning validation batches (validation loss).
       eval_fn: (trainable tree, frozen params as placed on the mesh) -> task metrics
         (e.g. accuracy); merged with the validation loss.
-      model_path: recorded in model_info.json.
+      model_path: recorded in model_info.json and every prompt directory's jaxprompt.json.
+      prompt_use: how the prompt is used, recorded in jaxprompt.json (PromptInfo fields:
+        vocabulary, task, labels, decoding, lengths); None: model and placement only.
 
     One run per output directory (a lock; a second run stops at once). SIGINT/SIGTERM are
     acted on between steps: the state is saved and TrainingInterrupted raised.
@@ -137,11 +140,23 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
     with lock, interrupts.deferred_interrupts():
         return _train(model_config, frozen_params, trainable, train_batches, output_dir,
                       optimizer_config, step_config, trainer_config, eval_batches, eval_fn,
-                      model_path)
+                      model_path, prompt_use)
+
+
+def _prompt_info(model_path, model_config, frozen_params, trainable, step_config,
+                 prompt_use) -> PromptInfo:
+    shapes = trainable_shapes(trainable)
+    method = {("prompt",): "prompt_tuning", ("deep_prompt",): "deep_prompt"}.get(
+        tuple(sorted(shapes)), "prompt_and_deep_prompt")
+    return PromptInfo(model={"path": model_path, "architecture": model_config.architecture(),
+                             "fingerprint": content_fingerprint(frozen_params)},
+                      prompt_mode=step_config.prompt_mode, trainable=shapes, method=method,
+                      **(prompt_use or {}))
 
 
 def _train(model_config, frozen_params, trainable, train_batches, output_dir, optimizer_config,
-           step_config, trainer_config, eval_batches, eval_fn, model_path) -> TrainResult:
+           step_config, trainer_config, eval_batches, eval_fn, model_path,
+           prompt_use) -> TrainResult:
     tc = trainer_config
     trainable = as_trainable(trainable)
     try:
@@ -161,7 +176,10 @@ def _train(model_config, frozen_params, trainable, train_batches, output_dir, op
         info["deep_prompt_shapes"] = trainable_shapes(trainable)["deep_prompt"]
     check_or_write_model_info(output_dir, info)
 
-    checkpointer = PromptCheckpointer(output_dir, tc.keep_latest)
+    checkpointer = PromptCheckpointer(
+        output_dir, tc.keep_latest, _prompt_info(model_path, model_config, frozen_params,
+                                                 trainable, step_config, prompt_use),
+        tc.eval_metric)
     meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
     if checkpointer.latest_step() is not None:
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
