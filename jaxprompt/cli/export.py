@@ -26,6 +26,10 @@ def run(args) -> int:
                        "README). Use its deep_prompt.npz with jaxprompt eval/predict "
                        "--deep_prompt.")
     info = artifact.info
+    if args.format == "peft" and artifact.prompt_mode != "prefix":
+        raise CliError(f"{artifact.source} was trained with placement {artifact.prompt_mode!r}; "
+                       "PEFT always puts the prompt before the first token and would give "
+                       "other outputs. Export --format npy/safetensors/torch/t5x instead.")
     architecture = info.model.get("architecture") if info else None
     if architecture is None and args.checkpoint:
         with open(os.path.join(args.checkpoint, "model_info.json")) as f:

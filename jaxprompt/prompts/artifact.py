@@ -2,7 +2,8 @@
 
 Every prompt directory jaxprompt writes (a run's best/<step>/ and checkpoints/<step>/,
 `jaxprompt export --format peft`) holds:
-  adapter_config.json, adapter_model.safetensors  PEFT PROMPT_TUNING (the input prompt)
+  adapter_config.json, adapter_model.safetensors  PEFT PROMPT_TUNING (the input prompt;
+      only for the "prefix" placement, the one PEFT has)
   prompt.npy, deep_prompt.npz                      jaxprompt's arrays (training directories)
   jaxprompt.json                                   `PromptInfo`: the frozen model (path,
       architecture, content fingerprint), the vocabulary's fingerprint, the placement, the
@@ -198,14 +199,15 @@ def read_prompt(path: str | os.PathLike) -> PromptArtifact:
 
 
 def write_prompt_directory(directory: str, trainable: dict, info: PromptInfo) -> None:
-    """prompt.npy / deep_prompt.npz, the PEFT adapter (for the input prompt) and
-    jaxprompt.json into `directory` (which exists)."""
+    """prompt.npy / deep_prompt.npz, the PEFT adapter and jaxprompt.json into `directory`
+    (which exists). The PEFT files hold the input prompt, and only when its placement is
+    "prefix": PEFT always prepends, so it would use any other prompt wrongly."""
     from jaxprompt.config import T5Config
     from jaxprompt.prompts.export import export_prompt
     from jaxprompt.prompts.trainable import save_trainable
 
     save_trainable(directory, trainable)
-    if "prompt" in trainable:
+    if "prompt" in trainable and info.prompt_mode == "prefix":
         architecture = info.model.get("architecture")
         export_prompt(np.asarray(trainable["prompt"], np.float32), "peft", directory,
                       config=T5Config(**architecture) if architecture else None,
