@@ -159,6 +159,36 @@ def test_fuzz_peft_adapter_and_torch_files(tmp_path_factory, valid_files, data):
     check_read(lambda p: load_prompt(p, d_model=8), path)
 
 
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 1 << 40) |
+                           st.floats(allow_nan=True) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) |
+                           st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_prompt_directory_metadata(tmp_path_factory, valid_files, data):
+    """A prompt directory (prompt.npy + jaxprompt.json) whose jaxprompt.json is mutated as
+    bytes, or has fields replaced by arbitrary JSON values."""
+    from jaxprompt.prompts.artifact import INFO_FILE, PromptInfo, read_prompt
+
+    directory = tmp_path_factory.mktemp("prompt_dir") / "described"
+    directory.mkdir()
+    _write(str(directory / "prompt.npy"), valid_files["npy"])
+    info = PromptInfo(model={"path": "m", "architecture": None, "fingerprint": "ab"},
+                      vocabulary={"path": "v", "fingerprint": "cd"}, labels=["no", "yes"],
+                      decoding="rank", lengths={"inputs": 16, "targets": 4}, step=3,
+                      trainable={"prompt": [3, 8]}).to_json()
+    valid = json.dumps(info).encode()
+    if data.draw(st.booleans()):
+        content = data.draw(mutations(valid))
+    else:
+        fields = data.draw(st.lists(st.sampled_from(sorted(info)), max_size=4))
+        content = json.dumps({**info, **{f: data.draw(JSON_VALUES) for f in fields}}).encode()
+    _write(str(directory / INFO_FILE), content)
+    check_read(read_prompt, str(directory))
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzz_deep_prompt_npz(tmp_path_factory, valid_files, data):

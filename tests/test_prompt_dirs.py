@@ -220,3 +220,45 @@ def test_the_written_adapter_loads_in_real_peft_with_the_same_logits(runs):
         theirs = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(ids > 0).long(),
                        decoder_input_ids=torch.tensor(decoder_ids)).logits
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)
+
+
+def test_serve_a_bank_of_prompt_directories_without_model_or_labels(runs, tmp_path):
+    """`jaxprompt serve --prompt_bank DIR` (no --model, no bank.json); a PUT of a prompt
+    directory without "labels" takes the directory's own."""
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    workdir, (_, plain_best), (_, bos_best) = runs
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    shutil.copytree(plain_best, bank / "plain")
+    shutil.copytree(bos_best, bank / "later")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jaxprompt", "serve", "--prompt_bank", str(bank), "--port", "0",
+         "--inputs_length", "16", "--targets_length", "4", "--batch_buckets", "8",
+         "--length_buckets", "16", "--max_batch", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+    def call(url, method, body):
+        request = urllib.request.Request(url, json.dumps(body).encode(), method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    try:
+        url = next((m.group(1) for line in process.stdout
+                    if (m := re.search(r"listening on (http://\S+)", line))), None)
+        assert url, "the server did not start"
+        answer = call(url + "/v1/predict", "POST", {"task": "plain", "inputs": ["review: bad"]})
+        assert answer["method"] == "rank" and set(answer["scores"][0]) == set(LABELS)
+        added = call(url + "/v1/prompts/again", "PUT", {"path": str(bank / "later")})
+        assert added["labels"] == LABELS and added["prompt_mode"] == "prefix_after_bos"
+        expected = _scores(workdir, np.load(bos_best / "prompt.npy"), "prefix_after_bos")[3]
+        answer = call(url + "/v1/predict", "POST", {"task": "again", "inputs": ["review: bad"]})
+        np.testing.assert_allclose([answer["scores"][0][label] for label in LABELS], expected,
+                                   atol=1e-4)
+    finally:
+        process.kill()

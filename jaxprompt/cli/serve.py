@@ -1,6 +1,6 @@
 """`jaxprompt serve`: one frozen model serving a bank of prompts over HTTP.
 
-  jaxprompt serve --model tiny --prompt_bank bank/ --port 8000
+  jaxprompt serve --prompt_bank bank/ --port 8000   # bank/sst2/: a prompt directory
   curl -s localhost:8000/v1/predict -d '{"task": "sst2", "inputs": ["a great film"]}'
 """
 
@@ -10,6 +10,7 @@ import asyncio
 import os
 
 from jaxprompt.cli.common import CliError, int_list
+from jaxprompt.cli.prompt_args import add_prompt_use_flags
 
 
 def run(args) -> int:
@@ -25,13 +26,18 @@ def run(args) -> int:
         check_exposure(args.host, token, args.insecure_admin)
     except ValueError as e:
         raise CliError(str(e)) from None
-    config, params = load_pretrained(args.model)
-    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
-    data.check_vocabulary(vocab, config.vocab_size)
     try:
         entries = read_bank_directory(args.prompt_bank)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise CliError(f"--prompt_bank {args.prompt_bank}: {e}") from None
+    named = sorted({e.artifact.info.model.get("path") for e in entries.values()
+                    if e.artifact.info and e.artifact.info.model.get("path")})
+    if args.model is None and len(named) != 1:
+        raise CliError("--model is required (the bank's prompt directories name "
+                       f"{named or 'no model'}).")
+    config, params = load_pretrained(args.model or named[0])
+    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    data.check_vocabulary(vocab, config.vocab_size)
     longest = max(len(e.prompt) for e in entries.values())
     serve = ServeConfig(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
@@ -48,7 +54,12 @@ def run(args) -> int:
     mesh = make_mesh(int_list(args.mesh, "--mesh")) if args.mesh else None
     try:
         server = PromptServer(config, params, vocab, serve, mesh=mesh)
+        from jaxprompt.data.vocabulary import vocabulary_fingerprint
+        from jaxprompt.prompts.artifact import check_use
         for name, entry in entries.items():
+            check_use(entry.artifact, vocabulary_fingerprint=vocabulary_fingerprint(vocab),
+                      vocabulary=vocab.path,
+                      allow_other_vocabulary=args.allow_other_vocabulary)
             server.add_artifact(name, entry.artifact, entry.labels)
     except ValueError as e:  # PromptUseError and TaskError among them
         raise CliError(str(e)) from None
@@ -67,12 +78,12 @@ def run(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a bank of prompts over HTTP (one frozen model)")
-    p.add_argument("--model", required=True, help="Hugging Face T5 directory, or 'tiny'")
+    p.add_argument("--model", help="Hugging Face T5 directory, or 'tiny' (default: the model "
+                                   "the bank's prompt directories name)")
     p.add_argument("--prompt_bank", required=True,
                    help="directory of prompt directories (<task>/, labels and placement their "
                         "own) and/or <task>.<ext> files (labels from the optional bank.json)")
-    p.add_argument("--allow_other_model", action="store_true",
-                   help="serve prompts trained on a model whose fingerprint differs")
+    add_prompt_use_flags(p)
     p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
     p.add_argument("--host", default="127.0.0.1",
                    help="beyond loopback, PUT/DELETE need --admin_token (or --insecure_admin)")

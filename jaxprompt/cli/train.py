@@ -26,9 +26,12 @@ def run(args) -> int:
     print(f"Trained {result.step} steps. Best {result.eval_metric}: {result.best_metric} at "
           f"step {result.best_step}.")
     if configured.settings.prompt_length:
-        best = result.best_prompt_path or os.path.join(step_dir, PROMPT_FILE)
-        print(f"Prompt: {best}\nExport it for PyTorch/PEFT: jaxprompt export --prompt {best} "
-              f"--format peft --out {os.path.join(output_dir, 'peft_prompt')}")
+        best = os.path.dirname(result.best_prompt_path or os.path.join(step_dir, PROMPT_FILE))
+        print(f"Prompt: {best}/ (prompt.npy, jaxprompt.json: model, task, labels, placement)\n"
+              f"Use it: jaxprompt eval --prompt {output_dir}  |  jaxprompt predict --prompt "
+              f"{output_dir} --input FILE --output predictions.jsonl\n"
+              f"Export it for PyTorch/PEFT: jaxprompt export --prompt {best} --format peft "
+              f"--out {os.path.join(output_dir, 'peft_prompt')}")
     if configured.settings.deep_prompt_length:
         best = result.best_deep_prompt_path or os.path.join(step_dir, DEEP_PROMPT_FILE)
         print(f"Deep prompt: {best} (use it with jaxprompt eval/predict --deep_prompt; PEFT "

@@ -81,10 +81,13 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     print(f"\nSST-2 test accuracy ({len(test)} sentences), {minutes:.1f} min in all:")
     for name, value in rows:
         print(f"  {value:6.2f}  {name}")
-    print(f"\nPrompt: {result.best_prompt_path}\nLearning curve: "
-          f"{os.path.join(qc.output_dir, 'learning_curve.png')}\nUse it in PyTorch (PEFT): "
-          f"jaxprompt export --checkpoint {qc.output_dir} --format peft --out "
-          f"{os.path.join(qc.output_dir, 'peft')} --base_model {qc.model}")
+    best = os.path.dirname(result.best_prompt_path)
+    print(f"\nPrompt: {best}/ (a PEFT adapter with jaxprompt.json: model, task, labels)\n"
+          f"Learning curve: {os.path.join(qc.output_dir, 'learning_curve.png')}\n"
+          f"Predict: jaxprompt predict --prompt {qc.output_dir} --input reviews.jsonl "
+          "--output predictions.jsonl   (one {\"sentence\": ...} per line)\n"
+          f"In PyTorch: PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained("
+          f"{qc.model!r}), {best!r})")
     return {"majority": majority, "zero_shot": zero_shot, "prompt_tuning": tuned,
             "minutes": minutes, "best_step": result.best_step,
             "prompt_path": result.best_prompt_path}

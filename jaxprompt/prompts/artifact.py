@@ -63,17 +63,18 @@ class PromptInfo:
                                   "not an object.")
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in value.items() if k in known}
-        if not isinstance(fields.get("model"), dict):
+        for name, kind, optional in _FIELD_TYPES:
+            _check_type(fields, name, kind, optional, path)
+        model = fields.get("model")
+        if model is None:
             raise PromptFileError(f"{path}: field 'model' must be an object naming the frozen "
                                   "model (path, architecture, fingerprint).")
-        checks = {"vocabulary": dict, "task": dict, "lengths": dict, "selected_on": dict,
-                  "trainable": dict, "labels": list, "step": int, "version": int,
-                  "prompt_mode": str, "decoding": str, "method": str}
-        for name, kind in checks.items():
-            if fields.get(name) is not None and (not isinstance(fields[name], kind)
-                                                 or isinstance(fields[name], bool)):
-                raise PromptFileError(f"{path}: field {name!r} must be a {kind.__name__}; "
-                                      f"found {type(fields[name]).__name__}.")
+        for parent, names in (("model", ("path", "fingerprint")),
+                              ("vocabulary", ("path", "fingerprint")), ("task", ("name",))):
+            for name in names:
+                _check_type(fields.get(parent) or {}, name, str, True, f"{path}: {parent}")
+        _check_type(model, "architecture", dict, True, f"{path}: model")
+        _check_recipe((fields.get("task") or {}).get("recipe"), path)
         if fields.get("version", INFO_VERSION) > INFO_VERSION:
             raise PromptFileError(f"{path}: written by a newer jaxprompt (version "
                                   f"{fields['version']} > {INFO_VERSION}); upgrade jaxprompt.")
@@ -88,10 +89,14 @@ class PromptInfo:
                                                           for x in labels)):
             raise PromptFileError(f"{path}: labels must be a non-empty list of strings.")
         lengths = fields.get("lengths") or {}
-        if any(k not in ("inputs", "targets") or not isinstance(v, int) or isinstance(v, bool)
-               or v < 1 for k, v in lengths.items()):
+        if any(k not in ("inputs", "targets") or not _is_int(v) or v < 1
+               for k, v in lengths.items()):
             raise PromptFileError(f"{path}: lengths must be {{'inputs': int, 'targets': int}} "
                                   f"(positive); found {lengths}.")
+        trainable = fields.get("trainable") or {}
+        if set(trainable) - {"prompt", "deep_prompt"}:
+            raise PromptFileError(f"{path}: trainable holds 'prompt' and/or 'deep_prompt'; "
+                                  f"found {sorted(trainable)}.")
         return cls(**fields)
 
     def describe(self) -> list[tuple[str, str]]:
@@ -114,6 +119,49 @@ class PromptInfo:
             ("step", str(self.step)),
             ("selected on", f"{selected.get('metric')} {selected.get('value')}"
              if selected else "not selected (a latest checkpoint)")]
+
+
+# (field, type, may be null) of jaxprompt.json's top level.
+_FIELD_TYPES = (("model", dict, False), ("vocabulary", dict, True), ("task", dict, True),
+                ("lengths", dict, True), ("selected_on", dict, True), ("trainable", dict, True),
+                ("labels", list, True), ("step", int, True), ("version", int, False),
+                ("prompt_mode", str, False), ("decoding", str, True), ("method", str, False))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_type(fields: dict, name: str, kind: type, optional: bool, where: str) -> None:
+    if name not in fields or (optional and fields[name] is None):
+        return
+    value = fields[name]
+    if not (_is_int(value) if kind is int else isinstance(value, kind)):
+        raise PromptFileError(f"{where}: field {name!r} must be a {kind.__name__}"
+                              f"{' or null' if optional else ''}; found {type(value).__name__}.")
+
+
+def _check_recipe(recipe, path: str) -> None:
+    """A task recipe: {"builtin": name} or from_files' arguments (see TextTask.recipe)."""
+    if recipe is None:
+        return
+    where = f"{path}: task.recipe"
+    if not isinstance(recipe, dict):
+        raise PromptFileError(f"{where} must be an object; found {type(recipe).__name__}.")
+    if "builtin" in recipe:
+        _check_type(recipe, "builtin", str, False, where)
+        return
+    for name, kind, optional in (("files", dict, False), ("input_template", str, False),
+                                 ("target_field", str, False), ("verbalizer", dict, True),
+                                 ("metrics", list, False)):
+        if name not in recipe:
+            raise PromptFileError(f"{where}: no {name!r}.")
+        _check_type(recipe, name, kind, optional, where)
+    for mapping in (recipe["files"], recipe.get("verbalizer") or {}):
+        if not all(isinstance(v, str) for v in mapping.values()):
+            raise PromptFileError(f"{where}: files and verbalizer map names to strings.")
+    if not all(isinstance(m, str) for m in recipe["metrics"]):
+        raise PromptFileError(f"{where}: metrics must be a list of names.")
 
 
 @dataclasses.dataclass(frozen=True)
