@@ -24,12 +24,16 @@ def workdir(tmp_path_factory):
     return make_workdir(tmp_path_factory.mktemp("plan"))
 
 
-def test_plan_fingerprints_are_the_steps_train_compiles(workdir, tmp_path):
+@pytest.mark.parametrize("method", ["prompt", "residual"])
+def test_plan_fingerprints_are_the_steps_train_compiles(workdir, tmp_path, method):
     """The optimized HLO XLA dumps while `jaxprompt train` runs equals what `jaxprompt plan`
-    compiles for the same flags: the plan is the run (2 devices, a model-parallel mesh)."""
+    compiles for the same flags: the plan is the run (2 devices, a model-parallel mesh;
+    plain prompt tuning, and the residual prompt encoder)."""
     from jaxprompt.planning.plan import hlo_fingerprint
-    flags = gin_flags(workdir, "--gin.TrainerConfig.steps=2", "--gin.TrainerConfig.eval_every=2",
-                      "--gin.TrainerConfig.mesh_shape=(1, 2)")
+    extra = ["--gin_file=runs/residual_prompt_tuning.gin",
+             "--gin.train.prompt_encoder_bottleneck=32"] if method == "residual" else []
+    flags = gin_flags(workdir, *extra, "--gin.TrainerConfig.steps=2",
+                      "--gin.TrainerConfig.eval_every=2", "--gin.TrainerConfig.mesh_shape=(1, 2)")
     dump = tmp_path / "dump"
     trained = jaxprompt_command(
         ["train", *flags, f"--output_dir={tmp_path / 'run'}"],

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -74,7 +74,7 @@ def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
         mismatches = [
             f"{key}: checkpoint has {existing.get(key)!r}, this run has {info.get(key)!r}"
             for key in ("architecture", "fingerprint", "prompt_shape", "prompt_mode",
-                        "deep_prompt_shapes")
+                        "deep_prompt_shapes", "prompt_encoder")
             if existing.get(key) != info.get(key)]
         if mismatches:
             raise CheckpointError(
@@ -109,11 +109,13 @@ class PromptCheckpointer:
     """Latest and best checkpoints of a TrainState-like pytree plus a JSON `meta` dict."""
 
     def __init__(self, output_dir: str, keep_latest: int = 1, info: PromptInfo | None = None,
-                 metric: str = "loss"):
+                 metric: str = "loss", fold: Callable[[dict], dict] = lambda tree: tree):
         """`info`: what every saved prompt directory records (step and, for best/, the
-        value of `metric` are added at each save); None: the arrays only."""
+        value of `metric` are added at each save); None: the arrays only. `fold`: the
+        trainable tree as its prompt files hold it (a prompt encoder folded into the
+        prompt, jaxprompt.prompts.reparam); the orbax state keeps the tree as trained."""
         self.output_dir = os.path.abspath(output_dir)
-        self.info, self.metric = info, metric
+        self.info, self.metric, self.fold = info, metric, fold
         options = lambda keep: ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.latest = ocp.CheckpointManager(os.path.join(self.output_dir, "checkpoints"),
                                             options=options(keep_latest),
@@ -131,7 +133,7 @@ class PromptCheckpointer:
             manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)))
             manager.wait_until_finished()
-            trainable = fetch(state.trainable)
+            trainable = self.fold(fetch(state.trainable))
             if is_leader():
                 directory = os.path.join(manager.directory, str(step))
                 if self.info is None:

@@ -80,7 +80,6 @@ def start_mesh(args, config, params):
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """--model, --prompt, --deep_prompt, --vocabulary, --method, batch and lengths, and the
     overrides of a prompt's own model and vocabulary."""
-    from jaxprompt.cli.prompt_args import add_prompt_use_flags
     add_prompt_use_flags(p)
     p.add_argument("--model", help="Hugging Face T5 directory, T5X checkpoint or 'tiny' "
                                    "(default: the model the prompt directory names)")
@@ -102,3 +101,11 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                         "builds only its rows, process 0 writes the output")
     p.add_argument("--mesh", help="data,model mesh to split batches and the frozen model "
                                   "(default on a pod slice: all devices on data)")
+
+
+def add_prompt_use_flags(p) -> None:
+    p.add_argument("--allow_other_model", action="store_true",
+                   help="use a prompt with a model whose fingerprint differs from the one it "
+                        "was trained on (e.g. a re-saved copy of the same weights)")
+    p.add_argument("--allow_other_vocabulary", action="store_true",
+                   help="use a prompt with a vocabulary other than the one it was trained with")

@@ -92,11 +92,3 @@ def check_prompts(args, artifacts, params, vocab) -> None:
                   vocabulary=getattr(vocab, "path", "the vocabulary"),
                   allow_other_model=args.allow_other_model,
                   allow_other_vocabulary=args.allow_other_vocabulary)
-
-
-def add_prompt_use_flags(p) -> None:
-    p.add_argument("--allow_other_model", action="store_true",
-                   help="use a prompt with a model whose fingerprint differs from the one it "
-                        "was trained on (e.g. a re-saved copy of the same weights)")
-    p.add_argument("--allow_other_vocabulary", action="store_true",
-                   help="use a prompt with a vocabulary other than the one it was trained with")

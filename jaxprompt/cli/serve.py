@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from jaxprompt.cli.common import CliError, int_list
-from jaxprompt.cli.prompt_args import add_prompt_use_flags
+from jaxprompt.cli.common import CliError, add_prompt_use_flags, int_list
 
 
 def run(args) -> int:

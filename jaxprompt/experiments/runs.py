@@ -44,6 +44,13 @@ class RunSettings:
     dtype: str | None = None  # dtype of the frozen weights on device; None: as stored
     max_encoder_length: int = 1024
     strict_truncation: bool = False
+    # Residual reparameterization of the prompt (jaxprompt.prompts.reparam): None or
+    # "residual_mlp", with its options; folded into the prompt at every save.
+    prompt_encoder: str | None = None
+    prompt_encoder_bottleneck: int = 800
+    prompt_encoder_activation: str = "relu"
+    prompt_encoder_layer_norm: bool = True
+    prompt_encoder_dropout: float = 0.0
     deep_prompt_length: int = 0  # > 0: also a deep prompt in every encoder layer
     deep_prompt_decoder: bool = False
     shard_by_process: bool = True  # each host of a pod slice reads only its rows
@@ -59,9 +66,27 @@ class RunSettings:
         if not self.prompt_length and not self.deep_prompt_length:
             raise ConfigError("prompt_length and deep_prompt_length are both 0: nothing to "
                               "train.")
+        if self.prompt_encoder is not None:
+            if not self.prompt_length:
+                raise ConfigError("train.prompt_encoder reparameterizes the prompt; "
+                                  "train.prompt_length is 0.")
+            try:
+                self.encoder_config()
+            except ValueError as e:
+                raise ConfigError(f"train.{e}") from None
         if self.select_by not in ("task_metric", "loss"):
             raise ConfigError(f"select_by must be 'task_metric' or 'loss', got "
                               f"{self.select_by!r}.")
+
+
+    def encoder_config(self):
+        """The PromptEncoderConfig of train.prompt_encoder*, or None."""
+        if self.prompt_encoder is None:
+            return None
+        from jaxprompt.prompts.reparam import PromptEncoderConfig
+        return PromptEncoderConfig(self.prompt_encoder, self.prompt_encoder_bottleneck,
+                                   self.prompt_encoder_activation,
+                                   self.prompt_encoder_layer_norm, self.prompt_encoder_dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +104,11 @@ def model_config(run: Run, checkpoint_config: T5Config) -> T5Config:
                             f"the model {run.settings.model!r}")
 
 
+def step_config(run: Run) -> StepConfig:
+    """The run's StepConfig with its prompt encoder's options (what train and plan run)."""
+    return dataclasses.replace(run.step, prompt_encoder=run.settings.encoder_config())
+
+
 def trainable_shapes(run: Run, config: T5Config) -> dict:
     """The trainable tree as ShapeDtypeStructs: {"prompt": [P, H]}, {"deep_prompt": ...}."""
     import jax
@@ -89,6 +119,10 @@ def trainable_shapes(run: Run, config: T5Config) -> dict:
     shapes = {}
     if s.prompt_length:
         shapes["prompt"] = jax.ShapeDtypeStruct((s.prompt_length, config.d_model), jnp.float32)
+    if s.prompt_encoder is not None:
+        from jaxprompt.prompts.reparam import init_prompt_encoder
+        shapes["prompt_encoder"] = jax.eval_shape(
+            lambda: init_prompt_encoder(jax.random.key(0), config.d_model, s.encoder_config()))
     if s.deep_prompt_length:
         shapes["deep_prompt"] = {
             name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in
@@ -146,7 +180,11 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
     if tc.progress:
         print(f"{task.name} train: {report} at lengths {lengths.as_dict()}.")
 
-    prompt = deep_prompt = None
+    prompt = deep_prompt = encoder = None
+    if s.prompt_encoder is not None:
+        from jaxprompt.prompts.reparam import init_prompt_encoder
+        encoder = init_prompt_encoder(jax.random.key(tc.seed + 2), config.d_model,
+                                      s.encoder_config())
     if s.prompt_length:
         prompt_config = PromptConfig(
             length=s.prompt_length, init=s.prompt_init, file=s.prompt_file,
@@ -180,11 +218,11 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
         if s.shard_by_process else {}
     return train(model_config=config, frozen_params=params,
                  prompt_use=prompt_use(task, vocab, lengths, s.eval_method),
-                 trainable=make_trainable(prompt, deep_prompt),
+                 trainable=make_trainable(prompt, deep_prompt, encoder),
                  train_batches=data.train_batches(task.name, s.batch_size, lengths,
                                                   seed=tc.seed, vocab=vocab, **shard),
                  output_dir=s.output_dir, optimizer_config=run.optimizer,
-                 step_config=run.step, trainer_config=tc, eval_batches=eval_batches,
+                 step_config=step_config(run), trainer_config=tc, eval_batches=eval_batches,
                  eval_fn=eval_fn, model_path=recorded_model_path(s.model))
 
 
@@ -201,4 +239,4 @@ def prompt_use(task, vocab, lengths, method: str | None) -> dict:
 
 
 __all__ = ["Run", "RunSettings", "model_config", "prompt_tune", "recorded_model_path",
-           "trainable_shapes"]
+           "step_config", "trainable_shapes"]

@@ -27,6 +27,8 @@ class RunConfig:
     seed: int = 0
     eval_split: str = "validation"
     test_split: str = "test"
+    prompt_encoder: str | None = None  # "residual_mlp": residual reparameterization
+    prompt_encoder_bottleneck: int = 800
 
 
 def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int, init: str,
@@ -45,7 +47,9 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
                            prompt_length=prompt_length, prompt_init=init,
                            prompt_file=prompt_file, batch_size=run.batch_size,
                            inputs_length=run.inputs_length, targets_length=run.targets_length,
-                           eval_split=run.eval_split, deep_prompt_length=deep_prompt_length)
+                           eval_split=run.eval_split, deep_prompt_length=deep_prompt_length,
+                           prompt_encoder=run.prompt_encoder,
+                           prompt_encoder_bottleneck=run.prompt_encoder_bottleneck)
     trainer = TrainerConfig(steps=run.steps, eval_every=run.eval_every, log_every=25,
                             eval_metric=metric, eval_mode="max", seed=run.seed,
                             progress=progress)

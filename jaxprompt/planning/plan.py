@@ -19,7 +19,7 @@ import time
 import jax
 
 from jaxprompt.config import T5Config
-from jaxprompt.experiments.runs import Run, model_config, trainable_shapes
+from jaxprompt.experiments.runs import Run, model_config, step_config, trainable_shapes
 from jaxprompt.planning.topology import GIB
 from jaxprompt.training.build import abstract_arguments, build_steps
 
@@ -122,7 +122,7 @@ def lowered_steps(run: Run, checkpoint_config: T5Config, stored_dtype: str, devi
     s = run.settings
     config = config or model_config(run, checkpoint_config)
     steps, _, abstract_state = build_steps(config, trainable_shapes(run, config), run.optimizer,
-                                           run.step, run.trainer.mesh_shape,
+                                           step_config(run), run.trainer.mesh_shape,
                                            run.trainer.logical_axis_rules, devices)
     param_dtype = s.dtype or stored_dtype
     state, frozen, batch = abstract_arguments(steps, abstract_state, config, param_dtype,

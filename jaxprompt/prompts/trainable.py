@@ -1,10 +1,12 @@
-"""The one trainable pytree: {"prompt": [P, H], "deep_prompt": {...}}, any non-empty subset.
+"""The one trainable pytree: {"prompt": [P, H], "deep_prompt": {...}}, any non-empty subset,
+plus {"prompt_encoder": {...}} beside a prompt (residual reparameterization,
+jaxprompt.prompts.reparam; folded into the prompt whenever it leaves training).
 
 It is made once (from `init_prompt` and/or `init_deep_prompt`, or read from files), then
 passed as one argument through training, checkpoints, evaluation, prediction, ensembles,
 the prompt bank and export; the frozen T5 params are always a separate pytree. Logical
 axes: the prompt ("prompt", "embed") (replicated by the default rules: it is tiny), a deep
-prompt ("layers", "prompt", "joined_kv").
+prompt ("layers", "prompt", "joined_kv"); the prompt encoder is replicated.
 """
 
 from __future__ import annotations
@@ -22,18 +24,23 @@ from jaxprompt.prompts.deep import DEEP_PROMPT_FILE, load_deep_prompt, save_deep
 from jaxprompt.prompts.files import load_prompt
 from jaxprompt.prompts.init import PROMPT_AXES, PromptError
 
-TRAINABLE_KEYS = ("prompt", "deep_prompt")
+TRAINABLE_KEYS = ("prompt", "deep_prompt", "prompt_encoder")
 PROMPT_FILE = "prompt.npy"
 
 
-def make_trainable(prompt=None, deep_prompt: dict | None = None) -> dict:
-    """The trainable tree, float32: {"prompt": [P, H]} and/or {"deep_prompt": {...}}."""
+def make_trainable(prompt=None, deep_prompt: dict | None = None,
+                   prompt_encoder: dict | None = None) -> dict:
+    """The trainable tree, float32: {"prompt": [P, H]} and/or {"deep_prompt": {...}}, and
+    a prompt's encoder {"prompt_encoder": {...}}."""
     trainable = {}
     if prompt is not None:
         trainable["prompt"] = jnp.asarray(prompt, jnp.float32)
     if deep_prompt is not None:
         trainable["deep_prompt"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
                                                 deep_prompt)
+    if prompt_encoder is not None:
+        trainable["prompt_encoder"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
+                                                   prompt_encoder)
     return trainable
 
 
@@ -75,6 +82,8 @@ def check_trainable(trainable: dict, config: T5Config) -> None:
     if prompt is not None and (np.ndim(prompt) != 2 or np.shape(prompt)[1] != config.d_model):
         raise PromptError(f"The prompt must be [P, {config.d_model}] for this model (d_model "
                           f"{config.d_model}); got {tuple(np.shape(prompt))}.")
+    if "prompt_encoder" in trainable and prompt is None:
+        raise PromptError("A prompt_encoder reparameterizes a prompt; this tree has none.")
     if "deep_prompt" in trainable:
         try:
             check_deep_prompt(trainable["deep_prompt"], config)
@@ -89,6 +98,10 @@ def logical_axes(trainable: dict) -> dict:
         axes["prompt"] = jax.sharding.PartitionSpec(*PROMPT_AXES)
     if "deep_prompt" in trainable:
         axes["deep_prompt"] = deep_prompt_axes(trainable["deep_prompt"])
+    if "prompt_encoder" in trainable:
+        axes["prompt_encoder"] = jax.tree.map(
+            lambda leaf: jax.sharding.PartitionSpec(*[None] * len(np.shape(leaf))),
+            trainable["prompt_encoder"])
     return axes
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import math
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
                                                 content_fingerprint, frozen_fingerprint)
 from jaxprompt.prompts.artifact import PromptInfo
+from jaxprompt.prompts.reparam import fold
 from jaxprompt.config import T5Config
 from jaxprompt.prompts.init import PromptError
 from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE, as_trainable, check_trainable
@@ -123,7 +125,9 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
         config with the run's execution settings (dtype, scan_layers, remat_policy; see
         jaxprompt.training.build.execution_config); per-layer params are stacked for scan.
       trainable: the initial trainable tree, {"prompt": [P, H]} (`init_prompt`) and/or
-        {"deep_prompt": {...}} (`init_deep_prompt`); see jaxprompt.prompts.trainable.
+        {"deep_prompt": {...}} (`init_deep_prompt`), and a prompt's {"prompt_encoder": ...}
+        (`init_prompt_encoder`, with step_config.prompt_encoder); see
+        jaxprompt.prompts.trainable. Evaluation and the prompt files see it folded.
       train_batches: a function position -> iterator of batches, or a re-iterable.
       output_dir: checkpoints, metrics.jsonl, TensorBoard events, learning_curve.png.
       eval_batches: a function returning validation batches (validation loss).
@@ -145,9 +149,12 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
 
 def _prompt_info(model_path, model_config, frozen_params, trainable, step_config,
                  prompt_use) -> PromptInfo:
-    shapes = trainable_shapes(trainable)
+    """What the run's prompt directories record; `trainable` as they hold it (folded)."""
+    shapes = trainable_shapes(fold(trainable, step_config.prompt_encoder))
     method = {("prompt",): "prompt_tuning", ("deep_prompt",): "deep_prompt"}.get(
         tuple(sorted(shapes)), "prompt_and_deep_prompt")
+    if step_config.prompt_encoder is not None:
+        method = f"{method} with {step_config.prompt_encoder.kind} (folded)"
     return PromptInfo(model={"path": model_path, "architecture": model_config.architecture(),
                              "fingerprint": content_fingerprint(frozen_params)},
                       prompt_mode=step_config.prompt_mode, trainable=shapes, method=method,
@@ -174,12 +181,15 @@ def _train(model_config, frozen_params, trainable, train_batches, output_dir, op
                                             tc.mesh_shape)}
     if "deep_prompt" in trainable:  # Older runs' model_info.json has no such key.
         info["deep_prompt_shapes"] = trainable_shapes(trainable)["deep_prompt"]
+    if step_config.prompt_encoder is not None:  # Nor this one.
+        info["prompt_encoder"] = dataclasses.asdict(step_config.prompt_encoder)
     check_or_write_model_info(output_dir, info)
 
+    folded = functools.partial(fold, config=step_config.prompt_encoder)
     checkpointer = PromptCheckpointer(
         output_dir, tc.keep_latest, _prompt_info(model_path, model_config, frozen_params,
                                                  trainable, step_config, prompt_use),
-        tc.eval_metric)
+        tc.eval_metric, folded)
     meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
     if checkpointer.latest_step() is not None:
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -190,7 +200,8 @@ def _train(model_config, frozen_params, trainable, train_batches, output_dir, op
         state = place(state, steps.state_shardings)
     frozen = place(model_layout(frozen_params, model_config), steps.frozen_shardings)
     log = MetricsLog(output_dir, enabled=is_leader())
-    loop = _Loop(tc, steps, checkpointer, log, frozen, meta, eval_batches, eval_fn)
+    loop = _Loop(tc, steps, checkpointer, log, frozen, meta, eval_batches,
+                 eval_fn and (lambda trainable, frozen: eval_fn(folded(trainable), frozen)))
     try:
         state, stopped_early = loop.run(state, _batches_from(train_batches, meta["data_position"]))
     finally:

@@ -16,7 +16,7 @@ import jax
 import optax
 
 # Top-level keys of trainable subtrees; everything else is frozen.
-TRAINABLE_KEYS = ("prompt", "deep_prompt")
+TRAINABLE_KEYS = ("prompt", "deep_prompt", "prompt_encoder")
 OPTIMIZERS = ("adafactor", "adam", "adamw")
 
 

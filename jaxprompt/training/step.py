@@ -26,6 +26,7 @@ from jax.sharding import Mesh
 from jaxprompt import partitioning
 from jaxprompt.training.losses import cross_entropy
 from jaxprompt.models.t5 import T5, logical_axes, param_shapes
+from jaxprompt.prompts.reparam import PromptEncoderConfig, effective_prompt
 from jaxprompt.prompts.trainable import logical_axes as trainable_axes
 
 BATCH_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
@@ -48,6 +49,8 @@ class StepConfig:
     prompt_mode: str = "prefix"
     enable_dropout: bool = True  # dropout inside the frozen model during training (T5's 0.1).
     loss_normalization: str = "tokens"  # "tokens": mean over target tokens; "sum": t5x's sum.
+    # The options of trainable["prompt_encoder"] (residual reparameterization), if any.
+    prompt_encoder: PromptEncoderConfig | None = None
 
     def __post_init__(self):
         if self.loss_normalization not in ("tokens", "sum"):
@@ -64,10 +67,14 @@ def init_train_state(trainable: dict, optimizer: optax.GradientTransformation,
 
 
 def forward(model: T5, trainable: dict, frozen: dict, batch: Batch, *, prompt_mode: str,
-            enable_dropout: bool = False, rng: jax.Array | None = None) -> jax.Array:
-    """Logits [B, S, V] of the frozen model with the trainable prompt (and deep prompt)."""
+            enable_dropout: bool = False, rng: jax.Array | None = None,
+            prompt_encoder: PromptEncoderConfig | None = None) -> jax.Array:
+    """Logits [B, S, V] of the frozen model with the trainable prompt (through its encoder,
+    if any) and deep prompt."""
+    encoder_rng = jax.random.fold_in(rng, 1) if enable_dropout and rng is not None else None
+    prompt = effective_prompt(trainable, prompt_encoder, encoder_rng)
     return model.apply({"params": frozen}, batch["encoder_input_tokens"],
-                       batch["decoder_input_tokens"], prompt=trainable.get("prompt"),
+                       batch["decoder_input_tokens"], prompt=prompt,
                        deep_prompt=trainable.get("deep_prompt"),
                        prompt_mode=prompt_mode, enable_dropout=enable_dropout,
                        rngs={"dropout": rng} if enable_dropout else None)
@@ -77,7 +84,8 @@ def loss_fn(trainable: dict, frozen: dict, batch: Batch, rng: jax.Array, *, mode
             step_config: StepConfig) -> tuple[jax.Array, dict]:
     """Scalar training loss and the summed statistics behind it."""
     logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode,
-                     enable_dropout=step_config.enable_dropout, rng=rng)
+                     enable_dropout=step_config.enable_dropout, rng=rng,
+                     prompt_encoder=step_config.prompt_encoder)
     sums = cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
                          step_config.z_loss, step_config.label_smoothing)
     if step_config.loss_normalization == "tokens":
@@ -105,7 +113,8 @@ def train_step(state: TrainState, frozen: dict, batch: Batch, *, model: T5,
 def eval_step(trainable: dict, frozen: dict, batch: Batch, *, model: T5,
               step_config: StepConfig) -> dict:
     """Summed validation statistics (no dropout): {"nll", "loss", "z_loss", "weight"}."""
-    logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode)
+    logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode,
+                     prompt_encoder=step_config.prompt_encoder)
     return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
                          step_config.z_loss, 0.0)
 
