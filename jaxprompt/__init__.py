@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # Type checkers and IDEs see the real names.
     from jaxprompt.checkpoints import CheckpointError, load_pretrained, save_hf_checkpoint
     from jaxprompt.config import ConfigError, T5Config
     from jaxprompt.models.t5 import T5
+    from jaxprompt.prompts.artifact import PromptArtifact, PromptInfo, read_prompt
     from jaxprompt.prompts.files import PromptFileError, load_prompt
     from jaxprompt.prompts.trainable import make_trainable
     from jaxprompt.training.loop import TrainerConfig, train
@@ -26,6 +27,9 @@ _HOMES = {
     "T5": "jaxprompt.models.t5",
     "PromptFileError": "jaxprompt.prompts.files",
     "load_prompt": "jaxprompt.prompts.files",
+    "PromptArtifact": "jaxprompt.prompts.artifact",
+    "PromptInfo": "jaxprompt.prompts.artifact",
+    "read_prompt": "jaxprompt.prompts.artifact",
     "make_trainable": "jaxprompt.prompts.trainable",
     "TrainerConfig": "jaxprompt.training.loop",
     "train": "jaxprompt.training.loop",

@@ -11,10 +11,27 @@ from jaxprompt.config import T5Config
 
 
 def _local_path(path: str) -> str:
+    """"tiny", a Hub id (`org/name[@revision]`, jaxprompt.checkpoints.hub) or a path."""
     if path in ("tiny", "t5_tiny_lm"):  # the embedded pretrained model (tools/pretrain_tiny.py)
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "assets", "t5_tiny_lm")
-    return path
+    from jaxprompt.checkpoints.hub import is_hub_id, resolve
+    return resolve(path) if is_hub_id(path) else path
+
+
+def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = None) -> str:
+    """The SentencePiece model for `model`: `vocabulary` if given, else the model
+    directory's (or Hub snapshot's) own spiece.model, else the bundled T5 vocabulary."""
+    from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY
+    if vocabulary:
+        return vocabulary
+    if model is not None and not os.fspath(model).startswith("gs://"):
+        path = _local_path(os.fspath(model))
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        own = os.path.join(directory, "spiece.model")
+        if os.path.exists(own):
+            return own
+    return DEFAULT_VOCABULARY
 
 
 def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
@@ -46,7 +63,9 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
     """Loads a pretrained T5: returns (T5Config, params) for `jaxprompt.T5(config)`.
 
     Args:
-      path: "tiny" (jaxprompt's embedded pretrained T5), a Hugging Face T5 directory
+      path: "tiny" (jaxprompt's embedded pretrained T5), a Hugging Face Hub id
+        ("google/t5-base-lm-adapt", "org/name@revision": resolved through the local cache,
+        downloaded if missing), a Hugging Face T5 directory
         (config.json + model.safetensors, a sharded safetensors index, or
         pytorch_model.bin), or a T5X checkpoint (a `checkpoint_N`
         directory or its msgpack file; `gs://` paths via tensorstore's GCS driver).
@@ -60,7 +79,8 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
         return load_t5x_checkpoint(path, config, dtype, shardings)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or directory. Pass a Hugging Face T5 "
-                              "directory (config.json + model.safetensors) or a T5X checkpoint.")
+                              "directory (config.json + model.safetensors), a Hub id "
+                              "(org/name[@revision]) or a T5X checkpoint.")
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return load_hf_checkpoint(path, dtype)
     if is_t5x_checkpoint(path):
@@ -70,5 +90,5 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
         "with config.json and model.safetensors, or a T5X checkpoint (checkpoint_N/checkpoint).")
 
 
-__all__ = ["CheckpointError", "load_pretrained", "load_hf_checkpoint", "load_t5x_checkpoint",
+__all__ = ["CheckpointError", "load_pretrained", "model_vocabulary", "load_hf_checkpoint", "load_t5x_checkpoint",
            "read_model_shapes", "save_hf_checkpoint"]

@@ -87,7 +87,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="prompt directory (best/<step>/, a run's output dir, an export) or "
                         "file (any format); repeat with --ensemble; none: bare model")
     p.add_argument("--deep_prompt", help="deep_prompt.npz of a deep-prompt run")
-    p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+    p.add_argument("--vocabulary", help="SentencePiece model (default: the model's own spiece.model, else T5's)")
     p.add_argument("--method", choices=["rank", "greedy"],
                    help="rank classification or greedy decoding (default: the prompt's, else "
                         "by task)")

@@ -23,7 +23,7 @@ def prompt_task(name: str, artifacts):
 
 def run(args) -> int:
     from jaxprompt import data, evaluation
-    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.training.run_lock import output_lock
 
     artifacts = read_prompts(args.prompt)
@@ -33,7 +33,7 @@ def run(args) -> int:
     if args.data_dir:
         data.set_data_dir(args.data_dir)
     config, params = load_pretrained(args.model)
-    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
     check_prompts(args, artifacts, params, vocab)
     mesh, params, writes = start_mesh(args, config, params)

@@ -57,8 +57,11 @@ def run(args) -> int:
     from jaxprompt.prompts.artifact import read_prompt
     from jaxprompt.prompts.files import PromptFileError
 
+    from jaxprompt.checkpoints.hub import is_hub_id
+
     path = args.path
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+    if is_hub_id(path) or (os.path.isdir(path)
+                           and os.path.exists(os.path.join(path, "config.json"))):
         _describe_model(path)
         return 0
     try:
@@ -76,12 +79,12 @@ def run(args) -> int:
 
 def _neighbours(args, path: str, prompt) -> None:
     from jaxprompt import data
-    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.prompts.interpretation import nearest_tokens, plot_similarity
     from jaxprompt.prompts.files import check_width
 
     config, params = load_pretrained(args.model)
-    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
     check_width(prompt, config.d_model, path)
     ids, scores = nearest_tokens(prompt, params["token_embedder"]["embedding"], args.neighbours,
                                  vocab_size=vocab.vocab_size)
@@ -101,6 +104,6 @@ def add_parser(sub) -> None:
     inspect.add_argument("path")
     inspect.add_argument("--model", help="with a prompt: show each position's nearest tokens")
     inspect.add_argument("--neighbours", type=int, default=5)
-    inspect.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+    inspect.add_argument("--vocabulary", help="SentencePiece model (default: the model's own spiece.model, else T5's)")
     inspect.add_argument("--heatmap", help="PNG of position similarities (with --model)")
     inspect.set_defaults(func=run)

@@ -35,14 +35,14 @@ def model_inputs(args, records, artifacts) -> list[str]:
 
 def run(args) -> int:
     from jaxprompt import data, evaluation
-    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.training.run_lock import output_lock
     from jaxprompt.data.user_files import read_records
 
     artifacts = read_prompts(args.prompt[:1] if args.prompt else [])
     apply_prompt_settings(args, artifacts)
     config, params = load_pretrained(args.model)
-    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
     check_prompts(args, artifacts, params, vocab)
     mesh, params, writes = start_mesh(args, config, params)

@@ -14,7 +14,7 @@ from jaxprompt.cli.common import CliError, add_prompt_use_flags, int_list
 
 def run(args) -> int:
     from jaxprompt import data
-    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.partitioning import make_mesh
     from jaxprompt.prompts.bank import read_bank_directory
     from jaxprompt.serving.server import PromptServer, ServeConfig
@@ -34,8 +34,9 @@ def run(args) -> int:
     if args.model is None and len(named) != 1:
         raise CliError("--model is required (the bank's prompt directories name "
                        f"{named or 'no model'}).")
-    config, params = load_pretrained(args.model or named[0])
-    vocab = data.vocabulary(args.vocabulary or data.DEFAULT_VOCABULARY)
+    model = args.model or named[0]
+    config, params = load_pretrained(model)
+    vocab = data.vocabulary(model_vocabulary(model, args.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
     longest = max(len(e.prompt) for e in entries.values())
     serve = ServeConfig(
@@ -83,7 +84,7 @@ def add_parser(sub) -> None:
                    help="directory of prompt directories (<task>/, labels and placement their "
                         "own) and/or <task>.<ext> files (labels from the optional bank.json)")
     add_prompt_use_flags(p)
-    p.add_argument("--vocabulary", help="SentencePiece model (default: bundled T5 vocab)")
+    p.add_argument("--vocabulary", help="SentencePiece model (default: the model's own spiece.model, else T5's)")
     p.add_argument("--host", default="127.0.0.1",
                    help="beyond loopback, PUT/DELETE need --admin_token (or --insecure_admin)")
     p.add_argument("--admin_token", help="token for PUT/DELETE /v1/prompts (Authorization: "

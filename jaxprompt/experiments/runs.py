@@ -24,11 +24,11 @@ from jaxprompt.training.step import StepConfig
 class RunSettings:
     """A run's model, task, prompt, batch and lengths (gin: `train.*`)."""
 
-    model: str | None = None  # "tiny", a Hugging Face T5 directory, a T5X checkpoint, a preset
+    model: str | None = None  # "tiny", a Hub id, a Hugging Face T5 dir, a T5X checkpoint, a preset
     task: Any = None  # a task name or a jaxprompt.data.TextTask (gin: @from_files())
     output_dir: str | None = None
     data_dir: str | None = None
-    vocabulary: str | None = None  # SentencePiece model; default: the bundled T5 vocabulary
+    vocabulary: str | None = None  # SentencePiece model; default: the model's own, else T5's
     prompt_length: int = 100
     prompt_init: str = "class_labels"
     prompt_text: str | None = None
@@ -131,9 +131,13 @@ def trainable_shapes(run: Run, config: T5Config) -> dict:
 
 
 def recorded_model_path(model: str | None) -> str | None:
-    """What model_info.json names: "tiny" and remote paths as given, local paths absolute."""
+    """What model_info.json names: "tiny" and remote paths as given, a Hub id pinned to the
+    commit it resolved to (org/name@<commit>), local paths absolute."""
+    from jaxprompt.checkpoints.hub import is_hub_id, pinned_id
     if model is None or model in ("tiny", "t5_tiny_lm") or "://" in model:
         return model
+    if is_hub_id(model):
+        return pinned_id(model)
     return os.path.abspath(model)
 
 
@@ -173,7 +177,8 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
         loaded = load_pretrained(s.model, dtype=dtype, shardings=frozen_shardings)
     checkpoint_config, params = loaded
     config = model_config(run, checkpoint_config)
-    vocab = vocab or data.vocabulary(s.vocabulary or data.DEFAULT_VOCABULARY)
+    from jaxprompt.checkpoints import model_vocabulary
+    vocab = vocab or data.vocabulary(model_vocabulary(s.model, s.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
     lengths = data.Lengths(s.inputs_length, s.targets_length)
     report = data.truncation_report(task, "train", vocab, lengths, s.strict_truncation)
