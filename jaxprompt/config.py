@@ -21,6 +21,11 @@ class ConfigError(ValueError):
     """A configuration that cannot describe a T5 model."""
 
 
+# transformers' model_type values with T5's architecture and parameter names: mT5 is the
+# multilingual T5.1.1 (250k vocabulary); ByT5 checkpoints say "t5".
+HF_MODEL_TYPES = ("t5", "mt5")
+
+
 @dataclasses.dataclass(frozen=True)
 class T5Config:
     """Architecture of a T5 encoder-decoder (T5 1.0, T5.1.1, LM-adapted T5.1.1).
@@ -110,10 +115,12 @@ class T5Config:
                 raise ConfigError(f"{source}: a JSON object is expected, found a "
                                   f"{type(config).__name__}.")
         model_type = config.get("model_type")
-        if model_type != "t5":
+        if model_type not in HF_MODEL_TYPES:
             raise ConfigError(
-                f"{source}: model_type is {model_type!r}, expected 't5'. jaxprompt loads "
-                "T5ForConditionalGeneration checkpoints (T5 1.0, T5.1.1, LM-adapted, FLAN-T5).")
+                f"{source}: model_type is {model_type!r}, expected one of {HF_MODEL_TYPES}. "
+                "jaxprompt loads T5ForConditionalGeneration checkpoints (T5 1.0, T5.1.1, "
+                "LM-adapted, FLAN-T5, ByT5's architecture) and MT5ForConditionalGeneration (mT5"
+                "); UMT5 (a relative position bias in every layer) is not supported yet.")
         required = ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers")
         missing = [k for k in required if k not in config]
         if missing:
@@ -126,6 +133,10 @@ class T5Config:
             # architecture in scale_decoder_outputs: true for T5 1.0 (tied head, logits scaled
             # by H**-0.5), false for T5.1.1 (its own lm_head, unscaled).
             kwargs["tie_word_embeddings"] = bool(config["scale_decoder_outputs"])
+        if model_type == "mt5":
+            # mT5 is T5.1.1: its own lm_head (or shared.weight where a writer tied it), logits
+            # never scaled; transformers' MT5Config always says tie_word_embeddings=true.
+            kwargs["tie_word_embeddings"] = False
         try:
             return T5Config(**kwargs)
         except ConfigError as e:
@@ -180,4 +191,7 @@ PRESETS: dict[str, T5Config] = {
     **{f"t5_1_1_{size}": config for size, config in _T5_1_1_SIZES.items()},
     # The LM-adapted checkpoints (the paper's models) share T5.1.1's architecture.
     **{f"t5_1_1_lm100k_{size}": config for size, config in _T5_1_1_SIZES.items()},
+    # mT5 (Xue et al. 2021): T5.1.1 with a 250,112-row vocabulary (google/mt5-*).
+    **{f"mt5_{size}": dataclasses.replace(config, vocab_size=250112)
+       for size, config in _T5_1_1_SIZES.items()},
 }

@@ -41,6 +41,9 @@ def test_preset_sizes_match_published_parameter_counts():
     assert count("t5_1_1_small") == 76_961_152
     assert count("t5_1_1_base") == 247_577_856
     assert count("t5_1_0_small") == 60_506_624
+    # mT5 small 300M, base 582M (google/mt5-small, google/mt5-base).
+    assert count("mt5_small") == 300_176_768
+    assert count("mt5_base") == 582_401_280
 
 
 def test_to_hf_config_round_trips():

@@ -35,17 +35,31 @@ def pair(tmp_path_factory):
 
 
 def test_peft_round_trip_logits_and_generate(tmp_path, pair):
+    from transformers import T5ForConditionalGeneration
+    _, model_dir, config, params = pair
+    _peft_round_trip(tmp_path, T5ForConditionalGeneration, model_dir, config, params)
+
+
+def test_peft_round_trip_on_mt5(tmp_path):
+    """mT5 (MT5ForConditionalGeneration): the same export loads in real PEFT on that class."""
+    from transformers import MT5ForConditionalGeneration
+    model = build_torch_t5(TINY_T5_1_1, seed=22, family="mt5")
+    model.save_pretrained(tmp_path / "mt5")
+    config, params = jaxprompt.load_pretrained(tmp_path / "mt5")
+    _peft_round_trip(tmp_path, MT5ForConditionalGeneration, str(tmp_path / "mt5"), config,
+                     params)
+
+
+def _peft_round_trip(tmp_path, model_class, model_dir, config, params):
     from jaxprompt.evaluation import greedy_decode
 
-    model, model_dir, config, params = pair
     prompt = np.random.default_rng(0).normal(size=(7, config.d_model)).astype(np.float32)
     adapter = export_prompt(prompt, "peft", tmp_path / "adapter", config=config,
                             base_model=model_dir)
 
     # The README's snippet:
     from peft import PeftModel
-    from transformers import T5ForConditionalGeneration
-    base = T5ForConditionalGeneration.from_pretrained(model_dir).eval()
+    base = model_class.from_pretrained(model_dir).eval()
     peft_model = PeftModel.from_pretrained(base, adapter).eval()
 
     rng = np.random.default_rng(1)

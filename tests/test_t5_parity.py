@@ -11,15 +11,18 @@ from tests.torch_reference import TINY_T5_1_0, TINY_T5_1_1, build_torch_t5, rand
 import jaxprompt
 
 TOLERANCE = 1e-4
-ARCHS = {"t5_1_0": TINY_T5_1_0, "t5_1_1": TINY_T5_1_1}
+ARCHS = {"t5_1_0": TINY_T5_1_0, "t5_1_1": TINY_T5_1_1, "mt5": TINY_T5_1_1}
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))
 def pair(request, tmp_path_factory):
     """(torch model, jaxprompt config, params) sharing the same weights via save_pretrained."""
-    model = build_torch_t5(ARCHS[request.param], seed=1)
+    model = build_torch_t5(ARCHS[request.param], seed=1,
+                           family="mt5" if request.param == "mt5" else "t5")
     directory = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(directory)
+    if request.param == "mt5":  # what MT5ForConditionalGeneration writes, loaded as such
+        assert '"model_type": "mt5"' in (directory / "config.json").read_text()
     config, params = jaxprompt.load_pretrained(directory)
     return model, config, params
 

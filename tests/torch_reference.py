@@ -21,7 +21,7 @@ TINY_T5_1_1 = dict(vocab_size=96, d_model=16, num_heads=4, d_kv=5, d_ff=20, num_
                    relative_attention_max_distance=16)
 
 
-def build_torch_t5(arch: dict, seed: int = 0, untie: bool = True):
+def build_torch_t5(arch: dict, seed: int = 0, untie: bool = True, family: str = "t5"):
     """A randomly initialised transformers T5ForConditionalGeneration in eval mode, float32.
 
     transformers >= 5 builds every T5 with lm_head tied to the embedding (T5.1.1 only drops
@@ -29,9 +29,12 @@ def build_torch_t5(arch: dict, seed: int = 0, untie: bool = True):
     untied architecture gets an lm_head of its own, as the released models do.
     """
     torch.manual_seed(seed)
-    config = transformers.T5Config(**arch, dropout_rate=0.0, decoder_start_token_id=0,
-                                   pad_token_id=0, eos_token_id=1)
-    model = transformers.T5ForConditionalGeneration(config).eval()
+    config_class, model_class = {
+        "t5": (transformers.T5Config, transformers.T5ForConditionalGeneration),
+        "mt5": (transformers.MT5Config, transformers.MT5ForConditionalGeneration)}[family]
+    config = config_class(**arch, dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0,
+                          eos_token_id=1)
+    model = model_class(config).eval()
     if untie and not arch["tie_word_embeddings"]:
         model.lm_head.weight = torch.nn.Parameter(
             torch.randn(arch["vocab_size"], arch["d_model"]) * arch["d_model"] ** -0.5)
