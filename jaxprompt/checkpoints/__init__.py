@@ -20,8 +20,9 @@ def _local_path(path: str) -> str:
 
 
 def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = None) -> str:
-    """The SentencePiece model for `model`: `vocabulary` if given, else the model
-    directory's (or Hub snapshot's) own spiece.model, else the bundled T5 vocabulary."""
+    """The vocabulary for `model`: `vocabulary` if given, else the model directory's (or
+    Hub snapshot's) own spiece.model, "byte" if its tokenizer_config.json names ByT5's
+    tokenizer, else the bundled T5 vocabulary."""
     from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY
     if vocabulary:
         return vocabulary
@@ -31,7 +32,20 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
         own = os.path.join(directory, "spiece.model")
         if os.path.exists(own):
             return own
+        if _tokenizer_class(directory) == "ByT5Tokenizer":
+            from jaxprompt.data.byte_vocabulary import BYTE_VOCABULARY
+            return BYTE_VOCABULARY
     return DEFAULT_VOCABULARY
+
+
+def _tokenizer_class(directory: str) -> str | None:
+    import json
+    try:
+        with open(os.path.join(directory, "tokenizer_config.json"), encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value.get("tokenizer_class") if isinstance(value, dict) else None
 
 
 def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:

@@ -90,12 +90,18 @@ def _neighbours(args, path: str, prompt) -> None:
                                  vocab_size=vocab.vocab_size)
     print(f"  nearest tokens by cosine similarity to {args.model}'s embedding:")
     for position, (row_ids, row_scores) in enumerate(zip(ids, scores)):
-        words = ", ".join(f"{vocab.decode([int(i)]) or repr(vocab.tokenizer.id_to_piece(int(i)))}"
+        words = ", ".join(f"{vocab.decode([int(i)]) or _piece(vocab, int(i))}"
                           f" ({s:.2f})" for i, s in zip(row_ids, row_scores))
         print(f"  {position:4d}: {words}")
     heatmap = args.heatmap or os.path.splitext(os.path.basename(path.rstrip("/")))[0] + \
         "_similarity.png"
     print(f"  position similarity heatmap: {plot_similarity(prompt, heatmap)}")
+
+
+def _piece(vocab, token: int) -> str:
+    """A token that decodes to nothing (a sentinel, a special): its piece, or its id."""
+    tokenizer = getattr(vocab, "tokenizer", None)
+    return repr(tokenizer.id_to_piece(token)) if tokenizer is not None else f"<id {token}>"
 
 
 def add_parser(sub) -> None:

@@ -75,6 +75,8 @@ def vocabulary_fingerprint(vocab) -> str:
 def longest_piece(vocab) -> int:
     """Characters of the vocabulary's longest piece (a SentencePiece one; 64 for another):
     a text longer than N times this holds more than N tokens."""
+    if hasattr(vocab, "max_piece_chars"):
+        return vocab.max_piece_chars
     tokenizer = getattr(vocab, "tokenizer", None)
     if tokenizer is None:
         return 64
@@ -82,6 +84,10 @@ def longest_piece(vocab) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def vocabulary(path: str | None = None) -> Vocabulary:
-    """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path."""
+def vocabulary(path: str | None = None):
+    """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path;
+    "byte": ByT5's byte vocabulary (jaxprompt.data.byte_vocabulary)."""
+    from jaxprompt.data.byte_vocabulary import BYTE_VOCABULARY, ByteVocabulary
+    if path == BYTE_VOCABULARY:
+        return ByteVocabulary()
     return Vocabulary(path or DEFAULT_VOCABULARY)
