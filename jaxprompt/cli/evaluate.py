@@ -30,8 +30,8 @@ def run(args) -> int:
     apply_prompt_settings(args, artifacts)
     if args.task is None:
         raise CliError("--task is required (the prompt records no task).")
-    if args.data_dir:
-        data.set_data_dir(args.data_dir)
+    if args.data_dir or args.download:
+        data.set_data_dir(args.data_dir, download=args.download)
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
@@ -75,6 +75,9 @@ def add_parser(sub) -> None:
                                          "prompt directory's task)")
     evaluate.add_argument("--split", default="validation")
     evaluate.add_argument("--data_dir", help="folder with the original task files")
+    evaluate.add_argument("--download", action="store_true",
+                          help="download a built-in task found nowhere locally (Hugging Face "
+                               "datasets, else TFDS)")
     evaluate.add_argument("--max_examples", type=int)
     evaluate.add_argument("--output", help="metrics JSON (default eval.json)")
     evaluate.add_argument("--ensemble", choices=["vote", "mean"],

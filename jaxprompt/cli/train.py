@@ -1,7 +1,8 @@
 """`jaxprompt train`: gin is bound here (jaxprompt.cli.configure), at the edge, and nowhere else.
 
-  jaxprompt train --gin_file=runs/prompt_tuning.gin --gin.train.model="'/path/t5'" \\
-      --gin.train.task="'super_glue_rte'" --output_dir=/tmp/rte
+  jaxprompt train --gin_file=runs/prompt_tuning.gin \\
+      --gin.train.model="'google/t5-base-lm-adapt'" --gin.train.task="'super_glue_rte'" \\
+      --download --output_dir=/tmp/rte
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def run(args) -> int:
     bindings = list(args.gin_bindings)
     if args.output_dir:
         bindings.append(f"train.output_dir = {args.output_dir!r}")
+    if args.download:
+        bindings.append("train.download = True")
     configured = configured_run(args.gin_file, bindings)
     result = prompt_tune(configured)
     output_dir = configured.settings.output_dir
@@ -49,6 +52,8 @@ def add_parser(sub) -> None:
     train = sub.add_parser("train", help="prompt-tune a frozen T5 (gin-configured)")
     add_gin_flags(train)
     train.add_argument("--output_dir", help="checkpoints and logs; resumes if it holds a run")
+    train.add_argument("--download", action="store_true",
+                       help="download a built-in task found nowhere locally (train.download)")
     train.add_argument("--multihost", choices=["auto", "on", "off"], default="auto",
                        help="call jax.distributed.initialize() (auto: on multi-host TPU slices)")
     train.set_defaults(func=run)

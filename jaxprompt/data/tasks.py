@@ -41,15 +41,19 @@ class TextTask:
 
 TEXT_TASKS: dict[str, TextTask] = {}
 _SETTINGS = {"data_dir": os.environ.get("JAXPROMPT_DATA_DIR"),
-             "tfds_data_dir": os.environ.get("TFDS_DATA_DIR")}
+             "tfds_data_dir": os.environ.get("TFDS_DATA_DIR"), "download": False}
 
 
-def set_data_dir(data_dir: str | None = None, tfds_data_dir: str | None = None) -> None:
-    """Where built-in tasks look for local files (and prepared TFDS datasets)."""
+def set_data_dir(data_dir: str | None = None, tfds_data_dir: str | None = None,
+                 download: bool | None = None) -> None:
+    """Where built-in tasks look for local files (and prepared TFDS datasets), and whether a
+    task found in neither is downloaded (jaxprompt.data.download)."""
     if data_dir is not None:
         _SETTINGS["data_dir"] = data_dir
     if tfds_data_dir is not None:
         _SETTINGS["tfds_data_dir"] = tfds_data_dir
+    if download is not None:
+        _SETTINGS["download"] = download
     _builtin_examples.cache_clear()
 
 
@@ -59,13 +63,18 @@ def _builtin_examples(task_name: str, split: str) -> tuple[dict, ...]:
     raw = read_tfds(fmt, split, _SETTINGS["tfds_data_dir"])
     if raw is None:
         data_dir = _SETTINGS["data_dir"]
-        if not data_dir:
+        if not data_dir and _SETTINGS["download"]:
+            from jaxprompt.data.download import download_rows
+            raw = download_rows(fmt, split)
+        elif not data_dir:
             raise DataError(
                 f"Task {task_name!r}: TFDS dataset {fmt.benchmark}/{fmt.subset} is not prepared "
-                "locally and no data_dir is set. Pass --data_dir (or set JAXPROMPT_DATA_DIR) to "
-                f"a folder holding {fmt.local_dir}/ in the original "
+                "locally and no data_dir is set. Pass --download (gin: train.download = True) "
+                "to fetch it, or --data_dir (or JAXPROMPT_DATA_DIR) naming a folder holding "
+                f"{fmt.local_dir}/ in the original "
                 f"{'SuperGLUE JSONL' if fmt.benchmark == 'super_glue' else 'GLUE TSV'} layout.")
-        raw = read_local(fmt, split, data_dir)
+        else:
+            raw = read_local(fmt, split, data_dir)
     return tuple(formatted for example in raw for formatted in fmt.format(example))
 
 

@@ -28,6 +28,7 @@ class RunSettings:
     task: Any = None  # a task name or a jaxprompt.data.TextTask (gin: @from_files())
     output_dir: str | None = None
     data_dir: str | None = None
+    download: bool = False  # a built-in task found nowhere locally is downloaded
     vocabulary: str | None = None  # SentencePiece model; default: the model's own, else T5's
     prompt_length: int = 100
     prompt_init: str = "class_labels"
@@ -160,8 +161,8 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
                               ("output_dir", s.output_dir)) if v is None or v == ""]
     if missing:
         raise ConfigError(f"train.{missing[0]} is required (missing: {missing}).")
-    if s.data_dir:
-        data.set_data_dir(s.data_dir)
+    if s.data_dir or s.download:
+        data.set_data_dir(s.data_dir, download=s.download)
     task = s.task if isinstance(s.task, data.TextTask) else data.get_task(s.task)
 
     def frozen_shardings(checkpoint_config):  # T5X checkpoints: each host reads its slices.
