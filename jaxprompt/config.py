@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 # transformers' model_type values with T5's architecture and parameter names: mT5 is the
 # multilingual T5.1.1 (250k vocabulary); ByT5 checkpoints say "t5".
-HF_MODEL_TYPES = ("t5", "mt5")
+HF_MODEL_TYPES = ("t5", "mt5", "umt5")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,9 @@ class T5Config:
     tie_word_embeddings: bool = True  # T5 1.0: logits use the embedding, scaled by H**-0.5.
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    # UMT5: every self-attention layer has its own relative position table (T5: the first
+    # layer's, shared by the stack).
+    relative_bias_per_layer: bool = False
     dropout_rate: float = 0.1
     layer_norm_epsilon: float = 1e-6
     dtype: str = "float32"  # compute dtype of activations (bfloat16 on TPU).
@@ -91,6 +94,8 @@ class T5Config:
     def architecture(self) -> dict[str, Any]:
         """Fields that determine the parameter shapes and the function computed."""
         skip = ("dtype", "scan_layers", "remat_policy", "dropout_rate")
+        if not self.relative_bias_per_layer:  # as runs recorded it before UMT5 was supported
+            skip += ("relative_bias_per_layer",)
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     @staticmethod
@@ -119,8 +124,8 @@ class T5Config:
             raise ConfigError(
                 f"{source}: model_type is {model_type!r}, expected one of {HF_MODEL_TYPES}. "
                 "jaxprompt loads T5ForConditionalGeneration checkpoints (T5 1.0, T5.1.1, "
-                "LM-adapted, FLAN-T5, ByT5's architecture) and MT5ForConditionalGeneration (mT5"
-                "); UMT5 (a relative position bias in every layer) is not supported yet.")
+                "LM-adapted, FLAN-T5, ByT5's architecture), MT5ForConditionalGeneration (mT5) "
+                "and UMT5ForConditionalGeneration (UMT5).")
         required = ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers")
         missing = [k for k in required if k not in config]
         if missing:
@@ -133,6 +138,8 @@ class T5Config:
             # architecture in scale_decoder_outputs: true for T5 1.0 (tied head, logits scaled
             # by H**-0.5), false for T5.1.1 (its own lm_head, unscaled).
             kwargs["tie_word_embeddings"] = bool(config["scale_decoder_outputs"])
+        if model_type == "umt5":
+            kwargs["relative_bias_per_layer"] = True
         if model_type == "mt5":
             # mT5 is T5.1.1: its own lm_head (or shared.weight where a writer tied it), logits
             # never scaled; transformers' MT5Config always says tie_word_embeddings=true.
@@ -148,9 +155,11 @@ class T5Config:
     def to_hf_config(self) -> dict[str, Any]:
         """The transformers `config.json` dict of this architecture."""
         hf = {k: v for k, v in self.architecture().items()}
+        umt5 = self.relative_bias_per_layer
         hf.update(
-            model_type="t5",
-            architectures=["T5ForConditionalGeneration"],
+            model_type="umt5" if umt5 else "t5",
+            architectures=["UMT5ForConditionalGeneration" if umt5 else
+                           "T5ForConditionalGeneration"],
             is_encoder_decoder=True,
             pad_token_id=0,
             eos_token_id=1,
@@ -194,4 +203,18 @@ PRESETS: dict[str, T5Config] = {
     # mT5 (Xue et al. 2021): T5.1.1 with a 250,112-row vocabulary (google/mt5-*).
     **{f"mt5_{size}": dataclasses.replace(config, vocab_size=250112)
        for size, config in _T5_1_1_SIZES.items()},
+    # UMT5 (Chung et al. 2023): mT5's shapes, a 256,384-row vocabulary, a relative position
+    # table in every self-attention layer (google/umt5-*; there is no umt5-large).
+    **{f"umt5_{size}": dataclasses.replace(config, vocab_size=256384,
+                                           relative_bias_per_layer=True)
+       for size, config in _T5_1_1_SIZES.items() if size != "large"},
+    # ByT5 (Xue et al. 2022): T5.1.1 on UTF-8 bytes (384 ids, jaxprompt.data.byte_vocabulary),
+    # a deep encoder and a shallow decoder (google/byt5-*).
+    **{f"byt5_{size}": T5Config(vocab_size=384, d_model=d_model, num_heads=heads, d_kv=64,
+                                d_ff=d_ff, num_layers=layers, num_decoder_layers=layers // 3,
+                                feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+       for size, (d_model, heads, d_ff, layers) in {
+           "small": (1472, 6, 3584, 12), "base": (1536, 12, 3968, 18),
+           "large": (1536, 16, 3840, 36), "xl": (2560, 32, 6720, 36),
+           "xxl": (4672, 64, 12352, 36)}.items()},
 }

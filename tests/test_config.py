@@ -44,6 +44,9 @@ def test_preset_sizes_match_published_parameter_counts():
     # mT5 small 300M, base 582M (google/mt5-small, google/mt5-base).
     assert count("mt5_small") == 300_176_768
     assert count("mt5_base") == 582_401_280
+    # ByT5 small 300M ... xxl 12.9B (google/byt5-*); UMT5 xxl 13B.
+    assert round(count("byt5_small") / 1e6) == 300 and round(count("byt5_xl") / 1e7) == 374
+    assert round(count("byt5_xxl") / 1e8) == 129 and round(count("umt5_xxl") / 1e9) == 13
 
 
 def test_to_hf_config_round_trips():

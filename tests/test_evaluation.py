@@ -14,7 +14,7 @@ from jaxprompt import evaluation  # noqa: E402
 from jaxprompt.data import Lengths  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["t5", "mt5"])
+@pytest.fixture(scope="module", params=["t5", "mt5", "umt5"])
 def pair(tmp_path_factory, request):
     model = build_torch_t5(dict(TINY_T5_1_1, vocab_size=32128), seed=11, family=request.param)
     directory = tmp_path_factory.mktemp("tiny")

@@ -40,14 +40,17 @@ def test_peft_round_trip_logits_and_generate(tmp_path, pair):
     _peft_round_trip(tmp_path, T5ForConditionalGeneration, model_dir, config, params)
 
 
-def test_peft_round_trip_on_mt5(tmp_path):
-    """mT5 (MT5ForConditionalGeneration): the same export loads in real PEFT on that class."""
-    from transformers import MT5ForConditionalGeneration
-    model = build_torch_t5(TINY_T5_1_1, seed=22, family="mt5")
-    model.save_pretrained(tmp_path / "mt5")
-    config, params = jaxprompt.load_pretrained(tmp_path / "mt5")
-    _peft_round_trip(tmp_path, MT5ForConditionalGeneration, str(tmp_path / "mt5"), config,
-                     params)
+@pytest.mark.parametrize("family", ["mt5", "umt5"])
+def test_peft_round_trip_on_mt5_and_umt5(tmp_path, family):
+    """mT5 and UMT5 ((U)MT5ForConditionalGeneration): the same export loads in real PEFT on
+    that class, with the same logits and generate."""
+    import transformers
+    model_class = {"mt5": transformers.MT5ForConditionalGeneration,
+                   "umt5": transformers.UMT5ForConditionalGeneration}[family]
+    model = build_torch_t5(TINY_T5_1_1, seed=22, family=family)
+    model.save_pretrained(tmp_path / family)
+    config, params = jaxprompt.load_pretrained(tmp_path / family)
+    _peft_round_trip(tmp_path, model_class, str(tmp_path / family), config, params)
 
 
 def _peft_round_trip(tmp_path, model_class, model_dir, config, params):

@@ -109,3 +109,36 @@ def test_bad_prompt_shapes_are_refused(params):
     with pytest.raises(ValueError, match="per-example prompt has batch 3"):
         T5(TINY).apply({"params": params}, encoder_ids, decoder_ids,
                        prompt=jnp.zeros((3, 4, 12)))
+
+
+UMT5 = TINY.replace(relative_bias_per_layer=True)
+
+
+def test_umt5_scanned_and_cached_equal_per_layer_full_forward():
+    """UMT5's per-layer relative bias tables: under nn.scan (stacked, own logical axes) and
+    with the KV cache, the same logits as per-layer layers and the full forward."""
+    params = init_params(UMT5, jax.random.key(3))
+    assert params["encoder"]["layers_1"]["relpos_bias"]["rel_embedding"].shape == (3, 8)
+    assert "relpos_bias" not in params["encoder"] and "relpos_bias" not in params["decoder"]
+    encoder_ids, decoder_ids = _ids(dec=6)
+    prompt = jax.random.normal(jax.random.key(1), (4, UMT5.d_model))
+    expected = T5(UMT5).apply({"params": params}, encoder_ids, decoder_ids, prompt=prompt)
+    scanned_config = UMT5.replace(scan_layers=True)
+    got = T5(scanned_config).apply({"params": stack_layers(params, UMT5)}, encoder_ids,
+                                   decoder_ids, prompt=prompt)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    axes = logical_axes(scanned_config)
+    assert tuple(axes["decoder"]["layers"]["relpos_bias"]["rel_embedding"]) == (
+        "layers", "heads", "relpos_buckets")
+    model = T5(UMT5)
+    encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt, method=T5.encode)
+    cache = model.init(jax.random.key(0), encoded, mask, decoder_ids, decode=True,
+                       method=T5.decode)["cache"]
+    steps = []
+    for t in range(decoder_ids.shape[1]):
+        logits, mutated = model.apply({"params": params, "cache": cache}, encoded, mask,
+                                      decoder_ids[:, t:t + 1], decode=True, method=T5.decode,
+                                      mutable=["cache"])
+        cache = mutated["cache"]
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), expected, atol=1e-5, rtol=1e-5)

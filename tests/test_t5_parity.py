@@ -11,19 +11,24 @@ from tests.torch_reference import TINY_T5_1_0, TINY_T5_1_1, build_torch_t5, rand
 import jaxprompt
 
 TOLERANCE = 1e-4
-ARCHS = {"t5_1_0": TINY_T5_1_0, "t5_1_1": TINY_T5_1_1, "mt5": TINY_T5_1_1}
+ARCHS = {"t5_1_0": TINY_T5_1_0, "t5_1_1": TINY_T5_1_1, "mt5": TINY_T5_1_1,
+         "umt5": TINY_T5_1_1}
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))
 def pair(request, tmp_path_factory):
     """(torch model, jaxprompt config, params) sharing the same weights via save_pretrained."""
     model = build_torch_t5(ARCHS[request.param], seed=1,
-                           family="mt5" if request.param == "mt5" else "t5")
+                           family=request.param if "mt5" in request.param else "t5")
     directory = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(directory)
-    if request.param == "mt5":  # what MT5ForConditionalGeneration writes, loaded as such
-        assert '"model_type": "mt5"' in (directory / "config.json").read_text()
+    if "mt5" in request.param:  # what (U)MT5ForConditionalGeneration writes, loaded as such
+        assert f'"model_type": "{request.param}"' in (directory / "config.json").read_text()
     config, params = jaxprompt.load_pretrained(directory)
+    if request.param == "umt5":  # every layer's own table, each one different
+        tables = [params["encoder"][f"layers_{i}"]["relpos_bias"]["rel_embedding"]
+                  for i in range(config.num_layers)]
+        assert config.relative_bias_per_layer and not np.allclose(tables[0], tables[1])
     return model, config, params
 
 

@@ -31,7 +31,8 @@ def build_torch_t5(arch: dict, seed: int = 0, untie: bool = True, family: str = 
     torch.manual_seed(seed)
     config_class, model_class = {
         "t5": (transformers.T5Config, transformers.T5ForConditionalGeneration),
-        "mt5": (transformers.MT5Config, transformers.MT5ForConditionalGeneration)}[family]
+        "mt5": (transformers.MT5Config, transformers.MT5ForConditionalGeneration),
+        "umt5": (transformers.UMT5Config, transformers.UMT5ForConditionalGeneration)}[family]
     config = config_class(**arch, dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0,
                           eos_token_id=1)
     model = model_class(config).eval()

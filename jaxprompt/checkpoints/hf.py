@@ -74,9 +74,13 @@ def hf_parameter_map(config: T5Config) -> list[MappedParam]:
         entries += mlp(f"{hf}.2", fx)
         entries.append(norm(f"{hf}.2.layer_norm.weight", fx, "pre_mlp_layer_norm"))
     for stack in ("encoder", "decoder"):
-        entries.append(MappedParam(
-            f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-            (stack, "relpos_bias", "rel_embedding"), True))
+        layers = config.num_layers if stack == "encoder" else config.num_decoder_layers
+        for i in range(layers if config.relative_bias_per_layer else 1):  # UMT5: every layer
+            entries.append(MappedParam(
+                f"{stack}.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight",
+                (stack, f"layers_{i}", "relpos_bias", "rel_embedding")
+                if config.relative_bias_per_layer else (stack, "relpos_bias", "rel_embedding"),
+                True))
         entries.append(norm(f"{stack}.final_layer_norm.weight", (stack,), f"{stack}_norm"))
     if not config.tie_word_embeddings:
         entries.append(MappedParam("lm_head.weight", ("decoder", "logits_dense", "kernel"), True))

@@ -117,16 +117,19 @@ class RelativePositionBias(nn.Module):
     bidirectional: bool
 
     @nn.compact
-    def __call__(self, query_length: int, key_length: int) -> Array:
-        """Returns the bias [1, heads, T_q, T_k] in float32."""
+    def __call__(self, query_length: int, key_length: int, buckets: Array | None = None
+                 ) -> Array:
+        """Returns the bias [1, heads, T_q, T_k] in float32 (of given `buckets` [T_q, T_k],
+        as UMT5's layers take them, each with its own table)."""
         c = self.config
         table = self.param(
             "rel_embedding",
             nn.with_logical_partitioning(_normal(c.d_model ** -0.5), ("heads", "relpos_buckets")),
             (c.num_heads, c.relative_attention_num_buckets), jnp.float32)
-        buckets = relative_position_buckets(query_length, key_length, self.bidirectional,
-                                            c.relative_attention_num_buckets,
-                                            c.relative_attention_max_distance)
+        if buckets is None:
+            buckets = relative_position_buckets(query_length, key_length, self.bidirectional,
+                                                c.relative_attention_num_buckets,
+                                                c.relative_attention_max_distance)
         return jnp.take(table.astype(jnp.float32), buckets, axis=1)[None]
 
 

@@ -1,7 +1,9 @@
 """T5 encoder-decoder in flax.linen, numerically equal to transformers' T5.
 
-Covers T5 1.0 (ReLU MLP, tied embeddings, logits scaled by H**-0.5) and T5.1.1 /
-LM-adapted T5.1.1 (gated-GELU MLP, untied `logits_dense`). Parameter names follow
+Covers T5 1.0 (ReLU MLP, tied embeddings, logits scaled by H**-0.5), T5.1.1 /
+LM-adapted T5.1.1 / mT5 (gated-GELU MLP, untied `logits_dense`), and UMT5
+(`relative_bias_per_layer`: every self-attention layer has its own relative position table,
+`layers_i/relpos_bias`, where T5 shares the first layer's). Parameter names follow
 t5x/flaxformer (`token_embedder/embedding`, `encoder/layers_0/attention/query/kernel`,
 `decoder/logits_dense/kernel`, ...) and every parameter carries logical axis names
 (`vocab`, `embed`, `mlp`, `joined_kv`, `heads`, `relpos_buckets`, `layers`), so
@@ -19,8 +21,9 @@ import jax.numpy as jnp
 
 from jaxprompt.config import T5Config
 from jaxprompt.models.combine import combine_prompt
-from jaxprompt.models.layers import (Dense, Embed, MlpBlock, MultiHeadAttention, RelativePositionBias,
-                                     RMSNorm, attention_bias)
+from jaxprompt.models.layers import (Dense, Embed, MlpBlock, MultiHeadAttention,
+                                     RelativePositionBias, RMSNorm, attention_bias,
+                                     relative_position_buckets)
 from jaxprompt.models.prefixes import check_deep_prompt, layer_prefixes
 
 Array = jax.Array
@@ -29,18 +32,21 @@ Array = jax.Array
 class EncoderLayer(nn.Module):
     """Pre-norm self-attention and MLP with residuals.
 
-    Scan-compatible: (x, bias, prefix) -> (x, None), `prefix` this layer's deep prompt or None.
+    Scan-compatible: (x, bias, buckets, prefix) -> (x, None); `buckets` [T, T] (UMT5: the
+    layer adds its own relative position bias) or None; `prefix` this layer's deep prompt.
     """
 
     config: T5Config
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x: Array, bias: Array, prefix: dict | None = None
-                 ) -> tuple[Array, None]:
+    def __call__(self, x: Array, bias: Array, buckets: Array | None = None,
+                 prefix: dict | None = None) -> tuple[Array, None]:
         c = self.config
         dtype = jnp.dtype(c.dtype)
         dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
+        if buckets is not None:
+            bias = bias + RelativePositionBias(c, True, name="relpos_bias")(0, 0, buckets)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_attention_layer_norm")(x)
         h = MultiHeadAttention(c, self.deterministic, name="attention")(h, h, bias, prefix)
         x = x + dropout(h)
@@ -57,11 +63,14 @@ class DecoderLayer(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, y: Array, self_bias: Array, encoded: Array, cross_bias: Array,
-                 prefix: dict | None = None) -> tuple[Array, None]:
+    def __call__(self, y: Array, self_bias: Array, buckets: Array | None, encoded: Array,
+                 cross_bias: Array, prefix: dict | None = None) -> tuple[Array, None]:
         c = self.config
         dtype = jnp.dtype(c.dtype)
         dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
+        if buckets is not None:
+            self_bias = self_bias + RelativePositionBias(c, False, name="relpos_bias")(
+                0, 0, buckets)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_self_attention_layer_norm")(y)
         h = MultiHeadAttention(c, self.deterministic, self.decode, name="self_attention")(
             h, h, self_bias, prefix)
@@ -124,9 +133,15 @@ class Encoder(nn.Module):
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
         x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
         length = x.shape[1]
-        bias = (RelativePositionBias(c, bidirectional=True, name="relpos_bias")(length, length)
-                + attention_bias(mask))
-        x = _run_layers(EncoderLayer, c, c.num_layers, x, bias,
+        if c.relative_bias_per_layer:
+            bias, buckets = attention_bias(mask), relative_position_buckets(
+                length, length, True, c.relative_attention_num_buckets,
+                c.relative_attention_max_distance)
+        else:
+            bias = (RelativePositionBias(c, bidirectional=True, name="relpos_bias")(
+                length, length) + attention_bias(mask))
+            buckets = None
+        x = _run_layers(EncoderLayer, c, c.num_layers, x, bias, buckets,
                         prefixes=layer_prefixes(deep_prompt, "encoder"),
                         deterministic=deterministic)
         x = RMSNorm(c.layer_norm_epsilon, dtype, name="encoder_norm")(x)
@@ -150,9 +165,10 @@ class Decoder(nn.Module):
         dtype = jnp.dtype(c.dtype)
         y = self.shared_embedding(decoder_input_ids)
         y = nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
-        self_bias = self._self_attention_bias(decoder_input_ids.shape[1], decode)
+        self_bias, buckets = self._self_attention_bias(decoder_input_ids.shape[1], decode)
         cross_bias = attention_bias(encoder_mask)
-        y = _run_layers(DecoderLayer, c, c.num_decoder_layers, y, self_bias, encoded.astype(dtype),
+        y = _run_layers(DecoderLayer, c, c.num_decoder_layers, y, self_bias, buckets,
+                        encoded.astype(dtype),
                         cross_bias, prefixes=layer_prefixes(deep_prompt, "decoder"),
                         deterministic=deterministic, decode=decode)
         y = RMSNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(y)
@@ -164,28 +180,43 @@ class Decoder(nn.Module):
                            name="logits_dense")(y)
         return nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
 
-    def _self_attention_bias(self, length: int, decode: bool) -> Array:
-        """Causal mask plus relative position bias: [1, heads, S, S] ([1, heads, S, S_max] cached).
+    def _self_attention_bias(self, length: int, decode: bool) -> tuple[Array, Array | None]:
+        """(bias, buckets): the causal mask plus the shared relative position bias,
+        [1, heads, S, S] ([1, heads, S, S_max] cached), and None; with per-layer biases
+        (UMT5) the mask alone and the buckets [S, S] ([S, S_max]) each layer looks up.
 
         In decode mode the cache holds the next position and `key_positions` [S_max], whose
         static shape gives the cache length; the init call allocates them (a cache of zeros
         of the same shapes works too).
         """
-        relpos = RelativePositionBias(self.config, bidirectional=False, name="relpos_bias")
+        c = self.config
+        per_layer = c.relative_bias_per_layer
+        relpos = None if per_layer else RelativePositionBias(c, bidirectional=False,
+                                                             name="relpos_bias")
+
+        def buckets_of(rows: int) -> Array:
+            return relative_position_buckets(rows, rows, False, c.relative_attention_num_buckets,
+                                             c.relative_attention_max_distance)
+
         if decode:
             initialized = self.has_variable("cache", "position")
             position = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
             key_positions = self.variable("cache", "key_positions", lambda: jnp.arange(length))
             if initialized:
                 max_length = key_positions.value.shape[0]
-                full = relpos(max_length, max_length)  # [1, heads, S_max, S_max]
-                bias = jax.lax.dynamic_slice_in_dim(full, position.value, length, axis=2)
+                buckets = jax.lax.dynamic_slice_in_dim(buckets_of(max_length), position.value,
+                                                       length, axis=0)  # [S, S_max]
                 query_positions = position.value + jnp.arange(length)
                 visible = jnp.arange(max_length)[None, :] <= query_positions[:, None]
                 position.value = position.value + length
-                return bias + attention_bias(visible[None])
-        causal = jnp.tril(jnp.ones((length, length), dtype=bool))
-        return relpos(length, length) + attention_bias(causal[None])
+                mask = attention_bias(visible[None])
+                if per_layer:
+                    return mask, buckets
+                return relpos(0, 0, buckets) + mask, None
+        causal = attention_bias(jnp.tril(jnp.ones((length, length), dtype=bool))[None])
+        if per_layer:
+            return causal, buckets_of(length)
+        return relpos(length, length) + causal, None
 
 
 class T5(nn.Module):
