@@ -208,7 +208,7 @@ PRESETS: dict[str, T5Config] = {
     **{f"umt5_{size}": dataclasses.replace(config, vocab_size=256384,
                                            relative_bias_per_layer=True)
        for size, config in _T5_1_1_SIZES.items() if size != "large"},
-    # ByT5 (Xue et al. 2022): T5.1.1 on UTF-8 bytes (384 ids, jaxprompt.data.byte_vocabulary),
+    # ByT5 (Xue et al. 2022): T5.1.1 on UTF-8 bytes (384 ids, jaxprompt.data.vocabulary.ByteVocabulary),
     # a deep encoder and a shallow decoder (google/byt5-*).
     **{f"byt5_{size}": T5Config(vocab_size=384, d_model=d_model, num_heads=heads, d_kv=64,
                                 d_ff=d_ff, num_layers=layers, num_decoder_layers=layers // 3,

@@ -33,7 +33,7 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
         if os.path.exists(own):
             return own
         if _tokenizer_class(directory) == "ByT5Tokenizer":
-            from jaxprompt.data.byte_vocabulary import BYTE_VOCABULARY
+            from jaxprompt.data.vocabulary import BYTE_VOCABULARY
             return BYTE_VOCABULARY
     return DEFAULT_VOCABULARY
 

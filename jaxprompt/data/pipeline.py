@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxprompt.data.readers import DataError
 from jaxprompt.data.tasks import TEXT_TASKS, TextTask
-from jaxprompt.data.vocabulary import vocabulary
+from jaxprompt.data.vocabulary import EOS_ID, vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,6 @@ def truncation_report(task: TextTask, split: str, vocab, lengths: Lengths,
     if too_long_inputs or too_long_targets:
         logger.warning("Task %s %s: %s (lengths %s).", task.name, split, report, lengths)
     return report
-
-
-EOS_ID = 1
 
 
 def encode_batch(vocab, texts: Sequence[str], length: int) -> np.ndarray:

@@ -4,6 +4,12 @@ As seqio.SentencePieceVocabulary(path, extra_ids=100) does, the sentinels are ad
 model as user-defined pieces `▁<extra_id_99>` ... `▁<extra_id_0>` (ids 32000 ... 32099 for
 T5's model), so text holding "<extra_id_3>" encodes to its id and decodes back. Same ids
 and text as seqio's (a test compares the two); seqio is needed only to register tasks.
+
+`ByteVocabulary` is ByT5's: no SentencePiece model, ids = UTF-8 bytes + 3 (0, 1, 2 are
+padding, EOS and unknown; 259 ... 383 ByT5's 125 sentinels, which decoding drops, as
+`transformers.ByT5Tokenizer.decode(ids, skip_special_tokens=True)` does; a test compares the
+two). `vocabulary("byte")` returns it; a checkpoint whose tokenizer_config.json names
+ByT5Tokenizer gets it by default (jaxprompt.checkpoints.model_vocabulary).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from jaxprompt.data.readers import DataError
 DEFAULT_VOCABULARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                   "assets", "spiece.model")  # T5's; see assets/PROVENANCE.md
 EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 = 32,100 ids (embeddings: 32,128).
-EOS_ID = 1
+EOS_ID = 1  # the one definition: padding is 0, EOS 1, in every T5 vocabulary
 
 
 class Vocabulary:
@@ -62,6 +68,36 @@ class Vocabulary:
         return self.tokenizer.decode([self.tokenizer.unk_id() if i >= pieces else i for i in ids])
 
 
+BYTE_VOCABULARY = "byte"  # the name `jaxprompt.data.vocabulary(...)` takes for it
+OFFSET = 3  # pad 0, EOS 1, unk 2
+SENTINELS = 125
+
+
+class ByteVocabulary:
+    """encode(text) -> ids (no EOS); decode(ids) -> text up to the first EOS."""
+
+    path = BYTE_VOCABULARY
+    max_piece_chars = 1  # a character is at least one byte, so one token at least
+
+    @property
+    def vocab_size(self) -> int:
+        """Specials and bytes: 259 (with the sentinels, ByT5's 384 embedding rows)."""
+        return OFFSET + 256
+
+    def encode(self, text: str) -> list[int]:
+        return [b + OFFSET for b in text.encode("utf-8")]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids]
+        if EOS_ID in ids:
+            ids = ids[:ids.index(EOS_ID)]
+        data = bytes(i - OFFSET for i in ids if OFFSET <= i < OFFSET + 256)
+        return data.decode("utf-8", errors="ignore")
+
+
 def vocabulary_fingerprint(vocab) -> str:
     """A hash of the vocabulary's pieces (SentencePiece: its serialized model, sentinels
     included), the same for copies of one model file wherever they lie."""
@@ -86,8 +122,7 @@ def longest_piece(vocab) -> int:
 @functools.lru_cache(maxsize=None)
 def vocabulary(path: str | None = None):
     """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path;
-    "byte": ByT5's byte vocabulary (jaxprompt.data.byte_vocabulary)."""
-    from jaxprompt.data.byte_vocabulary import BYTE_VOCABULARY, ByteVocabulary
+    "byte": ByT5's byte vocabulary (ByteVocabulary)."""
     if path == BYTE_VOCABULARY:
         return ByteVocabulary()
     return Vocabulary(path or DEFAULT_VOCABULARY)

@@ -15,12 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
+from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.models.t5 import T5
 from jaxprompt.prompts.trainable import as_trainable
 from jaxprompt.training.losses import sequence_log_likelihood
-
-EOS_ID = 1
-
 
 def _placement(prompt_mode) -> tuple[str, jax.Array | None]:
     """(static mode, per-row flags): a PROMPT_MODES name, or [B] bool (True: after BOS)."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxprompt import partitioning
 from jaxprompt.config import T5Config
-from jaxprompt.data.pipeline import EOS_ID
+from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.evaluation.scoring import decode_tokens, greedy_decode, score_own_candidates
 from jaxprompt.models.t5 import logical_axes, param_shapes
 from jaxprompt.serving.registry import BankSnapshot

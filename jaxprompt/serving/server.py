@@ -34,7 +34,7 @@ from aiohttp import web
 
 from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.config import T5Config
-from jaxprompt.data.pipeline import EOS_ID
+from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.data.vocabulary import longest_piece
 from jaxprompt.checkpoints.prompt_state import content_fingerprint
 from jaxprompt.prompts.artifact import check_use
