@@ -7,6 +7,8 @@ steps, 64/4 tokens; validation every 50 steps on the 500 validation sentences):
   plain_lr2x   plain at lr 0.6
   plain_p10    plain with a 10x shorter prompt (P=10)
   residual_p10 residual with P=10
+  residual_no_norm  residual without the MLP's layer norm (a probe: at init the layer norm's
+               output is as large as this model's embedding rows)
 
     python tools/bench_convergence.py --seeds 5
     python tools/bench_convergence.py --report
@@ -30,12 +32,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-METHODS = {  # name: (prompt_length, learning_rate, prompt_encoder)
-    "plain": (100, 0.3, None),
-    "residual": (100, 0.3, "residual_mlp"),
-    "plain_lr2x": (100, 0.6, None),
-    "plain_p10": (10, 0.3, None),
-    "residual_p10": (10, 0.3, "residual_mlp"),
+METHODS = {  # name: (prompt_length, learning_rate, prompt_encoder, layer norm)
+    "plain": (100, 0.3, None, True),
+    "residual": (100, 0.3, "residual_mlp", True),
+    "plain_lr2x": (100, 0.6, None, True),
+    "plain_p10": (10, 0.3, None, True),
+    "residual_p10": (10, 0.3, "residual_mlp", True),
+    "residual_no_norm": (100, 0.3, "residual_mlp", False),
 }
 
 
@@ -47,11 +50,11 @@ def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int) -> d
     from jaxprompt.experiments.quickstart import TINY_MODEL, sst2_task
     from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
 
-    length, lr, encoder = METHODS[method]
+    length, lr, encoder, layer_norm = METHODS[method]
     config, params = load_pretrained(TINY_MODEL, dtype=np.float32)
     vocab = data.vocabulary(os.path.join(TINY_MODEL, "spiece.model"))
     run = RunConfig(steps=steps, eval_every=eval_every, learning_rate=lr, seed=seed,
-                    prompt_encoder=encoder)
+                    prompt_encoder=encoder, prompt_encoder_layer_norm=layer_norm)
     output_dir = os.path.join(runs, method, f"seed{seed}")
     test, result, _ = tune_and_evaluate(config, params, vocab, sst2_task(), length,
                                         "class_labels", run, output_dir,
@@ -118,7 +121,8 @@ def _plot(results, target: float, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = dict(zip(METHODS, ["tab:blue", "tab:red", "tab:green", "tab:gray", "tab:orange"]))
+    colors = dict(zip(METHODS, ["tab:blue", "tab:red", "tab:green", "tab:gray", "tab:orange",
+                                "tab:purple"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         steps, accuracy = zip(*r["validation_curve"])

@@ -29,6 +29,7 @@ class RunConfig:
     test_split: str = "test"
     prompt_encoder: str | None = None  # "residual_mlp": residual reparameterization
     prompt_encoder_bottleneck: int = 800
+    prompt_encoder_layer_norm: bool = True
 
 
 def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int, init: str,
@@ -49,7 +50,8 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
                            inputs_length=run.inputs_length, targets_length=run.targets_length,
                            eval_split=run.eval_split, deep_prompt_length=deep_prompt_length,
                            prompt_encoder=run.prompt_encoder,
-                           prompt_encoder_bottleneck=run.prompt_encoder_bottleneck)
+                           prompt_encoder_bottleneck=run.prompt_encoder_bottleneck,
+                           prompt_encoder_layer_norm=run.prompt_encoder_layer_norm)
     trainer = TrainerConfig(steps=run.steps, eval_every=run.eval_every, log_every=25,
                             eval_metric=metric, eval_mode="max", seed=run.seed,
                             progress=progress)
