@@ -153,3 +153,15 @@ def test_a_resumed_residual_run_equals_an_uninterrupted_one(residual_run, tmp_pa
     # A plain run cannot resume a residual one: refused naming the setting.
     flags = gin_flags(workdir, "--gin.TrainerConfig.steps=6", "--gin.TrainerConfig.eval_every=2")
     assert main(["train", *flags, f"--output_dir={tmp_path / 'resumed'}"]) == 2
+
+
+def test_a_zero_norm_scale_starts_the_residual_branch_at_zero():
+    config = PromptEncoderConfig(bottleneck=12, norm_scale_init=0.0)
+    params = init_prompt_encoder(jax.random.key(0), 8, config)
+    prompt = np.random.default_rng(2).normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(encode_prompt(prompt, params, config)), prompt)
+    # The default (the authors') does not: its branch is as large as a unit-variance row.
+    default = PromptEncoderConfig(bottleneck=12)
+    moved = np.asarray(encode_prompt(prompt, init_prompt_encoder(jax.random.key(0), 8, default),
+                                     default)) - prompt
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=1), np.sqrt(8), rtol=1e-3)

@@ -7,8 +7,15 @@ steps, 64/4 tokens; validation every 50 steps on the 500 validation sentences):
   plain_lr2x   plain at lr 0.6
   plain_p10    plain with a 10x shorter prompt (P=10)
   residual_p10 residual with P=10
-  residual_no_norm  residual without the MLP's layer norm (a probe: at init the layer norm's
+  residual_no_norm  probe: residual without the MLP's layer norm (at init the layer norm's
                output is as large as this model's embedding rows)
+  residual_scaled   probe: residual with Adafactor's relative step size
+               (multiply_by_parameter_scale): lr 0.3 is an absolute step for every weight
+               otherwise, huge for the MLP's weights (RMS ~0.04)
+  plain_scaled probe: the same optimizer setting without the encoder
+  residual_lr0.03  probe: residual at a tenth of the learning rate
+  residual_zero_init  residual whose layer-norm scale starts at 0: the branch starts at zero,
+               the effective prompt at the class-label init
 
     python tools/bench_convergence.py --seeds 5
     python tools/bench_convergence.py --report
@@ -32,17 +39,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-METHODS = {  # name: (prompt_length, learning_rate, prompt_encoder, layer norm)
-    "plain": (100, 0.3, None, True),
-    "residual": (100, 0.3, "residual_mlp", True),
-    "plain_lr2x": (100, 0.6, None, True),
-    "plain_p10": (10, 0.3, None, True),
-    "residual_p10": (10, 0.3, "residual_mlp", True),
-    "residual_no_norm": (100, 0.3, "residual_mlp", False),
+METHODS = {  # name: RunConfig fields beyond the quickstart's (prompt_length: P)
+    "plain": {},
+    "residual": {"prompt_encoder": "residual_mlp"},
+    "plain_lr2x": {"learning_rate": 0.6},
+    "plain_p10": {"prompt_length": 10},
+    "residual_p10": {"prompt_length": 10, "prompt_encoder": "residual_mlp"},
+    "residual_no_norm": {"prompt_encoder": "residual_mlp", "prompt_encoder_layer_norm": False},
+    "residual_scaled": {"prompt_encoder": "residual_mlp", "multiply_by_parameter_scale": True},
+    "plain_scaled": {"multiply_by_parameter_scale": True},
+    "residual_lr0.03": {"prompt_encoder": "residual_mlp", "learning_rate": 0.03},
+    "residual_zero_init": {"prompt_encoder": "residual_mlp", "prompt_encoder_norm_scale_init": 0.0},
 }
 
 
-def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int) -> dict:
+def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int,
+            tag: str = "") -> dict:
     import numpy as np
 
     from jaxprompt import data
@@ -50,12 +62,12 @@ def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int) -> d
     from jaxprompt.experiments.quickstart import TINY_MODEL, sst2_task
     from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
 
-    length, lr, encoder, layer_norm = METHODS[method]
+    overrides = dict(METHODS[method])
+    length = overrides.pop("prompt_length", 100)
     config, params = load_pretrained(TINY_MODEL, dtype=np.float32)
     vocab = data.vocabulary(os.path.join(TINY_MODEL, "spiece.model"))
-    run = RunConfig(steps=steps, eval_every=eval_every, learning_rate=lr, seed=seed,
-                    prompt_encoder=encoder, prompt_encoder_layer_norm=layer_norm)
-    output_dir = os.path.join(runs, method, f"seed{seed}")
+    run = RunConfig(steps=steps, eval_every=eval_every, seed=seed, **overrides)
+    output_dir = os.path.join(runs, method + tag, f"seed{seed}")
     test, result, _ = tune_and_evaluate(config, params, vocab, sst2_task(), length,
                                         "class_labels", run, output_dir,
                                         model_path=TINY_MODEL, progress=False)
@@ -67,7 +79,7 @@ def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int) -> d
     train = [r for r in rows if r["split"] == "train" and r["step"] % eval_every == 0
              and r["step"] > eval_every]
     seconds = statistics.median(1 / r["steps_per_second"] for r in train) if train else None
-    return {"method": method, "seed": seed, "steps": steps, "validation_curve": curve,
+    return {"method": method + tag, "seed": seed, "steps": steps, "validation_curve": curve,
             "best_step": result.best_step, "best_validation": result.best_metric,
             "test_at_best": test, "seconds_per_step": seconds}
 
@@ -100,7 +112,8 @@ def report(out: str) -> None:
     print("| method | seeds | steps to target (median) | best validation | test at best | "
           "s/step |")
     print("|---|---|---|---|---|---|")
-    for method in METHODS:
+    present = {r["method"] for r in results}
+    for method in [m for m in METHODS if m in present] + sorted(present - set(METHODS)):
         runs = [r for r in results if r["method"] == method]
         if not runs:
             continue
@@ -122,11 +135,11 @@ def _plot(results, target: float, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = dict(zip(METHODS, ["tab:blue", "tab:red", "tab:green", "tab:gray", "tab:orange",
-                                "tab:purple"]))
+                                "tab:purple", "tab:brown", "tab:cyan"]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         steps, accuracy = zip(*r["validation_curve"])
-        ax.plot(steps, accuracy, color=colors[r["method"]], alpha=0.7, lw=1.2,
+        ax.plot(steps, accuracy, color=colors.get(r["method"], "black"), alpha=0.7, lw=1.2,
                 label=r["method"] if r["seed"] == min(x["seed"] for x in results
                                                        if x["method"] == r["method"]) else None)
     ax.axhline(target, color="black", ls=":", lw=1, label="plain's final validation (mean)")
@@ -149,16 +162,18 @@ def main() -> None:
     p.add_argument("--first_seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--eval_every", type=int, default=50)
+    p.add_argument("--tag", default="", help="a suffix for probe runs of other --steps")
     p.add_argument("--report", action="store_true", help="only print the table and plot")
     args = p.parse_args()
     if not args.report:
         for seed in range(args.first_seed, args.seeds):
             for method in args.methods.split(","):
-                done = os.path.join(args.results, f"{method}-seed{seed}.json")
+                done = os.path.join(args.results, f"{method}{args.tag}-seed{seed}.json")
                 if os.path.exists(done):
                     continue
                 os.makedirs(args.results, exist_ok=True)
-                result = run_one(args.runs, method, seed, args.steps, args.eval_every)
+                result = run_one(args.runs, method, seed, args.steps, args.eval_every,
+                                 args.tag)
                 with open(done + ".tmp", "w") as f:
                     json.dump(result, f, indent=1)
                 os.replace(done + ".tmp", done)

@@ -52,6 +52,7 @@ class RunSettings:
     prompt_encoder_activation: str = "relu"
     prompt_encoder_layer_norm: bool = True
     prompt_encoder_dropout: float = 0.0
+    prompt_encoder_norm_scale_init: float = 1.0  # 0: the residual branch starts at zero
     deep_prompt_length: int = 0  # > 0: also a deep prompt in every encoder layer
     deep_prompt_decoder: bool = False
     shard_by_process: bool = True  # each host of a pod slice reads only its rows
@@ -87,7 +88,8 @@ class RunSettings:
         from jaxprompt.prompts.reparam import PromptEncoderConfig
         return PromptEncoderConfig(self.prompt_encoder, self.prompt_encoder_bottleneck,
                                    self.prompt_encoder_activation,
-                                   self.prompt_encoder_layer_norm, self.prompt_encoder_dropout)
+                                   self.prompt_encoder_layer_norm, self.prompt_encoder_dropout,
+                                   self.prompt_encoder_norm_scale_init)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,10 @@ class RunConfig:
     prompt_encoder: str | None = None  # "residual_mlp": residual reparameterization
     prompt_encoder_bottleneck: int = 800
     prompt_encoder_layer_norm: bool = True
+    prompt_encoder_norm_scale_init: float = 1.0
+    # Adafactor's relative step (update scaled by each parameter's RMS): off in the paper's
+    # prompt recipe; a prompt encoder's small-scale weights need it (docs/convergence.md).
+    multiply_by_parameter_scale: bool = False
 
 
 def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int, init: str,
@@ -51,11 +55,14 @@ def tune_and_evaluate(config, params, vocab, task: TextTask, prompt_length: int,
                            eval_split=run.eval_split, deep_prompt_length=deep_prompt_length,
                            prompt_encoder=run.prompt_encoder,
                            prompt_encoder_bottleneck=run.prompt_encoder_bottleneck,
-                           prompt_encoder_layer_norm=run.prompt_encoder_layer_norm)
+                           prompt_encoder_layer_norm=run.prompt_encoder_layer_norm,
+                           prompt_encoder_norm_scale_init=run.prompt_encoder_norm_scale_init)
     trainer = TrainerConfig(steps=run.steps, eval_every=run.eval_every, log_every=25,
                             eval_metric=metric, eval_mode="max", seed=run.seed,
                             progress=progress)
-    result = prompt_tune(Run(settings, OptimizerConfig(learning_rate=run.learning_rate),
+    optimizer = OptimizerConfig(learning_rate=run.learning_rate,
+                                multiply_by_parameter_scale=run.multiply_by_parameter_scale)
+    result = prompt_tune(Run(settings, optimizer,
                              StepConfig(enable_dropout=False), trainer),
                          loaded=(config, params), vocab=vocab)
     best = load_trainable(result.best_prompt_path if prompt_length else None,

@@ -30,6 +30,9 @@ class PromptEncoderConfig:
     activation: str = "relu"  # one of ACTIVATIONS
     layer_norm: bool = True  # LayerNorm on the MLP's output, before the residual sum
     dropout: float = 0.0  # on the MLP's output during training
+    # Initial layer-norm scale; 0 starts the residual branch at exactly zero, so the
+    # effective prompt begins as the prompt's own init (class labels) (docs/convergence.md).
+    norm_scale_init: float = 1.0
 
     def __post_init__(self):
         if self.kind not in ENCODERS:
@@ -57,7 +60,7 @@ def init_prompt_encoder(rng: jax.Array, d_model: int, config: PromptEncoderConfi
               "up": {"kernel": uniform(up_key, (width, d_model), width),
                      "bias": uniform(up_bias, (d_model,), width)}}
     if config.layer_norm:
-        params["norm"] = {"scale": jnp.ones((d_model,), jnp.float32),
+        params["norm"] = {"scale": jnp.full((d_model,), config.norm_scale_init, jnp.float32),
                           "bias": jnp.zeros((d_model,), jnp.float32)}
     return params
 
