@@ -48,3 +48,25 @@ def jaxprompt_command(args, env=None, cwd=None, popen=False):
                                 text=True, env=environment, cwd=cwd or REPO)
     return subprocess.run(command, capture_output=True, text=True, env=environment,
                           cwd=cwd or REPO, timeout=600)
+
+
+def assert_peft_logits_match(model_dir, prompt_dir, encoder_ids, decoder_ids) -> None:
+    """Real PEFT loads `prompt_dir` on the transformers T5 at `model_dir` and gives the
+    logits of jaxprompt's T5 with the directory's prompt.npy (atol 1e-4)."""
+    import numpy as np
+    import peft
+    import torch
+    import transformers
+
+    from jaxprompt.models.t5 import T5
+
+    base = transformers.T5ForConditionalGeneration.from_pretrained(str(model_dir))
+    model = peft.PeftModel.from_pretrained(base, str(prompt_dir)).eval()
+    config, params = jaxprompt.load_pretrained(str(model_dir))
+    ours = T5(config).apply({"params": params}, encoder_ids, decoder_ids,
+                            prompt=np.load(pathlib.Path(prompt_dir) / "prompt.npy"))
+    with torch.no_grad():
+        theirs = model(input_ids=torch.tensor(encoder_ids),
+                       attention_mask=torch.tensor(encoder_ids > 0).long(),
+                       decoder_input_ids=torch.tensor(decoder_ids)).logits
+    np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)

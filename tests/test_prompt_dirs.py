@@ -19,7 +19,7 @@ from jaxprompt.data.pipeline import encode_batch
 from jaxprompt.data.vocabulary import vocabulary
 from jaxprompt.evaluation.scoring import score_candidates
 from jaxprompt.prompts.artifact import INFO_FILE, read_prompt
-from tests.cli_helpers import gin_flags, make_workdir
+from tests.cli_helpers import assert_peft_logits_match, gin_flags, make_workdir
 
 LABELS = ["negative", "positive"]
 TEXTS = ["a truly great film", "dull and awful", "great fun", "bad", "great", "awful film"]
@@ -202,24 +202,15 @@ def test_inspect_export_and_bare_files(runs, tmp_path, capsys):
 
 
 def test_the_written_adapter_loads_in_real_peft_with_the_same_logits(runs):
-    torch = pytest.importorskip("torch")
-    peft = pytest.importorskip("peft")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    pytest.importorskip("transformers")
     workdir, (_, plain_best), _ = runs
-    base = transformers.T5ForConditionalGeneration.from_pretrained(str(workdir / "model"))
-    model = peft.PeftModel.from_pretrained(base, str(plain_best)).eval()
-    config, params = load_pretrained(str(workdir / "model"))
     vocab = vocabulary()
     ids = encode_batch(vocab, [f"review: {t}" for t in TEXTS[:2]], 16)
     labels = encode_batch(vocab, ["positive", "negative"], 4)
     decoder_ids = np.pad(labels[:, :-1], ((0, 0), (1, 0)))  # shifted right, start id 0
-    from jaxprompt.models.t5 import T5
-    ours = T5(config).apply({"params": params}, ids, decoder_ids,
-                            prompt=np.load(plain_best / "prompt.npy"))
-    with torch.no_grad():
-        theirs = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(ids > 0).long(),
-                       decoder_input_ids=torch.tensor(decoder_ids)).logits
-    np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)
+    assert_peft_logits_match(workdir / "model", plain_best, ids, decoder_ids)
 
 
 def test_serve_a_bank_of_prompt_directories_without_model_or_labels(runs, tmp_path):

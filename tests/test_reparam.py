@@ -21,7 +21,7 @@ from jaxprompt.experiments.runs import RunSettings
 from jaxprompt.prompts.artifact import INFO_FILE
 from jaxprompt.prompts.reparam import (PromptEncoderConfig, encode_prompt, fold,
                                        init_prompt_encoder)
-from tests.cli_helpers import gin_flags, make_workdir
+from tests.cli_helpers import assert_peft_logits_match, gin_flags, make_workdir
 
 TEXTS = ["review: a truly great film", "review: dull and awful", "review: bad"]
 
@@ -122,23 +122,13 @@ def test_folded_prompt_scores_equal_the_unfolded_model(residual_run):
 
 
 def test_the_folded_export_loads_in_real_peft_with_the_same_logits(residual_run):
-    torch = pytest.importorskip("torch")
-    peft = pytest.importorskip("peft")
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    pytest.importorskip("transformers")
     workdir, run = residual_run
     best = run / "best" / sorted(os.listdir(run / "best"))[-1]
-    base = transformers.T5ForConditionalGeneration.from_pretrained(str(workdir / "model"))
-    model = peft.PeftModel.from_pretrained(base, str(best)).eval()
-    config, frozen = load_pretrained(str(workdir / "model"))
     ids = encode_batch(vocabulary(), TEXTS, 16)
-    decoder_ids = np.zeros((3, 2), np.int32)
-    from jaxprompt.models.t5 import T5
-    ours = T5(config).apply({"params": frozen}, ids, decoder_ids,
-                            prompt=np.load(best / "prompt.npy"))
-    with torch.no_grad():
-        theirs = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(ids > 0).long(),
-                       decoder_input_ids=torch.tensor(decoder_ids)).logits
-    np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)
+    assert_peft_logits_match(workdir / "model", best, ids, np.zeros((3, 2), np.int32))
 
 
 def test_a_resumed_residual_run_equals_an_uninterrupted_one(residual_run, tmp_path):

@@ -67,11 +67,8 @@ def test_remat_keeps_values_and_prompt_gradients(params, policy):
         np.testing.assert_allclose(grad_r, grad, atol=1e-6)
 
 
-def test_kv_cache_decoding_equals_full_forward(params):
-    encoder_ids, decoder_ids = _ids(dec=6)
-    model = T5(TINY)
-    prompt = jax.random.normal(jax.random.key(2), (3, TINY.d_model))
-    full = model.apply({"params": params}, encoder_ids, decoder_ids, prompt=prompt)
+def _decode_one_by_one(model, params, encoder_ids, decoder_ids, prompt):
+    """Logits [B, S, V] decoded one position at a time against the KV cache."""
     encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt, method=T5.encode)
     cache = model.init(jax.random.key(0), encoded, mask, decoder_ids, decode=True,
                        method=T5.decode)["cache"]
@@ -82,7 +79,16 @@ def test_kv_cache_decoding_equals_full_forward(params):
                                       mutable=["cache"])
         cache = mutated["cache"]
         steps.append(logits)
-    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=1e-5)
+    return jnp.concatenate(steps, axis=1)
+
+
+def test_kv_cache_decoding_equals_full_forward(params):
+    encoder_ids, decoder_ids = _ids(dec=6)
+    model = T5(TINY)
+    prompt = jax.random.normal(jax.random.key(2), (3, TINY.d_model))
+    full = model.apply({"params": params}, encoder_ids, decoder_ids, prompt=prompt)
+    np.testing.assert_allclose(_decode_one_by_one(model, params, encoder_ids, decoder_ids,
+                                                  prompt), full, atol=1e-5, rtol=1e-5)
 
 
 def test_jit_and_dropout(params):
@@ -131,14 +137,5 @@ def test_umt5_scanned_and_cached_equal_per_layer_full_forward():
     assert tuple(axes["decoder"]["layers"]["relpos_bias"]["rel_embedding"]) == (
         "layers", "heads", "relpos_buckets")
     model = T5(UMT5)
-    encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt, method=T5.encode)
-    cache = model.init(jax.random.key(0), encoded, mask, decoder_ids, decode=True,
-                       method=T5.decode)["cache"]
-    steps = []
-    for t in range(decoder_ids.shape[1]):
-        logits, mutated = model.apply({"params": params, "cache": cache}, encoded, mask,
-                                      decoder_ids[:, t:t + 1], decode=True, method=T5.decode,
-                                      mutable=["cache"])
-        cache = mutated["cache"]
-        steps.append(logits)
-    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), expected, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(_decode_one_by_one(model, params, encoder_ids, decoder_ids,
+                                                  prompt), expected, atol=1e-5, rtol=1e-5)

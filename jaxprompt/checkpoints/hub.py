@@ -8,6 +8,7 @@ tokenizer files. A local directory of the same name always wins.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -31,8 +32,10 @@ def split_id(name: str) -> tuple[str, str | None]:
     return match.group("repo"), match.group("revision")
 
 
+@functools.lru_cache(maxsize=None)
 def resolve(name: str) -> str:
-    """The local snapshot directory of Hub id `name` (downloaded unless cached)."""
+    """The local snapshot directory of Hub id `name` (downloaded unless cached). Once per
+    process: loading, the vocabulary, the recorded id and the planner's shapes all ask."""
     try:
         import huggingface_hub
         from huggingface_hub import errors

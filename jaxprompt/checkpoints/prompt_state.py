@@ -30,17 +30,23 @@ from jaxprompt.distributed import fetch, is_leader
 MODEL_INFO_FILE = "model_info.json"
 
 
-def frozen_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
-    """A content hash of the frozen params from every leaf's path, shape, dtype and a
-    strided sample of its values (reading all of an 11B model would take minutes)."""
-    digest = hashlib.sha256()
+def _sampled_leaves(params: dict, samples_per_leaf: int):
+    """(path, leaf, sample) per leaf in path order: a strided sample of at most
+    `samples_per_leaf` values (reading all of an 11B model would take minutes)."""
     for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
                              key=lambda item: jax.tree_util.keystr(item[0])):
-        digest.update(jax.tree_util.keystr(path).encode())
-        digest.update(f"{tuple(leaf.shape)}{leaf.dtype}".encode())
         flat = leaf.reshape(-1)
         stride = max(1, flat.shape[0] // samples_per_leaf)
-        digest.update(fetch(flat[::stride][:samples_per_leaf]).tobytes())
+        yield jax.tree_util.keystr(path), leaf, fetch(flat[::stride][:samples_per_leaf])
+
+
+def frozen_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
+    """A content hash of the frozen params from every leaf's path, shape, dtype and a
+    strided sample of its values: what a run's model_info.json checks on resume."""
+    digest = hashlib.sha256()
+    for path, leaf, sample in _sampled_leaves(params, samples_per_leaf):
+        digest.update(f"{path}{tuple(leaf.shape)}{leaf.dtype}".encode())
+        digest.update(sample.tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -51,13 +57,9 @@ def content_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
     import ml_dtypes
     import numpy as np
     digest = hashlib.sha256()
-    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
-                             key=lambda item: jax.tree_util.keystr(item[0])):
-        digest.update(f"{jax.tree_util.keystr(path)}{tuple(leaf.shape)}".encode())
-        flat = leaf.reshape(-1)
-        stride = max(1, flat.shape[0] // samples_per_leaf)
-        sample = np.asarray(fetch(flat[::stride][:samples_per_leaf]), np.float32)
-        digest.update(sample.astype(ml_dtypes.bfloat16).tobytes())
+    for path, leaf, sample in _sampled_leaves(params, samples_per_leaf):
+        digest.update(f"{path}{tuple(leaf.shape)}".encode())
+        digest.update(np.asarray(sample, np.float32).astype(ml_dtypes.bfloat16).tobytes())
     return digest.hexdigest()[:32]
 
 

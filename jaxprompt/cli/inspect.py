@@ -53,11 +53,10 @@ def _describe_model(path: str) -> None:
 
 
 def run(args) -> int:
+    from jaxprompt.checkpoints.hub import is_hub_id
     from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
     from jaxprompt.prompts.artifact import read_prompt
     from jaxprompt.prompts.files import PromptFileError
-
-    from jaxprompt.checkpoints.hub import is_hub_id
 
     path = args.path
     if is_hub_id(path) or (os.path.isdir(path)

@@ -38,13 +38,15 @@ def run(args) -> int:
     from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.training.run_lock import output_lock
     from jaxprompt.data.user_files import read_records
+    from jaxprompt.prompts.bank import read_bank_directory
 
     artifacts = read_prompts(args.prompt[:1] if args.prompt else [])
     apply_prompt_settings(args, artifacts)
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
-    check_prompts(args, artifacts, params, vocab)
+    bank_entries = read_bank_directory(args.prompt_bank) if args.prompt_bank else {}
+    check_prompts(args, artifacts + [e.artifact for e in bank_entries.values()], params, vocab)
     mesh, params, writes = start_mesh(args, config, params)
     # Held until this function returns: a second command writing the same file stops now.
     lock = output_lock(args.output, "jaxprompt predict") if writes else None  # noqa: F841
@@ -52,13 +54,13 @@ def run(args) -> int:
     if args.prompt_bank:
         if args.deep_prompt:
             raise CliError("--prompt_bank serves input prompts; --deep_prompt cannot join it.")
-        from jaxprompt.prompts.bank import load_bank, predict_mixed
+        from jaxprompt.prompts.bank import bank_from_entries, predict_mixed
         missing = [line for line, row in records if "task" not in row]
         if missing:
             raise CliError(f"{args.input}, line {missing[0]}: no 'task' field; with "
                            "--prompt_bank every line names its task.")
         inputs = model_inputs(args, records, [])
-        bank = load_bank(args.prompt_bank)
+        bank = bank_from_entries(bank_entries)
         predictions = predict_mixed(config, params, bank, vocab, [r["task"] for _, r in records],
                                     inputs, inputs_length=args.inputs_length,
                                     targets_length=args.targets_length,

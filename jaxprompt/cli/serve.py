@@ -47,19 +47,15 @@ def run(args) -> int:
         max_labels=args.max_labels, batch_buckets=int_list(args.batch_buckets, "--batch_buckets"),
         length_buckets=int_list(args.length_buckets, "--length_buckets"), policy=args.batching,
         admin_token=token, prompt_dirs=(args.prompt_bank, *(args.prompt_dir or ())),
-        idle_timeout_s=args.idle_timeout_s, allow_other_model=args.allow_other_model)
+        idle_timeout_s=args.idle_timeout_s, allow_other_model=args.allow_other_model,
+        allow_other_vocabulary=args.allow_other_vocabulary)
     from jaxprompt.prompts.trainable import check_prompt_use
     check_prompt_use(serve.max_prompt_length, serve.inputs_length,
                      source="--max_prompt_length (the longest prompt)")
     mesh = make_mesh(int_list(args.mesh, "--mesh")) if args.mesh else None
     try:
         server = PromptServer(config, params, vocab, serve, mesh=mesh)
-        from jaxprompt.data.vocabulary import vocabulary_fingerprint
-        from jaxprompt.prompts.artifact import check_use
         for name, entry in entries.items():
-            check_use(entry.artifact, vocabulary_fingerprint=vocabulary_fingerprint(vocab),
-                      vocabulary=vocab.path,
-                      allow_other_vocabulary=args.allow_other_vocabulary)
             server.add_artifact(name, entry.artifact, entry.labels)
     except ValueError as e:  # PromptUseError and TaskError among them
         raise CliError(str(e)) from None

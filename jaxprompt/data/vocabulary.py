@@ -69,8 +69,7 @@ class Vocabulary:
 
 
 BYTE_VOCABULARY = "byte"  # the name `jaxprompt.data.vocabulary(...)` takes for it
-OFFSET = 3  # pad 0, EOS 1, unk 2
-SENTINELS = 125
+BYTE_OFFSET = 3  # byte b is id b + 3: pad 0, EOS 1, unk 2 come first
 
 
 class ByteVocabulary:
@@ -82,10 +81,10 @@ class ByteVocabulary:
     @property
     def vocab_size(self) -> int:
         """Specials and bytes: 259 (with the sentinels, ByT5's 384 embedding rows)."""
-        return OFFSET + 256
+        return BYTE_OFFSET + 256
 
     def encode(self, text: str) -> list[int]:
-        return [b + OFFSET for b in text.encode("utf-8")]
+        return [b + BYTE_OFFSET for b in text.encode("utf-8")]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.encode(text) for text in texts]
@@ -94,7 +93,7 @@ class ByteVocabulary:
         ids = [int(i) for i in ids]
         if EOS_ID in ids:
             ids = ids[:ids.index(EOS_ID)]
-        data = bytes(i - OFFSET for i in ids if OFFSET <= i < OFFSET + 256)
+        data = bytes(i - BYTE_OFFSET for i in ids if BYTE_OFFSET <= i < BYTE_OFFSET + 256)
         return data.decode("utf-8", errors="ignore")
 
 

@@ -20,6 +20,7 @@ from jaxprompt.models.t5 import T5
 from jaxprompt.prompts.trainable import as_trainable
 from jaxprompt.training.losses import sequence_log_likelihood
 
+
 def _placement(prompt_mode) -> tuple[str, jax.Array | None]:
     """(static mode, per-row flags): a PROMPT_MODES name, or [B] bool (True: after BOS)."""
     if isinstance(prompt_mode, str):

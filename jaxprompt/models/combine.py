@@ -45,9 +45,8 @@ def prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask=None, rows=None):
     [prompt; tokens].
     """
     x, m = prefix_prompt(embeds, mask, prompt, prompt_mask)
-    batch, prompt_length = x.shape[0], x.shape[1] - embeds.shape[1]
-    _, prompt_mask = _batched(prompt, prompt_mask, batch, embeds.dtype)
-    pads = prompt_length - prompt_mask.sum(axis=1, keepdims=True)  # [B, 1]
+    prompt_length = x.shape[1] - embeds.shape[1]
+    pads = prompt_length - m[:, :prompt_length].sum(axis=1, keepdims=True)  # [B, 1]
     j = jnp.arange(x.shape[1])[None]  # [1, P + T]
     # Output position `pads` takes the first token (at P); pads + 1 .. P the prompt rows.
     source = jnp.where(j == pads, prompt_length, jnp.where((j > pads) & (j <= prompt_length),

@@ -39,7 +39,7 @@ class PromptBank:
     prompts: np.ndarray  # [num_tasks, P_max, H], left-padded with zeros
     mask: np.ndarray  # [num_tasks, P_max] bool
     labels: dict[str, tuple[str, ...]]  # rank-classification candidates per task (if any)
-    after_bos: np.ndarray | None = None  # [num_tasks] bool: placement prefix_after_bos
+    after_bos: np.ndarray  # [num_tasks] bool: placement prefix_after_bos
 
     def index(self, task: str) -> int:
         if task not in self.names:
@@ -54,12 +54,18 @@ class PromptBank:
 
 @dataclasses.dataclass(frozen=True)
 class BankEntry:
-    """One task of a bank directory: its prompt, labels and placement."""
+    """One task of a bank directory: its prompt as read and the labels it is ranked on."""
 
-    prompt: np.ndarray  # [P, H]
-    labels: tuple[str, ...] | None
-    prompt_mode: str
     artifact: PromptArtifact
+    labels: tuple[str, ...] | None  # bank.json's, else the prompt directory's own
+
+    @property
+    def prompt(self) -> np.ndarray:  # [P, H]
+        return self.artifact.prompt
+
+    @property
+    def prompt_mode(self) -> str:
+        return self.artifact.prompt_mode
 
 
 def make_bank(prompts: dict[str, np.ndarray],
@@ -116,7 +122,7 @@ def read_bank_directory(directory: str) -> dict[str, BankEntry]:
         if own and labels != own:
             logger.warning("%s: bank.json's labels %s override the prompt's own %s.", task,
                            list(labels), list(own))
-        entries[task] = BankEntry(artifact.prompt, labels, artifact.prompt_mode, artifact)
+        entries[task] = BankEntry(artifact, labels)
     if not entries:
         raise ValueError(f"{directory}: no prompt files (name them after their tasks).")
     return entries
@@ -124,7 +130,11 @@ def read_bank_directory(directory: str) -> dict[str, BankEntry]:
 
 def load_bank(directory: str) -> PromptBank:
     """A bank directory's prompts, labels and placements as one PromptBank."""
-    entries = read_bank_directory(directory)
+    return bank_from_entries(read_bank_directory(directory))
+
+
+def bank_from_entries(entries: dict[str, BankEntry]) -> PromptBank:
+    """`read_bank_directory`'s entries as one PromptBank."""
     return make_bank({t: e.prompt for t, e in entries.items()},
                      {t: e.labels for t, e in entries.items() if e.labels},
                      {t: e.prompt_mode for t, e in entries.items()})
@@ -146,8 +156,6 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
     candidates = placement.replicated(encode_batch(vocab, union, targets_length)) if union \
         else None
     predictions = [""] * len(inputs)
-    bank_after_bos = (np.zeros(len(bank.names), bool) if bank.after_bos is None
-                      else bank.after_bos)
     ranked = [i for i, t in enumerate(tasks) if t in bank.labels]
     decoded = [i for i, t in enumerate(tasks) if t not in bank.labels]
     for group, rank in ((ranked, True), (decoded, False)):
@@ -164,7 +172,7 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
                                     (batch_size,) + bank.prompts.shape[1:], np.float32)
             mask = placement.rows(lambda r: bank.mask[task_rows[r]],
                                   (batch_size, bank.mask.shape[1]), bool)
-            modes = placement.rows(lambda r: bank_after_bos[task_rows[r]], (batch_size,), bool)
+            modes = placement.rows(lambda r: bank.after_bos[task_rows[r]], (batch_size,), bool)
             if rank:
                 scores = placement.gather(score_candidates(config, params, prompt, ids,
                                                            candidates, prompt_mode=modes,
@@ -181,4 +189,4 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
     return predictions
 
 
-__all__ = ["BankEntry", "PromptBank", "load_bank", "make_bank", "predict_mixed", "read_bank_directory"]
+__all__ = ["BankEntry", "PromptBank", "bank_from_entries", "load_bank", "make_bank", "predict_mixed", "read_bank_directory"]

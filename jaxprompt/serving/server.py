@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -35,7 +36,7 @@ from aiohttp import web
 from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
-from jaxprompt.data.vocabulary import longest_piece
+from jaxprompt.data.vocabulary import longest_piece, vocabulary_fingerprint
 from jaxprompt.checkpoints.prompt_state import content_fingerprint
 from jaxprompt.prompts.artifact import check_use
 from jaxprompt.prompts.files import PromptFileError, UnreadablePromptFile
@@ -68,6 +69,7 @@ class ServeConfig:
     prompt_dirs: tuple[str, ...] = ()  # where a {"path": ...} PUT may read prompt files
     idle_timeout_s: float = 15.0  # idle connections and unfinished headers are closed
     allow_other_model: bool = False  # serve prompts trained on another model's fingerprint
+    allow_other_vocabulary: bool = False  # ... or with another vocabulary
 
 
 class PromptServer:
@@ -96,8 +98,13 @@ class PromptServer:
         self.inflight = 0
         # No piece is longer than this, so a longer text holds more tokens than inputs_length.
         self.max_input_chars = serve.inputs_length * longest_piece(vocab)
-        self.model_fingerprint = content_fingerprint(params)  # what a prompt must be of
         self._changes = asyncio.Lock()
+
+    @functools.cached_property
+    def model_fingerprint(self) -> str:
+        """The frozen model's content fingerprint (what a recorded prompt must be of),
+        computed when the first such prompt arrives."""
+        return content_fingerprint(self.runner.params)
 
     # -- the bank --------------------------------------------------------------------
     def add_task(self, name: str, prompt: np.ndarray, labels, source: str,
@@ -127,8 +134,12 @@ class PromptServer:
         source = source or artifact.source
         if artifact.prompt is None:
             raise TaskError(f"{source}: a deep prompt alone cannot be served.")
-        check_use(artifact, model_fingerprint=self.model_fingerprint,
-                  allow_other_model=self.serve.allow_other_model)
+        if artifact.info is not None:
+            check_use(artifact, model_fingerprint=self.model_fingerprint,
+                      vocabulary_fingerprint=vocabulary_fingerprint(self.vocab),
+                      vocabulary=getattr(self.vocab, "path", "the vocabulary"),
+                      allow_other_model=self.serve.allow_other_model,
+                      allow_other_vocabulary=self.serve.allow_other_vocabulary)
         return self.add_task(name, artifact.prompt, labels, source, artifact.prompt_mode)
 
     def load_bank_directory(self, directory: str) -> None:

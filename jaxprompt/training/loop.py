@@ -150,7 +150,8 @@ def train(*, model_config: T5Config, frozen_params: dict, trainable: dict,
 def _prompt_info(model_path, model_config, frozen_params, trainable, step_config,
                  prompt_use) -> PromptInfo:
     """What the run's prompt directories record; `trainable` as they hold it (folded)."""
-    shapes = trainable_shapes(fold(trainable, step_config.prompt_encoder))
+    # A folded tree is the same tree without its encoder: the prompt keeps its shape.
+    shapes = {k: v for k, v in trainable_shapes(trainable).items() if k != "prompt_encoder"}
     method = {("prompt",): "prompt_tuning", ("deep_prompt",): "deep_prompt"}.get(
         tuple(sorted(shapes)), "prompt_and_deep_prompt")
     if step_config.prompt_encoder is not None:
