@@ -167,6 +167,15 @@ def test_a_prompt_is_refused_with_another_model_or_vocabulary(runs, tmp_path, ca
     _, other_params = load_pretrained(str(tmp_path / "other"))
     assert content_fingerprint(other_params) in error
     assert main([*command, "--model", str(tmp_path / "other"), "--allow_other_model"]) == 0
+    # A bank's prompt directories are checked the same way.
+    (tmp_path / "bank").mkdir()
+    shutil.copytree(plain_best, tmp_path / "bank" / "plain")
+    (tmp_path / "mixed.jsonl").write_text(json.dumps({"task": "plain", "text": "bad"}) + "\n")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "other"), "--prompt_bank",
+                 str(tmp_path / "bank"), "--input", str(tmp_path / "mixed.jsonl"), "--output",
+                 str(tmp_path / "p.jsonl"), "--input_template", "review: {text}"]) == 2
+    assert "--allow_other_model" in capsys.readouterr().err
 
     import sentencepiece
     sentencepiece.SentencePieceTrainer.train(
