@@ -34,7 +34,7 @@ def suite(directory: str, mesh=None) -> dict:
     from jaxprompt import data, distributed, evaluation, partitioning
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.models.t5 import logical_axes, param_shapes
-    from jaxprompt.prompts.bank import make_bank, predict_mixed
+    from jaxprompt.evaluation.bank import make_bank, predict_mixed
 
     config, params = load_pretrained("tiny")
     if mesh is not None:
@@ -58,7 +58,8 @@ def suite(directory: str, mesh=None) -> dict:
                                    batch_size=8, lengths=lengths, ensemble="vote", mesh=mesh)
     out["ensemble"] = {"predictions": ensemble.predictions, "metrics": ensemble.metrics}
     bank = make_bank({"sst": prompts[0], "echo": prompts[2][:3]},
-                     labels={"sst": ["negative", "positive"]})
+                     labels={"sst": ["negative", "positive"]}, vocab=vocab,
+                     targets_length=6)
     tasks = ["sst" if i % 3 else "echo" for i in range(len(SENTENCES))]
     out["bank"] = predict_mixed(config, params, bank, vocab, tasks, SENTENCES, inputs_length=32,
                                 targets_length=6, batch_size=8, mesh=mesh)

@@ -13,7 +13,7 @@ from jaxprompt.config import T5Config  # noqa: E402
 from jaxprompt.prompts.hard import build_input, sample_demonstrations, with_hard_prompt  # noqa
 from jaxprompt.prompts.interpretation import nearest_tokens, position_similarity  # noqa: E402
 from jaxprompt.models.t5 import init_params  # noqa: E402
-from jaxprompt.prompts.bank import make_bank, predict_mixed  # noqa: E402
+from jaxprompt.evaluation.bank import make_bank, predict_mixed  # noqa: E402
 
 CONFIG = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
                   num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
@@ -54,8 +54,8 @@ def test_mixed_batch_equals_single_task_batches(params):
     prompts = {"sentiment": rng.normal(size=(3, 16)).astype(np.float32),
                "nli": rng.normal(size=(6, 16)).astype(np.float32)}
     labels = {"sentiment": ("negative", "positive"), "nli": ("entailment", "not_entailment")}
-    bank = make_bank(prompts, labels)
-    assert bank.prompts.shape == (2, 6, 16) and bank.mask.sum(1).tolist() == [6, 3]
+    bank = make_bank(prompts, labels, vocab=vocab, targets_length=4)
+    assert bank.prompts.shape == (2, 6, 16) and bank.prompt_mask.sum(1).tolist() == [6, 3]
     texts = [f"sentence number {i} is {w}" for i, w in enumerate(["good", "bad", "odd"] * 4)]
     tasks = ["sentiment", "nli", "nli", "sentiment", "nli", "sentiment"] * 2
     mixed = predict_mixed(CONFIG, params, bank, vocab, tasks, texts, inputs_length=16,

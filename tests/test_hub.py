@@ -64,7 +64,7 @@ def test_a_hub_id_loads_from_the_cache_offline(hub):
 import json, jax, numpy as np
 from huggingface_hub import scan_cache_dir
 from jaxprompt.checkpoints import load_pretrained, model_vocabulary
-from jaxprompt.checkpoints.prompt_state import content_fingerprint
+from jaxprompt.checkpoints.fingerprints import content_fingerprint
 from jaxprompt.experiments.runs import recorded_model_path
 repos = {{r.repo_id for r in scan_cache_dir().repos}}
 _, by_id = load_pretrained("acme/t5-tiny")

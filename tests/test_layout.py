@@ -32,10 +32,18 @@ def _imports(path: pathlib.Path, modules, top_level_only: bool) -> set[str]:
     return found
 
 
-def test_no_import_cycles():
+def _module_graph() -> dict[str, set[str]]:
     modules = _modules()
-    graph = {name: {m for m in _imports(path, modules, False) if m in modules and m != name}
-             for name, path in modules.items()}
+    return {name: {m for m in _imports(path, modules, False) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def _package(module: str) -> str:
+    """jaxprompt.evaluation.bank -> jaxprompt.evaluation (a top-level module is its own)."""
+    return ".".join(module.split(".")[:2])
+
+
+def _assert_acyclic(graph: dict[str, set[str]]) -> None:
     state: dict[str, int] = {}
 
     def visit(node, trail):
@@ -49,6 +57,22 @@ def test_no_import_cycles():
     for name in graph:
         if name not in state:
             visit(name, [name])
+
+
+def test_no_import_cycles_between_modules():
+    _assert_acyclic(_module_graph())
+
+
+def test_no_import_cycles_between_packages():
+    """Each subpackage counts as one node: checkpoints, prompts, evaluation, training,
+    serving and cli import one way (lazy imports included)."""
+    packages: dict[str, set[str]] = {}
+    for module, imported in _module_graph().items():
+        node = packages.setdefault(_package(module), set())
+        node.update(_package(m) for m in imported if _package(m) != _package(module))
+    assert {"jaxprompt.checkpoints", "jaxprompt.prompts", "jaxprompt.evaluation",
+            "jaxprompt.training"} <= set(packages)
+    _assert_acyclic(packages)
 
 
 def test_modules_are_small_and_gin_stays_at_the_edge():

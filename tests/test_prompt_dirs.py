@@ -13,7 +13,7 @@ import pytest
 
 import jaxprompt
 from jaxprompt.checkpoints import load_pretrained
-from jaxprompt.checkpoints.prompt_state import content_fingerprint
+from jaxprompt.checkpoints.fingerprints import content_fingerprint
 from jaxprompt.cli.main import main
 from jaxprompt.data.pipeline import encode_batch
 from jaxprompt.data.vocabulary import vocabulary

@@ -55,3 +55,12 @@ def random_batch(args, vocab_size: int, seed: int = 0) -> dict:
     return {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_input,
             "decoder_target_tokens": target,
             "decoder_loss_weights": np.ones_like(target, np.float32)}
+
+
+def model_config(name: str):
+    """A preset's T5Config, or "tiny": the embedded pretrained model's (the quickstart's)."""
+    from jaxprompt.config import T5Config
+    if name == "tiny":
+        return T5Config.from_hf_config(os.path.join(REPO, "jaxprompt", "assets", "t5_tiny_lm",
+                                                    "config.json"))
+    return T5Config.preset(name)

@@ -28,7 +28,7 @@ def main() -> None:
     from jaxprompt import evaluation
     from jaxprompt.config import T5Config
     from jaxprompt.models.t5 import init_params
-    from jaxprompt.prompts.bank import make_bank
+    from jaxprompt.evaluation.bank import make_bank
 
     config = T5Config.preset(args.preset).replace(dropout_rate=0.0)
     params = init_params(config, jax.random.key(0))

@@ -1,17 +1,20 @@
-"""Train-step throughput: jaxprompt vs Hugging Face PEFT prompt tuning, side by side.
+"""Train-step throughput: jaxprompt vs Hugging Face PEFT prompt tuning, each side in float32
+and in bfloat16, side by side.
 
-    python tools/bench_train.py                      # t5_1_1_small shape, P=100, batch 8, 128/8
-    python tools/bench_train.py --preset t5_1_1_base --steps 5 --rounds 5
+    python tools/bench_train.py                              # t5_1_1_small, P=100, batch 8, 128/8
+    python tools/bench_train.py --preset tiny --batch 32 --inputs 64 --targets 4   # quickstart
 
-Each framework runs in its own subprocess (so peak RSS is its own) on the same random
+Each configuration runs in its own subprocess (so peak RSS is its own) on the same random
 model shape, batch and thread count, in --rounds interleaved rounds (A B C, A B C, ...;
-medians and the spread of each round's ratios are reported), with Adafactor (lr 0.3, no parameter scaling) in
-both. jaxprompt runs once per `--jax_variants` entry (default: per-layer without remat,
-and layers under nn.scan with the "minimal" remat policy). Reported: median step time,
-examples/s, peak RSS and their ratios to PEFT; for jaxprompt also the forward (loss only)
-time, step/forward ratio, the step's FLOPs (XLA cost analysis of the per-layer variant:
-XLA counts a scanned body once) and achieved FLOP/s against a dense float32 matmul
-measured in the same process.
+medians and the spread of each round's ratios are reported), with Adafactor (lr 0.3, no
+parameter scaling) in both. jaxprompt variants are LAYOUT:REMAT:DTYPE (bfloat16: compute
+and frozen weights in bfloat16, `T5Config.dtype` and `RunSettings.dtype`); PEFT runs in
+float32 and under `torch.autocast("cpu", torch.bfloat16)` (weights and prompt stay float32,
+as PEFT trains them). Reported: median step time, examples/s, peak RSS and ratios to PEFT
+float32, each side's best; for jaxprompt also the forward (loss only) time, step/forward,
+the step's FLOPs (XLA cost analysis of the per-layer variant) and the step's rate as a share
+of a 2048^2 matmul in the step's dtype measured in the same process (bfloat16: bf16 x bf16
+-> f32, as `jaxprompt.models.dots` runs the model's products).
 """
 
 from __future__ import annotations
@@ -25,25 +28,28 @@ import subprocess
 import sys
 import time
 
-from _common import add_shape_flags, median_result, random_batch
+from _common import add_shape_flags, median_result, median_seconds, model_config, random_batch
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
+def _matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    """A size^2 matmul's rate in this process: jax in `dtype` (the model's product)."""
     import jax
     import jax.numpy as jnp
-    a = jnp.ones((size, size), jnp.float32)
-    dot = jax.jit(lambda x: x @ x)
-    dot(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dot(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times)
+
+    from jaxprompt.models.dots import einsum
+    a = jnp.ones((size, size), dtype)
+    dot = jax.jit(lambda x: einsum("ij,jk->ik", x, x))
+    return 2 * size ** 3 / median_seconds(lambda: dot(a).block_until_ready(), repeats)
+
+
+def _torch_matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    import torch
+    a = torch.ones((size, size), dtype=getattr(torch, dtype))
+    return 2 * size ** 3 / median_seconds(lambda: a @ a, repeats)
 
 
 def run_jax(args) -> dict:
@@ -53,10 +59,9 @@ def run_jax(args) -> dict:
 
     from jaxprompt import partitioning
     from jaxprompt.training import optimizers, step as train
-    from jaxprompt.config import T5Config
     from jaxprompt.models.t5 import T5, init_params
 
-    config = T5Config.preset(args.preset).replace(dropout_rate=0.0, dtype=args.dtype,
+    config = model_config(args.preset).replace(dropout_rate=0.0, dtype=args.dtype,
                                                   scan_layers=args.scan,
                                                   remat_policy=args.remat)
     frozen = init_params(config, jax.random.key(0))
@@ -67,7 +72,8 @@ def run_jax(args) -> dict:
     step_config = train.StepConfig(enable_dropout=False)
     steps = train.shard_steps(T5(config), optimizer, step_config, state, partitioning.make_mesh())
     batch = jax.device_put(random_batch(args, config.vocab_size), steps.batch_sharding)
-    frozen = jax.device_put(frozen, steps.frozen_shardings)
+    frozen = jax.device_put(jax.tree.map(lambda w: w.astype(args.dtype), frozen),
+                            steps.frozen_shardings)
 
     start = time.perf_counter()
     compiled = steps.train_step.lower(state, frozen, batch).compile()
@@ -91,7 +97,7 @@ def run_jax(args) -> dict:
         forward(state.trainable, frozen, batch, rng)[0].block_until_ready()
         forward_times.append(time.perf_counter() - t)
     step = statistics.median(step_times)
-    matmul = _matmul_flops_per_second()
+    matmul = _matmul_flops_per_second(args.dtype)
     return {"framework": "jaxprompt", "step_s": step, "examples_per_s": args.batch / step,
             "forward_s": statistics.median(forward_times), "compile_s": compile_seconds,
             "step_flops": flops, "achieved_flops_per_s": flops / step,
@@ -106,15 +112,11 @@ def run_peft(args) -> dict:
     import transformers
     from transformers.optimization import Adafactor
 
-    from jaxprompt.config import T5Config
-
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = T5Config.preset(args.preset)
+    config = model_config(args.preset)
     hf_config = transformers.T5Config(**{**config.to_hf_config(), "dropout_rate": 0.0})
     model = transformers.T5ForConditionalGeneration(hf_config)
-    if args.dtype == "bfloat16":
-        model = model.to(torch.bfloat16)
     model = peft.get_peft_model(model, peft.PromptTuningConfig(
         task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=args.prompt_length))
     model.train()
@@ -125,9 +127,12 @@ def run_peft(args) -> dict:
     inputs = torch.tensor(batch["encoder_input_tokens"], dtype=torch.long)
     labels = torch.tensor(batch["decoder_target_tokens"], dtype=torch.long)
 
+    autocast = torch.autocast("cpu", torch.bfloat16, enabled=args.dtype == "bfloat16")
+
     def step():
-        loss = model(input_ids=inputs, attention_mask=torch.ones_like(inputs),
-                     labels=labels).loss
+        with autocast:
+            loss = model(input_ids=inputs, attention_mask=torch.ones_like(inputs),
+                         labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -144,16 +149,19 @@ def run_peft(args) -> dict:
     return {"framework": "peft", "step_s": median, "examples_per_s": args.batch / median,
             "peak_rss_mib": _peak_rss_mib(), "loss": loss, "torch": torch.__version__,
             "peft": peft.__version__, "threads": torch.get_num_threads(),
-            "mean_step_s": float(np.mean(times))}
+            "mean_step_s": float(np.mean(times)),
+            "matmul_flops_per_s": _torch_matmul_flops_per_second(args.dtype)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_shape_flags(parser, batch=8)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--jax_variants", default="per_layer:none,scan:minimal",
-                        help="jaxprompt configurations, comma-separated LAYOUT:REMAT with "
-                             "LAYOUT per_layer|scan and REMAT none|minimal|full")
+    parser.add_argument("--jax_variants", default="per_layer:none:float32,per_layer:none:bfloat16",
+                        help="jaxprompt configurations, comma-separated LAYOUT:REMAT:DTYPE with "
+                             "LAYOUT per_layer|scan, REMAT none|minimal|full, DTYPE "
+                             "float32|bfloat16")
+    parser.add_argument("--peft_dtypes", default="float32,bfloat16",
+                        help="PEFT runs: float32 and/or bfloat16 (autocast)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -162,6 +170,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["jax", "peft"], help="(internal) run one side")
     parser.add_argument("--scan", action="store_true", help=argparse.SUPPRESS)  # with --only
     parser.add_argument("--remat", default="none", help=argparse.SUPPRESS)  # with --only
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)  # with --only
     args = parser.parse_args()
     if args.only:
         result = run_jax(args) if args.only == "jax" else run_peft(args)
@@ -169,8 +178,8 @@ def main() -> None:
         return
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="3")
-    shared = [f"--{k}={v}" for k, v in vars(args).items()
-              if k not in ("only", "scan", "remat", "jax_variants", "rounds")]
+    shared = [f"--{k}={v}" for k, v in vars(args).items() if k in (
+        "preset", "prompt_length", "batch", "inputs", "targets", "steps", "warmup", "threads")]
 
     def run_side(side: str, extra: list[str]) -> dict:
         out = subprocess.run([sys.executable, __file__, "--only", side, *shared, *extra],
@@ -178,12 +187,13 @@ def main() -> None:
         line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
         if out.returncode or not line:
             sys.exit(f"{side} {extra} run failed:\n{out.stderr[-3000:]}")
-        return json.loads(line[0][len("RESULT "):])
+        return {**json.loads(line[0][len("RESULT "):]), "dtype": extra[-1].split("=")[1]}
 
-    configs = [(f"jaxprompt {layout}, remat {remat}", "jax",
-                (["--scan"] if layout == "scan" else []) + [f"--remat={remat}"])
-               for layout, remat in (v.split(":") for v in args.jax_variants.split(","))]
-    configs.append(("PEFT", "peft", []))
+    configs = [(f"jaxprompt {layout}, remat {remat}, {dtype}", "jax",
+                (["--scan"] if layout == "scan" else []) + [f"--remat={remat}", f"--dtype={dtype}"])
+               for layout, remat, dtype in (v.split(":") for v in args.jax_variants.split(","))]
+    configs += [(f"PEFT {dtype}", "peft", [f"--dtype={dtype}"])
+                for dtype in args.peft_dtypes.split(",")]
     # Interleaved rounds (A B C, A B C, ...): a slow spell of a noisy machine hits every
     # configuration of a round alike, so each round's ratios are fair; report their spread.
     rounds = []
@@ -192,34 +202,44 @@ def main() -> None:
         print(f"round {index + 1}/{args.rounds}: " + ", ".join(
             f"{name} {1000 * r['step_s']:.0f} ms" for name, r in rounds[-1].items()), flush=True)
     results = {name: median_result([r[name] for r in rounds]) for name, _, _ in configs}
-    pt = results["PEFT"]
+    base_name = next(name for name, side, _ in configs if side == "peft")
+    base = results[base_name]
     # XLA counts a scanned loop body once: FLOP/s use the per-layer count of the same math.
     useful_flops = max(r.get("step_flops", 0.0) for r in results.values())
 
-    print(f"config: {args.preset}, P={args.prompt_length}, batch {args.batch}, "
-          f"inputs {args.inputs}, targets {args.targets}, {args.dtype}, {args.threads} threads, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"{'':34}{'ms/step':>9}{'ex/s':>7}{'x PEFT':>8}{'RSS MiB':>9}{'x PEFT':>8}"
-          f"{'step/fwd':>9}{'% matmul':>9}")
+    print(f"config: {args.preset}, P={args.prompt_length}, batch {args.batch}, inputs "
+          f"{args.inputs}, targets {args.targets}, {args.threads} threads, median of "
+          f"{args.steps} steps after {args.warmup} warm-up; ratios to {base_name}")
+    print(f"{'':42}{'ms/step':>9}{'ex/s':>7}{'ratio':>7}{'RSS MiB':>9}{'ratio':>7}"
+          f"{'step/fwd':>9}{'matmul GF/s':>12}{'% matmul':>9}")
     for name, r in results.items():
-        row = (f"{name:34}{1000 * r['step_s']:9.1f}{r['examples_per_s']:7.2f}"
-               f"{r['examples_per_s'] / pt['examples_per_s']:8.2f}{r['peak_rss_mib']:9.0f}"
-               f"{r['peak_rss_mib'] / pt['peak_rss_mib']:8.2f}")
+        row = (f"{name:42}{1000 * r['step_s']:9.1f}{r['examples_per_s']:7.2f}"
+               f"{r['examples_per_s'] / base['examples_per_s']:7.2f}{r['peak_rss_mib']:9.0f}"
+               f"{r['peak_rss_mib'] / base['peak_rss_mib']:7.2f}")
+        row += f"{r['step_s'] / r['forward_s']:9.2f}" if "forward_s" in r else " " * 9
+        row += f"{r['matmul_flops_per_s'] / 1e9:12.0f}"
         if "forward_s" in r:
-            row += (f"{r['step_s'] / r['forward_s']:9.2f}"
-                    f"{100 * useful_flops / r['step_s'] / r['matmul_flops_per_s']:9.0f}")
+            row += f"{100 * useful_flops / r['step_s'] / r['matmul_flops_per_s']:9.0f}"
         print(row)
-    print(f"\nratios to PEFT per round (median [min, max] over {args.rounds} rounds):")
-    for name, _, _ in configs[:-1]:
-        speed = [r[name]["examples_per_s"] / r["PEFT"]["examples_per_s"] for r in rounds]
-        memory = [r[name]["peak_rss_mib"] / r["PEFT"]["peak_rss_mib"] for r in rounds]
-        print(f"  {name:32} ex/s {statistics.median(speed):.2f} [{min(speed):.2f}, "
-              f"{max(speed):.2f}]   peak RSS {statistics.median(memory):.2f} "
+
+    def best(side: str, round_results: dict) -> str:
+        return min((n for n, s, _ in configs if s == side), key=lambda n: round_results[n]["step_s"])
+
+    print(f"\nper round (median [min, max] over {args.rounds} rounds):")
+    for name, side, _ in configs:
+        if name == base_name:
+            continue
+        speed = [r[name]["examples_per_s"] / r[base_name]["examples_per_s"] for r in rounds]
+        memory = [r[name]["peak_rss_mib"] / r[base_name]["peak_rss_mib"] for r in rounds]
+        print(f"  {name:40} ex/s x{statistics.median(speed):.2f} [{min(speed):.2f}, "
+              f"{max(speed):.2f}]   peak RSS x{statistics.median(memory):.2f} "
               f"[{min(memory):.2f}, {max(memory):.2f}]")
-    matmul = max(r.get("matmul_flops_per_s", 0.0) for r in results.values())
+    best_ratio = [r[best("peft", r)]["step_s"] / r[best("jax", r)]["step_s"] for r in rounds]
+    print(f"best against best: jaxprompt ({best('jax', results)}) at "
+          f"x{statistics.median(best_ratio):.2f} [{min(best_ratio):.2f}, {max(best_ratio):.2f}] "
+          f"the examples/s of PEFT ({best('peft', results)})")
     print(f"jaxprompt step: {useful_flops / 1e9:.1f} GFLOP (XLA cost analysis, per-layer); "
-          f"2048^2 float32 matmul: {matmul / 1e9:.1f} GFLOP/s, measured in each jaxprompt "
-          "process; step/fwd: step time over forward (loss only) time")
+          "matmul GF/s: a 2048^2 matmul in the row's dtype, in the row's own process")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def objective_nll(model, params, batches) -> float:
     """Mean token NLL of the decoder targets over `batches` (pretrain_tiny batches)."""
     import jax
 
-    from jaxprompt.training.losses import cross_entropy
+    from jaxprompt.models.losses import cross_entropy
 
     @jax.jit
     def summed(params, encoder, decoder_input, target, weights):

@@ -507,7 +507,7 @@ def pretraining_step(model, optimizer, z_loss: float, mlm_weight: float):
     import jax.numpy as jnp
     import optax
 
-    from jaxprompt.training.losses import cross_entropy
+    from jaxprompt.models.losses import cross_entropy
 
     config = model.config
 

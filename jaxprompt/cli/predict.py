@@ -38,7 +38,7 @@ def run(args) -> int:
     from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.training.run_lock import output_lock
     from jaxprompt.data.user_files import read_records
-    from jaxprompt.prompts.bank import read_bank_directory
+    from jaxprompt.prompts.bank_directory import read_bank_directory
 
     artifacts = read_prompts(args.prompt[:1] if args.prompt else [])
     apply_prompt_settings(args, artifacts)
@@ -54,13 +54,13 @@ def run(args) -> int:
     if args.prompt_bank:
         if args.deep_prompt:
             raise CliError("--prompt_bank serves input prompts; --deep_prompt cannot join it.")
-        from jaxprompt.prompts.bank import bank_from_entries, predict_mixed
+        from jaxprompt.evaluation.bank import bank_from_entries, predict_mixed
         missing = [line for line, row in records if "task" not in row]
         if missing:
             raise CliError(f"{args.input}, line {missing[0]}: no 'task' field; with "
                            "--prompt_bank every line names its task.")
         inputs = model_inputs(args, records, [])
-        bank = bank_from_entries(bank_entries)
+        bank = bank_from_entries(bank_entries, vocab, args.targets_length)
         predictions = predict_mixed(config, params, bank, vocab, [r["task"] for _, r in records],
                                     inputs, inputs_length=args.inputs_length,
                                     targets_length=args.targets_length,

@@ -81,7 +81,7 @@ def check_prompts(args, artifacts, params, vocab) -> None:
     """Refuses a recorded prompt used with another model or vocabulary (one line)."""
     if recorded(artifacts) is None:
         return
-    from jaxprompt.checkpoints.prompt_state import content_fingerprint
+    from jaxprompt.checkpoints.fingerprints import content_fingerprint
     from jaxprompt.data.vocabulary import vocabulary_fingerprint
     from jaxprompt.prompts.artifact import check_use
     model_fingerprint = content_fingerprint(params)

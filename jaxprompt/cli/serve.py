@@ -16,7 +16,7 @@ def run(args) -> int:
     from jaxprompt import data
     from jaxprompt.checkpoints import load_pretrained, model_vocabulary
     from jaxprompt.partitioning import make_mesh
-    from jaxprompt.prompts.bank import read_bank_directory
+    from jaxprompt.prompts.bank_directory import read_bank_directory
     from jaxprompt.serving.server import PromptServer, ServeConfig
 
     from jaxprompt.serving.admin import ADMIN_TOKEN_ENV, check_exposure

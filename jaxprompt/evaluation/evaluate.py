@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -51,28 +51,38 @@ def predict(config: T5Config, params: dict, trainable, vocab, inputs: Sequence[s
     trainable = placement.replicated(trainable)
     if method == "rank":
         candidates = placement.replicated(encode_batch(vocab, label_names, lengths.targets))
-    predictions: list[str] = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = list(inputs[start:start + batch_size])
-        chunk += [""] * (batch_size - len(chunk))
-        # On a pod slice each process encodes only the rows its devices hold.
-        ids = placement.rows(lambda rows: encode_batch(vocab, chunk[rows], lengths.inputs),
-                             (batch_size, lengths.inputs), np.int32)
-        real = min(batch_size, len(inputs) - start)
+
+    def run(ids, start):
         if ensemble:
-            scores = placement.gather(ensemble_scores(config, params, trainable["prompt"],
-                                                      ids, candidates, prompt_mode))
-            best = combine_ensemble(scores, ensemble)[:real]
-            predictions += [label_names[i] for i in best]
-        elif method == "rank":
-            scores = placement.gather(score_candidates(config, params, trainable, ids,
-                                                       candidates, prompt_mode=prompt_mode))
-            predictions += [label_names[i] for i in scores.argmax(axis=-1)[:real]]
-        else:
-            tokens = placement.gather(greedy_decode(config, params, trainable, ids,
-                                                    lengths.targets, prompt_mode=prompt_mode))
-            predictions += decode_tokens(vocab, tokens[:real])
-    return predictions
+            scores = ensemble_scores(config, params, trainable["prompt"], ids, candidates,
+                                     prompt_mode)
+            return [label_names[i] for i in combine_ensemble(placement.gather(scores), ensemble)]
+        if method == "rank":
+            scores = score_candidates(config, params, trainable, ids, candidates,
+                                      prompt_mode=prompt_mode)
+            return [label_names[i] for i in placement.gather(scores).argmax(axis=-1)]
+        tokens = greedy_decode(config, params, trainable, ids, lengths.targets,
+                               prompt_mode=prompt_mode)
+        return decode_tokens(vocab, placement.gather(tokens))
+
+    return over_batches(vocab, inputs, batch_size, lengths.inputs, placement, run)
+
+
+def over_batches(vocab, texts: Sequence[str], batch_size: int, inputs_length: int, placement,
+                 run: Callable[[Any, int], list]) -> list:
+    """`run(ids, start)` on every batch of `texts` (ids [batch_size, inputs_length], the
+    last batch padded with empty inputs; `start`: the index of its first text), its
+    outputs for the real rows concatenated. On a pod slice each process encodes only the
+    rows its devices hold (`placement`)."""
+    outputs: list = []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start:start + batch_size])
+        real = len(chunk)
+        chunk += [""] * (batch_size - real)
+        ids = placement.rows(lambda rows: encode_batch(vocab, chunk[rows], inputs_length),
+                             (batch_size, inputs_length), np.int32)
+        outputs += list(run(ids, start))[:real]
+    return outputs
 
 
 def evaluate(config: T5Config, params: dict, trainable, task: TextTask, vocab, *,

@@ -18,7 +18,7 @@ from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.models.t5 import T5
 from jaxprompt.prompts.trainable import as_trainable
-from jaxprompt.training.losses import sequence_log_likelihood
+from jaxprompt.models.losses import sequence_log_likelihood
 
 
 def _placement(prompt_mode) -> tuple[str, jax.Array | None]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
+from jaxprompt.models.dots import einsum
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -77,7 +78,7 @@ class Embed(nn.Module):
         return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
 
     def attend(self, x: Array) -> Array:
-        return jnp.einsum("...h,vh->...v", x, self.embedding.astype(self.dtype))
+        return einsum("...h,vh->...v", x.astype(self.dtype), self.embedding.astype(self.dtype))
 
 
 class Dense(nn.Module):
@@ -92,7 +93,7 @@ class Dense(nn.Module):
     def __call__(self, x: Array) -> Array:
         kernel = self.param("kernel", nn.with_logical_partitioning(_normal(self.init_std), self.axes),
                             (x.shape[-1], self.features), jnp.float32)
-        return jnp.einsum("...i,io->...o", x.astype(self.dtype), kernel.astype(self.dtype))
+        return einsum("...i,io->...o", x.astype(self.dtype), kernel.astype(self.dtype))
 
 
 class RMSNorm(nn.Module):
@@ -189,6 +190,8 @@ class MultiHeadAttention(nn.Module):
             key, value = self._update_cache(key, value)
         if prefix is not None:
             key, value, bias = prepend_prefix(key, value, bias, prefix)
+        # Batched dots stay plain einsums: XLA:CPU runs some of their transposes outside
+        # the fusions that take bfloat16 x bfloat16 -> float32 (jaxprompt.models.dots).
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32) + bias
         weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
         weights = nn.Dropout(c.dropout_rate)(weights, deterministic=self.deterministic)

@@ -2,9 +2,11 @@
 
 Every change (add, replace, delete) builds a new `BankSnapshot` and swaps one reference,
 so a batch in flight keeps the snapshot it started with: the old prompt serves until the
-new one is in. Prompts are left-padded to `max_prompt_length` (masked, as in `jaxprompt.prompts.bank`);
-label lists are padded to [C, S], powers of two covering the bank's largest label set and
-longest label, which only ever grow, so every shape the server has compiled stays valid.
+new one is in. A snapshot's arrays are a `jaxprompt.evaluation.bank.PromptBank` (the one
+implementation of padding and masking) at the server's fixed shapes: prompts left-padded to
+`max_prompt_length`, label lists to [C, S], powers of two covering the bank's largest label
+set and longest label, which only ever grow, so every shape the server has compiled stays
+valid.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import numpy as np
 
 from jaxprompt.config import T5Config
-from jaxprompt.data.pipeline import encode_batch
+from jaxprompt.evaluation.bank import PromptBank, encode_labels, make_bank
 from jaxprompt.models.combine import PROMPT_MODES
 from jaxprompt.prompts.files import check_finite, check_width
 
@@ -49,17 +51,13 @@ class Task:
 
 @dataclasses.dataclass(frozen=True)
 class BankSnapshot:
-    """The bank as arrays: row k of each array is task `names[k]`."""
+    """The served tasks and their bank (row k of each array is task `bank.names[k]`)."""
 
     tasks: dict[str, Task]
-    names: tuple[str, ...]
-    prompts: np.ndarray  # [K, P_max, H], left-padded with zeros
-    prompt_mask: np.ndarray  # [K, P_max] bool
-    candidates: np.ndarray  # [K, C_max, S] label ids; zero rows: no candidate
-    after_bos: np.ndarray  # [K] bool: the task's prompt goes after the first token
+    bank: PromptBank
 
     def row(self, task: str) -> int:
-        return self.names.index(task)
+        return self.bank.row(task)
 
 
 class TaskRegistry:
@@ -104,7 +102,7 @@ class TaskRegistry:
                 if length > self.targets_length:
                     raise TaskError(f"labels: {label!r} is longer than --targets_length "
                                     f"{self.targets_length} tokens.")
-            label_ids = encode_batch(self.vocab, labels, max(lengths))
+            label_ids = encode_labels(self.vocab, labels)
             labels = tuple(labels)
         if prompt_mode not in PROMPT_MODES:
             raise TaskError(f"{source}: prompt_mode {prompt_mode!r} is not one of "
@@ -118,7 +116,7 @@ class TaskRegistry:
             replaced = task.name in tasks
             tasks[task.name] = task
             self._snapshot = self._build(tasks, keep_shape=False)
-            self._label_shape = self._snapshot.candidates.shape[1:]
+            self._label_shape = self._snapshot.bank.candidates.shape[1:]
         return replaced
 
     def delete(self, name: str) -> Task:
@@ -138,26 +136,22 @@ class TaskRegistry:
         return self._snapshot  # one reference read: atomic
 
     def _build(self, tasks: dict[str, Task], keep_shape: bool = True) -> BankSnapshot:
-        names = tuple(sorted(tasks))
-        width, length = self.config.d_model, self.max_prompt_length
-        prompts = np.zeros((len(names), length, width), np.float32)
-        mask = np.zeros((len(names), length), bool)
         num, longest = self._label_shape
         if not keep_shape:
             for task in tasks.values():
                 if task.label_ids is not None:
                     num = max(num, _power_of_two(task.label_ids.shape[0]))
                     longest = max(longest, _power_of_two(task.label_ids.shape[1]))
-        candidates = np.zeros((len(names), num, longest), np.int32)
-        for row, name in enumerate(names):
-            task = tasks[name]
-            prompts[row, length - len(task.prompt):] = task.prompt
-            mask[row, length - len(task.prompt):] = True
-            if task.label_ids is not None:
-                ids = task.label_ids
-                candidates[row, :ids.shape[0], :ids.shape[1]] = ids
-        after_bos = np.asarray([tasks[n].prompt_mode == "prefix_after_bos" for n in names], bool)
-        return BankSnapshot(dict(tasks), names, prompts, mask, candidates, after_bos)
+        bank = make_bank({n: t.prompt for n, t in tasks.items()},
+                         {n: t.labels for n, t in tasks.items() if t.labels},
+                         {n: t.prompt_mode for n, t in tasks.items()},
+                         label_ids={n: t.label_ids for n, t in tasks.items()
+                                    if t.label_ids is not None},
+                         prompt_length=self.max_prompt_length, label_shape=(num, longest))
+        if not tasks:  # an empty bank still has the model's width
+            bank = dataclasses.replace(bank, prompts=np.zeros(
+                (0, self.max_prompt_length, self.config.d_model), np.float32))
+        return BankSnapshot(dict(tasks), bank)
 
 
 def _power_of_two(n: int) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 from jaxprompt import partitioning
 from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
+from jaxprompt.evaluation.bank import PromptBank
 from jaxprompt.evaluation.scoring import decode_tokens, greedy_decode, score_own_candidates
 from jaxprompt.models.t5 import logical_axes, param_shapes
 from jaxprompt.serving.registry import BankSnapshot
@@ -116,9 +117,9 @@ class ModelRunner:
         ids[len(examples):, 0] = EOS_ID  # padding rows: an empty input
         for i, example in enumerate(examples):
             ids[i, :len(example.ids)] = example.ids
-        return (self._put(ids), self._put(snapshot.prompts[rows]),
-                self._put(snapshot.prompt_mask[rows]), self._put(snapshot.candidates[rows]),
-                self._put(snapshot.after_bos[rows]))
+        bank = snapshot.bank
+        return (self._put(ids), self._put(bank.prompts[rows]), self._put(bank.prompt_mask[rows]),
+                self._put(bank.candidates[rows]), self._put(bank.after_bos[rows]))
 
     def _rank_scores(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> np.ndarray:
         ids, prompts, masks, candidates, modes = self._arrays(snapshot, examples)
@@ -172,11 +173,11 @@ class ModelRunner:
         Runs on a one-task dummy bank of the snapshot's shapes, so an empty bank warms up too.
         """
         start = time.perf_counter()
-        dummy = BankSnapshot({}, ("warm-up",), np.zeros((1,) + snapshot.prompts.shape[1:],
-                                                        np.float32),
-                             np.ones((1,) + snapshot.prompt_mask.shape[1:], bool),
-                             np.ones((1,) + snapshot.candidates.shape[1:], np.int32),
-                             np.zeros((1,), bool))
+        bank = snapshot.bank
+        dummy = BankSnapshot({}, PromptBank(
+            ("warm-up",), np.zeros((1,) + bank.prompts.shape[1:], np.float32),
+            np.ones((1,) + bank.prompt_mask.shape[1:], bool), np.zeros((1,), bool), {},
+            np.ones((1,) + bank.candidates.shape[1:], np.int32)))
         for method in methods:
             run = self._rank_scores if method == "rank" else self._greedy_tokens
             for batch in self.batch_buckets:

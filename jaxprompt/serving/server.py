@@ -37,7 +37,7 @@ from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.data.vocabulary import longest_piece, vocabulary_fingerprint
-from jaxprompt.checkpoints.prompt_state import content_fingerprint
+from jaxprompt.checkpoints.fingerprints import content_fingerprint
 from jaxprompt.prompts.artifact import check_use
 from jaxprompt.prompts.files import PromptFileError, UnreadablePromptFile
 from jaxprompt.serving.admin import authorized
@@ -118,12 +118,12 @@ class PromptServer:
             raise TaskError(f"{source}: the frozen model gives non-finite scores with this "
                             "prompt; it is refused.")
         replaced = self.registry.put(task)
-        self.metrics.tasks.set(len(self.registry.snapshot().names))
+        self.metrics.tasks.set(len(self.registry.snapshot().bank.names))
         return replaced
 
     def _warm(self, snapshot, method: str) -> float:
         """Compiles `method` at the snapshot's shapes unless done before; returns seconds."""
-        key = (method,) + (snapshot.candidates.shape[1:] if method == "rank" else ())
+        key = (method,) + (snapshot.bank.candidates.shape[1:] if method == "rank" else ())
         if key in self.warm_shapes:
             return 0.0
         self.warm_shapes.add(key)
@@ -143,8 +143,8 @@ class PromptServer:
         return self.add_task(name, artifact.prompt, labels, source, artifact.prompt_mode)
 
     def load_bank_directory(self, directory: str) -> None:
-        """Serves every task of a bank directory (jaxprompt.prompts.bank)."""
-        from jaxprompt.prompts.bank import read_bank_directory
+        """Serves every task of a bank directory (jaxprompt.prompts.bank_directory)."""
+        from jaxprompt.prompts.bank_directory import read_bank_directory
         for name, entry in read_bank_directory(directory).items():
             self.add_artifact(name, entry.artifact, entry.labels)
 
@@ -169,7 +169,7 @@ class PromptServer:
         snapshot = self.registry.snapshot()
         if task not in snapshot.tasks:
             raise RequestError(404, f"field 'task': {task!r} is not in the bank "
-                                    f"({', '.join(snapshot.names) or 'empty'})")
+                                    f"({', '.join(snapshot.bank.names) or 'empty'})")
         if not isinstance(inputs, list) or not inputs:
             raise RequestError(400, "field 'inputs': a non-empty list of strings")
         limit = min(self.serve.max_request_inputs, self.serve.max_queue)
@@ -231,7 +231,7 @@ class PromptServer:
     async def tasks(self, request: web.Request) -> web.Response:
         snapshot = self.registry.snapshot()
         return web.json_response({
-            "tasks": [snapshot.tasks[name].describe() for name in snapshot.names],
+            "tasks": [snapshot.tasks[name].describe() for name in snapshot.bank.names],
             "limits": {"inputs_length": self.serve.inputs_length,
                        "max_prompt_length": self.serve.max_prompt_length,
                        "max_labels": self.serve.max_labels,
@@ -281,13 +281,13 @@ class PromptServer:
                 self.registry.delete(name)
             except KeyError:
                 raise RequestError(404, f"task {name!r} is not in the bank") from None
-        self.metrics.tasks.set(len(self.registry.snapshot().names))
+        self.metrics.tasks.set(len(self.registry.snapshot().bank.names))
         return web.json_response({"deleted": name})
 
     async def healthz(self, request: web.Request) -> web.Response:
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
-        return web.json_response({"status": "ok", "tasks": len(self.registry.snapshot().names),
+        return web.json_response({"status": "ok", "tasks": len(self.registry.snapshot().bank.names),
                                   "queue": self.batcher.depth()})
 
     async def prometheus(self, request: web.Request) -> web.Response:

@@ -21,8 +21,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprompt.checkpoints.prompt_state import (PromptCheckpointer, check_or_write_model_info,
-                                                content_fingerprint, frozen_fingerprint)
+from jaxprompt.checkpoints.fingerprints import content_fingerprint, frozen_fingerprint
+from jaxprompt.training.checkpointer import PromptCheckpointer, check_or_write_model_info
 from jaxprompt.prompts.artifact import PromptInfo
 from jaxprompt.prompts.reparam import fold
 from jaxprompt.config import T5Config

@@ -24,7 +24,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxprompt import partitioning
-from jaxprompt.training.losses import cross_entropy
+from jaxprompt.models.losses import cross_entropy
 from jaxprompt.models.t5 import T5, logical_axes, param_shapes
 from jaxprompt.prompts.reparam import PromptEncoderConfig, effective_prompt
 from jaxprompt.prompts.trainable import logical_axes as trainable_axes
