@@ -10,13 +10,11 @@ import sys
 import jax
 
 import jaxprompt
-from jaxprompt.config import T5Config
 from jaxprompt.models.t5 import init_params
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Every sharded dimension divides 2, so a (1, 2) model-parallel mesh shards it for real.
-TINY = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
-                num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+from tests.helpers import TINY  # noqa: E402
 
 
 def make_workdir(path: pathlib.Path) -> pathlib.Path:

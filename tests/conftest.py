@@ -1,4 +1,5 @@
-"""Shared test fixtures: tiny T5 configs, torch reference models, the ../shared folder."""
+"""Shared test fixtures: the ../shared folder (tests/helpers.py holds the tiny-model factory,
+the multi-process launcher and the pickle exploit; tests/torch_reference.py the torch T5)."""
 
 from __future__ import annotations
 

@@ -33,13 +33,13 @@ def suite(directory: str, mesh=None) -> dict:
 
     from jaxprompt import data, distributed, evaluation, partitioning
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.models.t5 import logical_axes, param_shapes
+    from jaxprompt.models.t5 import param_axes, param_shapes
     from jaxprompt.evaluation.bank import make_bank, predict_mixed
 
     config, params = load_pretrained("tiny")
     if mesh is not None:
         params = distributed.place(params, partitioning.tree_shardings(
-            param_shapes(config), logical_axes(config), mesh))
+            param_shapes(config), param_axes(config), mesh))
     vocab = data.vocabulary(data.DEFAULT_VOCABULARY)
     task = data.from_files(validation=os.path.join(directory, "validation.tsv"),
                            input_template="sentence: {sentence}", target_field="label",

@@ -9,14 +9,13 @@ import pytest
 
 pytest.importorskip("jaxprompt.data", reason="seqio/tensorflow not installed")
 from jaxprompt import data, evaluation  # noqa: E402
-from jaxprompt.config import T5Config  # noqa: E402
+from tests.helpers import TINY  # noqa: E402
 from jaxprompt.prompts.hard import build_input, sample_demonstrations, with_hard_prompt  # noqa
 from jaxprompt.prompts.interpretation import nearest_tokens, position_similarity  # noqa: E402
 from jaxprompt.models.t5 import init_params  # noqa: E402
 from jaxprompt.evaluation.bank import make_bank, predict_mixed  # noqa: E402
 
-CONFIG = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
-                  num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+CONFIG = TINY
 
 
 @pytest.fixture(scope="module")

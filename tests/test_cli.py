@@ -11,18 +11,14 @@ import pytest
 
 import jaxprompt
 from jaxprompt.cli.main import main
-from jaxprompt.config import T5Config
 from jaxprompt.models.t5 import init_params
-
-TINY_VOCAB = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=2,
-                      num_decoder_layers=2, feed_forward_proj="gated-gelu",
-                      tie_word_embeddings=False)
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
-    jaxprompt.save_hf_checkpoint(path, TINY_VOCAB, init_params(TINY_VOCAB, jax.random.key(0)))
+    jaxprompt.save_hf_checkpoint(path, TINY, init_params(TINY, jax.random.key(0)))
     return str(path)
 
 

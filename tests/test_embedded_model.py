@@ -5,6 +5,7 @@ the quickstart runs end to end; the pretraining tool resumes exactly."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 
@@ -22,6 +23,12 @@ from jaxprompt.prompts.init import PromptConfig, init_prompt
 from jaxprompt.experiments.quickstart import TINY_MODEL, sst2_task
 from jaxprompt.training.loop import TrainerConfig, train, validation_loss
 from tests.conftest import REPO
+from jaxprompt.pretraining.config import PretrainConfig
+from jaxprompt.pretraining.corpus import load_corpus, save_corpus
+from jaxprompt.pretraining.monitor import representation_report
+from jaxprompt.pretraining.objectives import batches, make_batch, prefix_lm, span_corruption
+from jaxprompt.pretraining.run import pretrain
+from tests.helpers import tiny_config
 
 
 def _load_tool(name: str):
@@ -36,11 +43,10 @@ def _load_tool(name: str):
 
 def _tiny_t5():
     """A random 1+1-layer gated-GELU T5 (vocab 64, d_model 16): (config, params)."""
-    from jaxprompt.config import T5Config
     from jaxprompt.models.t5 import init_params
 
-    config = T5Config(vocab_size=64, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
-                      num_decoder_layers=1, feed_forward_proj="gated-gelu")
+    config = tiny_config(vocab_size=64, num_layers=1, num_decoder_layers=1,
+                         tie_word_embeddings=True)
     return config, init_params(config, jax.random.key(0))
 
 
@@ -116,25 +122,48 @@ def test_quickstart_smoke(tmp_path, capsys):
     # The majority line is the share of the majority training label among the test rows.
     labels = [e["label"] for e in sst2_task().examples("test")][:64]
     assert result["majority"] == pytest.approx(100 * np.mean(np.asarray(labels) == 1))
+    # The run computed in the dtype it reports (auto: bfloat16 on a CPU with AMX).
+    assert result["dtype"] == quickstart.resolve_dtype("auto")
+    with open(tmp_path / "qs" / "model_info.json") as f:
+        assert json.load(f)["execution"]["dtype"] == result["dtype"]
+
+
+def test_quickstart_dtype_follows_the_cpu_and_the_environment(tmp_path, monkeypatch):
+    from jaxprompt.experiments import quickstart
+
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert quickstart.cpu_has_amx(str(amx)) and not quickstart.cpu_has_amx(str(plain))
+    assert not quickstart.cpu_has_amx(str(tmp_path / "missing"))
+    monkeypatch.delenv("JAXPROMPT_DTYPE", raising=False)
+    expected = "bfloat16" if quickstart.cpu_has_amx() else "float32"
+    assert quickstart.resolve_dtype("auto") == expected
+    assert quickstart.resolve_dtype("float32") == "float32"
+    monkeypatch.setenv("JAXPROMPT_DTYPE", "float32")  # the opt-out
+    assert quickstart.resolve_dtype("auto") == "float32"
+    assert quickstart.resolve_dtype("bfloat16") == "bfloat16"  # an explicit flag wins
+    with pytest.raises(ValueError, match="float16"):
+        quickstart.resolve_dtype("float16")
 
 
 def test_pretraining_resumes_exactly(tmp_path):
     """4 steps in one go == 2 steps, an interruption, then --resume for 2 more."""
-    pretrain_tiny = _load_tool("pretrain_tiny")
-    pc = pretrain_tiny.PretrainConfig(d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
+    pc = PretrainConfig(d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
                                       num_decoder_layers=1, steps=4, batch=4, inputs_length=32,
                                       targets_length=12, warmup_steps=2)
     rng = np.random.default_rng(0)
     streams = [rng.integers(3, 32000, 5000).astype(np.int32),
                rng.integers(3, 32000, 5000).astype(np.int32)]
-    whole = pretrain_tiny.pretrain(pc, streams, str(tmp_path / "a"), checkpoint_every=2,
+    whole = pretrain(pc, streams, str(tmp_path / "a"), checkpoint_every=2,
                                    progress=False)
-    pretrain_tiny.pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2, stop_after=2,
+    pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2, stop_after=2,
                            progress=False)
-    resumed = pretrain_tiny.pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2,
+    resumed = pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2,
                                      progress=False)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole), jax.device_get(resumed))
-    first = pretrain_tiny.pretrain(pc, streams, str(tmp_path / "c"), checkpoint_every=2,
+    first = pretrain(pc, streams, str(tmp_path / "c"), checkpoint_every=2,
                                    stop_after=2, progress=False)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(jax.device_get(first)),
                                                         jax.tree.leaves(jax.device_get(whole))))
@@ -142,10 +171,9 @@ def test_pretraining_resumes_exactly(tmp_path):
 
 def test_span_corruption_and_prefix_lm_rebuild_the_text():
     """Each objective's inputs and targets together hold exactly the original chunk."""
-    pretrain_tiny = _load_tool("pretrain_tiny")
     chunk = np.arange(100, 163, dtype=np.int32)
     rng = np.random.default_rng(0)
-    inputs, targets = pretrain_tiny.span_corruption(chunk, rng)
+    inputs, targets = span_corruption(chunk, rng)
     assert inputs[-1] == 1 and targets[-1] == 1
     rebuilt, spans = [], {}
     key = None
@@ -159,31 +187,29 @@ def test_span_corruption_and_prefix_lm_rebuild_the_text():
         rebuilt.extend(spans[t] if t >= 32000 else [t])
     np.testing.assert_array_equal(rebuilt, chunk)
     assert 0.1 < sum(len(s) for s in spans.values()) / len(chunk) < 0.2  # 15 % noise
-    inputs, targets = pretrain_tiny.prefix_lm(chunk, rng, 23)
+    inputs, targets = prefix_lm(chunk, rng, 23)
     assert len(targets) - 1 <= 23
     np.testing.assert_array_equal(np.concatenate([inputs[:-1], targets[:-1]]), chunk)
 
 
 def test_monitor_sees_a_collapsed_encoder():
     """representation_report's token cosine is near 1 when every token is encoded alike."""
-    pretrain_tiny = _load_tool("pretrain_tiny")
     config, params = _tiny_t5()
     rng = np.random.default_rng(0)
     ids = rng.integers(3, 64, (40, 10)).astype(np.int32)
     labels = rng.integers(0, 2, 40)
-    healthy = pretrain_tiny.representation_report(T5(config), params, ids, labels)
+    healthy = representation_report(T5(config), params, ids, labels)
     collapsed_params = jax.tree.map(lambda x: x, params)
     # Every token embedded alike (one shared vector, tiny noise): the collapse signature.
     embedding = np.ones((64, 16), np.float32) + 1e-3 * rng.normal(size=(64, 16))
     collapsed_params["token_embedder"]["embedding"] = jnp.asarray(embedding, jnp.float32)
-    collapsed = pretrain_tiny.representation_report(T5(config), collapsed_params, ids, labels)
+    collapsed = representation_report(T5(config), collapsed_params, ids, labels)
     assert healthy["token_cosine"] < 0.6
     assert collapsed["token_cosine"] > 0.99
 
 
 def test_heldout_loss_is_the_mean_target_nll():
     """tools/heldout_loss.py's objective_nll == -mean log softmax at the targets, by numpy."""
-    _load_tool("pretrain_tiny")
     heldout_loss = _load_tool("heldout_loss")
     config, params = _tiny_t5()
     rng = np.random.default_rng(0)
@@ -203,13 +229,12 @@ def test_heldout_loss_is_the_mean_target_nll():
 
 def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
     """dictionary_fraction rows hold a (gloss, word) pair whole; the rest is unchanged."""
-    pretrain_tiny = _load_tool("pretrain_tiny")
     pairs = [(np.asarray([10 + i, 20 + i, 30 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
              for i in range(5)]
     stream = [np.arange(100, 2000, dtype=np.int32)]
-    pc = pretrain_tiny.PretrainConfig(batch=64, inputs_length=16, targets_length=8,
+    pc = PretrainConfig(batch=64, inputs_length=16, targets_length=8,
                                       mlm_weight=0.0, dictionary_fraction=0.5)
-    batch = pretrain_tiny.make_batch(stream, 3, pc, pairs)
+    batch = make_batch(stream, 3, pc, pairs)
     by_word = {int(t[0]): g for g, t in pairs}
     rows = [r for r in range(64) if int(batch["decoder_target_tokens"][r, 0]) in by_word]
     assert 16 < len(rows) < 48  # about half
@@ -218,19 +243,18 @@ def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
         np.testing.assert_array_equal(batch["encoder_input_tokens"][r, :4], gloss)
         assert batch["decoder_target_tokens"][r, 1] == 1 and batch["decoder_loss_weights"][r].sum() == 2
     np.testing.assert_array_equal(batch["encoder_input_tokens"],
-                                  pretrain_tiny.make_batch(stream, 3, pc, pairs)["encoder_input_tokens"])
+                                  make_batch(stream, 3, pc, pairs)["encoder_input_tokens"])
 
 
 def test_batch_workers_give_the_inline_batches_in_order():
     """--data_workers: the worker processes' batches are make_batch's, step by step."""
-    pretrain_tiny = _load_tool("pretrain_tiny")
     pairs = [(np.asarray([10 + i, 20 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
              for i in range(5)]
     streams = [np.arange(100, 2000, dtype=np.int32), np.arange(3000, 9000, dtype=np.int32)]
-    pc = pretrain_tiny.PretrainConfig(batch=8, inputs_length=16, targets_length=8,
+    pc = PretrainConfig(batch=8, inputs_length=16, targets_length=8,
                                       dictionary_fraction=0.25)
-    inline = list(pretrain_tiny.batches(streams, pc, pairs, 3, 12, workers=0))
-    pooled = list(pretrain_tiny.batches(streams, pc, pairs, 3, 12, workers=2))
+    inline = list(batches(streams, pc, pairs, 3, 12, workers=0))
+    pooled = list(batches(streams, pc, pairs, 3, 12, workers=2))
     assert len(inline) == len(pooled) == 9
     for step, (a, b) in enumerate(zip(inline, pooled), start=3):
         assert a.keys() == b.keys()
@@ -241,7 +265,6 @@ def test_batch_workers_give_the_inline_batches_in_order():
 
 def test_corpus_cache_round_trip(tmp_path):
     """--corpus_cache: the tokenized corpus read back is the one written (uint16 on disk)."""
-    pretrain_tiny = _load_tool("pretrain_tiny")
     rng = np.random.default_rng(0)
     corpus = {"streams": [rng.integers(1, 32128, 500).astype(np.int32),
                           rng.integers(1, 32128, 300).astype(np.int32)],
@@ -250,8 +273,8 @@ def test_corpus_cache_round_trip(tmp_path):
               "probe_ids": rng.integers(0, 32128, (4, 48)).astype(np.int32),
               "probe_labels": np.asarray([0, 1, 1, 0]), "extra_text": True}
     path = str(tmp_path / "corpus.npz")
-    pretrain_tiny.save_corpus(path, corpus)
-    loaded = pretrain_tiny.load_corpus(path)
+    save_corpus(path, corpus)
+    loaded = load_corpus(path)
     for a, b in zip(corpus["streams"], loaded["streams"]):
         np.testing.assert_array_equal(a, b)
         assert b.dtype == np.int32

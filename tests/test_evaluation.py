@@ -159,26 +159,13 @@ def test_two_process_evaluation_matches_one_process(tmp_path):
     """Rank, greedy, ensemble and prompt-bank predictions of a 2-process (2 x 4 CPU devices)
     run equal the 1-process run on 13 examples (global batch 8: the last batch is padded)."""
     import json
-    import os
-    import socket
-    import subprocess
-    import sys
 
+    from tests.helpers import run_processes
     from tests.multihost_eval import suite, write_task_files
 
     write_task_files(str(tmp_path))
     expected = suite(str(tmp_path))
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    workers = [subprocess.Popen([sys.executable, "-m", "tests.multihost_eval", str(i), "2",
-                                 str(port), str(tmp_path)], cwd=repo, env=env)
-               for i in range(2)]
-    for worker in workers:
-        assert worker.wait(timeout=600) == 0
+    run_processes("tests.multihost_eval", 2, str(tmp_path))
     for i in range(2):
         with open(tmp_path / f"process_{i}.json") as f:
             got = json.load(f)

@@ -27,13 +27,14 @@ from jaxprompt.data.user_files import read_records  # noqa: E402
 from jaxprompt.prompts.deep import DeepPromptError, load_deep_prompt  # noqa: E402
 from jaxprompt.prompts.files import PromptFileError, load_prompt  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
+from tests.helpers import PickleExploit, tiny_config  # noqa: E402
 
 EXAMPLES = int(os.environ.get("JAXPROMPT_FUZZ_EXAMPLES", "40"))
 OURS = (CheckpointError, ConfigError, DataError, DeepPromptError, PromptFileError)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
-TINY = T5Config(vocab_size=64, d_model=8, num_heads=2, d_kv=4, d_ff=16, num_layers=1,
-                num_decoder_layers=1, feed_forward_proj="gated-gelu")
+TINY = tiny_config(vocab_size=64, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_decoder_layers=1,
+                   tie_word_embeddings=True)
 
 
 def mutations(valid: bytes):
@@ -273,11 +274,7 @@ def test_no_pickle_is_ever_executed(tmp_path):
     pytest.importorskip("torch")
     marker = tmp_path / "pwned"
 
-    class Exploit:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    payload = pickle.dumps({"prompt_embeddings": Exploit()})
+    payload = pickle.dumps({"prompt_embeddings": PickleExploit(str(marker))})
     prompt_file = _write(str(tmp_path / "prompt.pt"), payload)
     with pytest.raises(PromptFileError, match="prompt.pt"):
         load_prompt(prompt_file)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.torch_reference import TINY_T5_1_0, TINY_T5_1_1, build_torch_t5, random_ids, torch
+from tests.helpers import PickleExploit
 
 import jaxprompt
 from jaxprompt.checkpoints import CheckpointError
@@ -161,12 +162,10 @@ def test_unsafe_pickle_is_refused(tmp_path, saved):
 
     os.remove(saved / "model.safetensors")
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("echo owned",))
-
+    marker = saved / "pwned"
     with open(saved / "pytorch_model.bin", "wb") as f:
-        pickle.dump({"shared.weight": Evil()}, f)
+        pickle.dump({"shared.weight": PickleExploit(str(marker))}, f)
     with pytest.raises(CheckpointError, match=r"pytorch_model.bin: torch.load\(weights_only=True\) "
                                               "refused the file"):
         jaxprompt.load_pretrained(saved)
+    assert not marker.exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 
 import jax
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import shared_path
 from tests.torch_reference import TINY_T5_1_1, build_torch_t5, random_ids, torch
+from tests.helpers import PickleExploit, tiny_config
 
 import jaxprompt
 from jaxprompt.checkpoints import CheckpointError
@@ -157,9 +157,8 @@ def test_prompt_tuning_tiny_t5x_checkpoint():
                        "checkpoint_3")
     gold = np.load(shared_path("fixtures", "prompt_tuning_test_data",
                                "tiny_embeddings_32128x4.npy"))
-    config = T5Config(vocab_size=32128, d_model=4, num_heads=2, d_kv=2, d_ff=8, num_layers=2,
-                      feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                      relative_attention_num_buckets=4, relative_attention_max_distance=8)
+    config = tiny_config(d_model=4, d_kv=2, d_ff=8, num_decoder_layers=None,
+                         relative_attention_num_buckets=4, relative_attention_max_distance=8)
     loaded_config, params = jaxprompt.load_pretrained(path, config=config)
     assert loaded_config == config
     np.testing.assert_array_equal(np.asarray(params["token_embedder"]["embedding"]), gold)
@@ -223,9 +222,9 @@ def test_t5x_written_with_tensorstore_equals_hf_layout(tmp_path, pair):
 
     # Reading with a sharding gives the same values (each device reads its slice).
     from jaxprompt import partitioning
-    from jaxprompt.models.t5 import logical_axes, param_shapes
+    from jaxprompt.models.t5 import param_axes, param_shapes
     mesh = partitioning.make_mesh()
-    shardings = partitioning.tree_shardings(param_shapes(config), logical_axes(config), mesh)
+    shardings = partitioning.tree_shardings(param_shapes(config), param_axes(config), mesh)
     _, sharded = jaxprompt.load_pretrained(ckpt, config=config, shardings=shardings)
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
                  sharded, t5x_params)
@@ -253,14 +252,12 @@ def test_bad_prompt_files(tmp_path):
     with pytest.raises(PromptFileError, match="a PEFT LORA adapter, not PROMPT_TUNING"):
         load_prompt(lora)
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("echo owned",))
-
+    marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    evil.write_bytes(pickle.dumps({"prompt": Evil()}))
+    evil.write_bytes(pickle.dumps({"prompt": PickleExploit(str(marker))}))
     with pytest.raises(PromptFileError, match=r"evil.pt: torch.load\(weights_only=True\) refused"):
         load_prompt(evil)
+    assert not marker.exists()
     not_t5x = tmp_path / "ckpt"
     not_t5x.mkdir()
     from flax import serialization

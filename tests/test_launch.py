@@ -46,9 +46,10 @@ def test_a_step_that_does_not_fit_creates_no_vm(tmp_path):
     import jax
 
     import jaxprompt
-    from jaxprompt.config import T5Config
     from jaxprompt.models.t5 import init_params
-    tiny = T5Config(vocab_size=32128, d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1)
+    from tests.helpers import tiny_config
+    tiny = tiny_config(num_layers=1, num_decoder_layers=None, feed_forward_proj="relu",
+                       tie_word_embeddings=True)
     jaxprompt.save_hf_checkpoint(tmp_path / "m", tiny, init_params(tiny, jax.random.key(0)))
     done = dry_run("v5e-1", "--", "--gin.train.batch_size=65536", "--gin.train.targets_length=4",
                    check=False, model=str(tmp_path / "m"))

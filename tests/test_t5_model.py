@@ -7,14 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprompt.config import T5Config
 from jaxprompt.models.scan import stack_layers, unstack_layers
-from jaxprompt.models.t5 import T5, init_params, logical_axes
+from jaxprompt.models.t5 import T5, init_params, param_axes
+from tests.helpers import tiny_config
 
-TINY = T5Config(vocab_size=64, d_model=12, num_heads=3, d_kv=5, d_ff=16, num_layers=2,
-                num_decoder_layers=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                relative_attention_num_buckets=8, relative_attention_max_distance=10,
-                dropout_rate=0.1)
+TINY = tiny_config(vocab_size=64, d_model=12, num_heads=3, d_kv=5, d_ff=16,
+                   num_decoder_layers=3, relative_attention_num_buckets=8,
+                   relative_attention_max_distance=10, dropout_rate=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def test_scanned_layers_equal_per_layer(params):
     # Scanned init has the same shapes, with the `layers` logical axis first.
     shapes = jax.eval_shape(lambda: init_params(scanned_config, jax.random.key(0)))
     assert jax.tree.map(lambda x: x.shape, shapes) == jax.tree.map(lambda x: x.shape, scanned)
-    axes = logical_axes(scanned_config)
+    axes = param_axes(scanned_config)
     assert tuple(axes["encoder"]["layers"]["attention"]["query"]["kernel"]) == (
         "layers", "embed", "joined_kv")
     roundtrip = unstack_layers(scanned, TINY)
@@ -133,7 +132,7 @@ def test_umt5_scanned_and_cached_equal_per_layer_full_forward():
     got = T5(scanned_config).apply({"params": stack_layers(params, UMT5)}, encoder_ids,
                                    decoder_ids, prompt=prompt)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
-    axes = logical_axes(scanned_config)
+    axes = param_axes(scanned_config)
     assert tuple(axes["decoder"]["layers"]["relpos_bias"]["rel_embedding"]) == (
         "layers", "heads", "relpos_buckets")
     model = T5(UMT5)

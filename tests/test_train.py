@@ -193,24 +193,15 @@ def test_best_checkpoint_follows_the_validation_metric(tmp_path):
 
 
 def test_two_process_multihost_matches_one_process(tmp_path):
-    import socket
 
+    from tests.helpers import run_processes
     from tests.multihost_reference import run
 
     reference = run(str(tmp_path / "single"), synthetic_batches)
     expected = np.asarray(reference.state.trainable["prompt"])
 
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
     output_dir = tmp_path / "multi"
-    workers = [subprocess.Popen([sys.executable, "-m", "tests.multihost_worker", str(i), "2",
-                                 str(port), str(output_dir)], cwd=REPO, env=env)
-               for i in range(2)]
-    for worker in workers:
-        assert worker.wait(timeout=600) == 0
+    run_processes("tests.multihost_worker", 2, str(output_dir))
     expected_deep = jax.tree.map(np.asarray, reference.state.trainable["deep_prompt"])
     close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
     for i in range(2):
@@ -231,6 +222,8 @@ def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng()
 
     import optax
 
+    from jaxprompt.training.weights import seq2seq_loss, weights_step
+
     config = dataclasses.replace(TINY, dropout_rate=0.3)
     model = T5(config)
     params, batch = tiny_frozen(), synthetic_batch(0)
@@ -246,9 +239,10 @@ def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng()
     expected_nll, grads = jax.value_and_grad(mean_nll)(params)
     lr = 0.1
     sgd = optax.sgd(lr)
-    step = train.full_training_step(model, sgd)
+    step = weights_step(seq2seq_loss(model), sgd)
     copy = lambda tree: jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
-    new, _, nll = step(copy(params), sgd.init(params), batch)
+    new, _, metrics = step(copy(params), sgd.init(params), batch)
+    nll = metrics["loss"]
     np.testing.assert_allclose(float(nll), float(expected_nll), rtol=1e-5)
     moved = jax.tree.map(lambda a, b, g: np.testing.assert_allclose(
         np.asarray(b), np.asarray(a - lr * g), rtol=1e-4, atol=1e-6) or bool(np.any(g != 0)),
@@ -256,7 +250,7 @@ def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng()
     assert all(jax.tree.leaves(moved)), "a weight received no gradient"
 
     with_rng = lambda key: step(copy(params), sgd.init(params), batch,
-                                jax.random.PRNGKey(key))[2]
+                                jax.random.PRNGKey(key))[2]["loss"]
     assert float(with_rng(1)) == float(with_rng(1))
     assert float(with_rng(1)) != float(with_rng(2))
     assert abs(float(with_rng(1)) - float(expected_nll)) > 1e-4

@@ -5,13 +5,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxprompt.config import T5Config
 from jaxprompt.models.t5 import init_params
+from tests.helpers import tiny_config
 
 # Every sharded dimension divides 8, so meshes (8, 1), (2, 4) and (1, 8) all apply.
-TINY = T5Config(vocab_size=64, d_model=16, num_heads=8, d_kv=2, d_ff=32, num_layers=2,
-                num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                relative_attention_num_buckets=8, relative_attention_max_distance=16)
+TINY = tiny_config(vocab_size=64, num_heads=8, d_kv=2, relative_attention_num_buckets=8,
+                   relative_attention_max_distance=16)
 
 
 def tiny_frozen(seed: int = 0) -> dict:

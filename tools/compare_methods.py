@@ -22,41 +22,43 @@ def full_fine_tune(config, params, task, vocab, lengths, run, learning_rate, dro
     """All weights trained: the reference prompt tuning is compared with. AdamW (warmup 50
     steps, then constant), global-norm clipping 1.0, weight decay 0.01, dropout (T5's
     fine-tuning recipe); like prompt tuning, the weights of the best validation evaluation
-    are the ones tested."""
+    are the ones tested. The step and loop are jaxprompt.training.weights' (pretraining's)."""
     import jax
     import optax
 
     from jaxprompt import data, evaluation
     from jaxprompt.models.t5 import T5
-    from jaxprompt.training.step import full_training_step
+    from jaxprompt.training.weights import (WeightsLoopConfig, seq2seq_loss, train_weights,
+                                            weights_step)
 
     optimizer = optax.chain(
         optax.clip_by_global_norm(1.0),
         optax.adamw(optax.warmup_constant_schedule(0.0, learning_rate, 50), weight_decay=0.01))
-    opt_state = optimizer.init(params)
-    step = full_training_step(T5(dataclasses.replace(config, dropout_rate=dropout)), optimizer)
-    dropout_key = jax.random.PRNGKey(run.seed)
-    batches = data.train_batches(task.name, run.batch_size, lengths, seed=run.seed,
-                                 vocab=vocab)(0)
-    params = jax.tree.map(lambda x: x.copy(), params)
+    model = T5(dataclasses.replace(config, dropout_rate=dropout))
+    step = weights_step(seq2seq_loss(model), optimizer)
     metric = task.metrics[0]
-    best_validation, best_test = -1.0, None
-    for i in range(1, run.steps + 1):
-        params, opt_state, _ = step(params, opt_state, next(batches),
-                                    jax.random.fold_in(dropout_key, i) if dropout else None)
-        if i % run.eval_every == 0 or i == run.steps:
-            validation = evaluation.evaluate(config, params, None, task, vocab,
-                                             split=run.eval_split, lengths=lengths)
-            value = validation.metrics[metric]
-            best = value > best_validation
-            print(f"full fine-tuning step {i}: validation {metric} {value:.2f}"
-                  + (" (best)" if best else ""), flush=True)
-            if best:
-                best_validation = value
-                best_test = evaluation.evaluate(config, params, None, task, vocab,
-                                                split=run.test_split,
-                                                lengths=lengths).metrics[metric]
-    return best_test
+    best = {"validation": -1.0, "test": None}
+
+    def evaluate(done, params):
+        value = evaluation.evaluate(config, params, None, task, vocab, split=run.eval_split,
+                                    lengths=lengths).metrics[metric]
+        improved = value > best["validation"]
+        print(f"full fine-tuning step {done}: validation {metric} {value:.2f}"
+              + (" (best)" if improved else ""), flush=True)
+        if improved:
+            best["validation"] = value
+            best["test"] = evaluation.evaluate(config, params, None, task, vocab,
+                                               split=run.test_split,
+                                               lengths=lengths).metrics[metric]
+        return {metric: value}
+
+    batches = data.train_batches(task.name, run.batch_size, lengths, seed=run.seed, vocab=vocab)
+    params = jax.tree.map(lambda x: x.copy(), params)
+    train_weights(step, params, optimizer.init(params), batches,
+                  WeightsLoopConfig(steps=run.steps, evaluate_every=run.eval_every,
+                                    progress=False, name="full fine-tuning"),
+                  rng=jax.random.PRNGKey(run.seed) if dropout else None, evaluate=evaluate)
+    return best["test"]
 
 
 def bag_of_words(task) -> float:

@@ -17,7 +17,9 @@ import os
 import numpy as np
 
 import _common  # noqa: F401  (puts the repository on sys.path)
-import pretrain_tiny
+from jaxprompt.pretraining.config import PretrainConfig
+from jaxprompt.pretraining.corpus import token_stream
+from jaxprompt.pretraining.objectives import make_batch
 
 
 def jsonl_texts(path: str, key: str, limit: int | None = None) -> list[str]:
@@ -58,8 +60,8 @@ def main() -> None:
     processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)
     texts = {"seen": jsonl_texts(os.path.join(superglue, "rte", "train.jsonl"), "premise"),
              "unseen": jsonl_texts(os.path.join(superglue, "boolq", "val.jsonl"), "passage", 1500)}
-    pc = pretrain_tiny.PretrainConfig(batch=64, lm_fraction=0.5, mlm_weight=0.0, seed=123)
-    batches = {name: [pretrain_tiny.make_batch([pretrain_tiny.token_stream(t, processor)], s, pc)
+    pc = PretrainConfig(batch=64, lm_fraction=0.5, mlm_weight=0.0, seed=123)
+    batches = {name: [make_batch([token_stream(t, processor)], s, pc)
                       for s in range(12)] for name, t in texts.items()}
     print("model | seen (RTE train premises) | unseen (BoolQ val passages) | gap")
     for path in args.models:

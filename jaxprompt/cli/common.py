@@ -70,10 +70,10 @@ def start_mesh(args, config, params):
     if not args.mesh and jax.process_count() == 1:
         return None, params, True
     from jaxprompt import partitioning
-    from jaxprompt.models.t5 import logical_axes, param_shapes
+    from jaxprompt.models.t5 import param_axes, param_shapes
     mesh = partitioning.make_mesh(int_list(args.mesh, "--mesh"))
     params = distributed.place(params, partitioning.tree_shardings(
-        param_shapes(config), logical_axes(config), mesh))
+        param_shapes(config), param_axes(config), mesh))
     return mesh, params, distributed.is_leader()
 
 
@@ -81,8 +81,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     """--model, --prompt, --deep_prompt, --vocabulary, --method, batch and lengths, and the
     overrides of a prompt's own model and vocabulary."""
     add_prompt_use_flags(p)
-    p.add_argument("--model", help="Hugging Face T5 directory, T5X checkpoint or 'tiny' "
-                                   "(default: the model the prompt directory names)")
+    p.add_argument("--model", help="'tiny', a Hub id (org/name[@revision]), a Hugging Face T5 "
+                                   "directory or a T5X checkpoint (default: the model the "
+                                   "prompt directory names)")
     p.add_argument("--prompt", action="append",
                    help="prompt directory (best/<step>/, a run's output dir, an export) or "
                         "file (any format); repeat with --ensemble; none: bare model")

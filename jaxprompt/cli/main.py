@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from jaxprompt.checkpoints.errors import CheckpointError
     from jaxprompt.config import ConfigError
-    from jaxprompt.models.prefixes import DeepPromptError
+    from jaxprompt.models.deep_prompt_spec import DeepPromptError
     from jaxprompt.partitioning import PartitioningError
     from jaxprompt.planning.topology import TopologyError
     from jaxprompt.prompts.files import PromptFileError

@@ -7,7 +7,7 @@ import dataclasses
 
 def run(args) -> int:
     from jaxprompt.experiments import quickstart
-    config = quickstart.QuickstartConfig(output_dir=args.output_dir)
+    config = quickstart.QuickstartConfig(output_dir=args.output_dir, dtype=args.dtype)
     if args.steps:
         config = dataclasses.replace(config, steps=args.steps)
     quickstart.run(config)
@@ -19,4 +19,7 @@ def add_parser(sub) -> None:
     quick.add_argument("--output_dir", default="quickstart_sst2")
     quick.add_argument("--steps", type=int, default=None, help="training steps (default: the "
                        "quickstart's)")
+    quick.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                       help="compute and frozen-weight dtype (auto: JAXPROMPT_DTYPE if set, "
+                       "else bfloat16 on a CPU with AMX, float32 elsewhere)")
     quick.set_defaults(func=run)

@@ -74,8 +74,9 @@ def run(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a bank of prompts over HTTP (one frozen model)")
-    p.add_argument("--model", help="Hugging Face T5 directory, or 'tiny' (default: the model "
-                                   "the bank's prompt directories name)")
+    p.add_argument("--model", help="'tiny', a Hub id (org/name[@revision]), a Hugging Face T5 "
+                                   "directory or a T5X checkpoint (default: the model the "
+                                   "bank's prompt directories name)")
     p.add_argument("--prompt_bank", required=True,
                    help="directory of prompt directories (<task>/, labels and placement their "
                         "own) and/or <task>.<ext> files (labels from the optional bank.json)")

@@ -28,6 +28,33 @@ class QuickstartConfig:
     eval_every: int = 100
     validation_rows: int | None = None  # None: all 500; fewer for a smoke test
     test_rows: int | None = None  # None: all 872
+    dtype: str = "auto"  # compute and frozen weights: float32, bfloat16 or auto (see below)
+
+
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this machine's CPU has AMX bfloat16 units (Linux: the `amx_bf16` flag)."""
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
+def resolve_dtype(dtype: str) -> str:
+    """"auto": bfloat16 on a CPU with AMX, where XLA runs the model's bfloat16 products on the
+    matrix units (jaxprompt.models.dots; the quickstart's accuracy is unchanged:
+    docs/measurements.md), float32 elsewhere on CPU (bfloat16 is no faster there) and on
+    accelerators (the quickstart's figures are float32 ones). For "auto", the environment's
+    JAXPROMPT_DTYPE (float32 or bfloat16) decides instead, e.g. to opt out."""
+    import jax
+
+    if dtype == "auto":
+        dtype = os.environ.get("JAXPROMPT_DTYPE", "auto")
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"dtype {dtype!r}: use float32, bfloat16 or auto.")
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if jax.default_backend() == "cpu" and cpu_has_amx() else "float32"
 
 
 def sst2_task(validation_rows: int | None = None, test_rows: int | None = None):
@@ -58,7 +85,10 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     from jaxprompt.prompts.hard import with_hard_prompt
 
     start = time.time()
-    config, params = load_pretrained(qc.model, dtype=np.float32)
+    dtype = resolve_dtype(qc.dtype)
+    config, params = load_pretrained(qc.model, dtype=np.dtype(dtype) if dtype == "float32"
+                                     else jax.numpy.bfloat16)
+    config = config.replace(dtype=dtype)
     vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
     task = sst2_task(qc.validation_rows, qc.test_rows)
     run_config = RunConfig(steps=qc.steps, eval_every=qc.eval_every)
@@ -66,7 +96,7 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     test = task.examples("test")
     print(f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "
           f"params), SST-2: {len(task.examples('train'))} train / {len(task.examples('validation'))}"
-          f" validation / {len(test)} test sentences", flush=True)
+          f" validation / {len(test)} test sentences; {dtype}", flush=True)
 
     majority_label = int(np.bincount([e["label"] for e in task.examples("train")]).argmax())
     majority = 100 * float(np.mean([e["label"] == majority_label for e in test]))
@@ -78,7 +108,7 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     minutes = (time.time() - start) / 60
     rows = [("majority class", majority), (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
             (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned)]
-    print(f"\nSST-2 test accuracy ({len(test)} sentences), {minutes:.1f} min in all:")
+    print(f"\nSST-2 test accuracy ({len(test)} sentences), {minutes:.1f} min in all ({dtype}):")
     for name, value in rows:
         print(f"  {value:6.2f}  {name}")
     best = os.path.dirname(result.best_prompt_path)
@@ -89,5 +119,5 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
           f"In PyTorch: PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained("
           f"{qc.model!r}), {best!r})")
     return {"majority": majority, "zero_shot": zero_shot, "prompt_tuning": tuned,
-            "minutes": minutes, "best_step": result.best_step,
+            "minutes": minutes, "best_step": result.best_step, "dtype": dtype,
             "prompt_path": result.best_prompt_path}

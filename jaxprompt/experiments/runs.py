@@ -117,7 +117,7 @@ def trainable_shapes(run: Run, config: T5Config) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from jaxprompt.models.prefixes import expected_shapes
+    from jaxprompt.models.deep_prompt_spec import expected_shapes
     s = run.settings
     shapes = {}
     if s.prompt_length:
@@ -152,7 +152,7 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
 
     from jaxprompt import data, evaluation, partitioning
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.models.t5 import logical_axes, param_shapes
+    from jaxprompt.models.t5 import param_axes, param_shapes
     from jaxprompt.prompts.deep import init_deep_prompt
     from jaxprompt.prompts.init import PromptConfig, init_prompt
     from jaxprompt.prompts.trainable import make_trainable
@@ -170,7 +170,7 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
     def frozen_shardings(checkpoint_config):  # T5X checkpoints: each host reads its slices.
         mesh = partitioning.make_mesh(tc.mesh_shape)
         return partitioning.tree_shardings(param_shapes(checkpoint_config),
-                                           logical_axes(checkpoint_config), mesh,
+                                           param_axes(checkpoint_config), mesh,
                                            tc.logical_axis_rules or partitioning.DEFAULT_RULES)
 
     if loaded is None:

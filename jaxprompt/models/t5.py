@@ -24,7 +24,7 @@ from jaxprompt.models.combine import combine_prompt
 from jaxprompt.models.layers import (Dense, Embed, MlpBlock, MultiHeadAttention,
                                      RelativePositionBias, RMSNorm, attention_bias,
                                      relative_position_buckets)
-from jaxprompt.models.prefixes import check_deep_prompt, layer_prefixes
+from jaxprompt.models.deep_prompt_spec import check_deep_prompt, layer_prefixes
 
 Array = jax.Array
 
@@ -270,7 +270,7 @@ def init_params(config: T5Config, rng: Array, batch: int = 1, length: int = 8) -
     return nn.meta.unbox(variables["params"])
 
 
-def logical_axes(config: T5Config) -> dict:
+def param_axes(config: T5Config) -> dict:
     """The logical axis names of every parameter, as a tree of `PartitionSpec`s."""
     ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
     abstract = jax.eval_shape(T5(config).init, jax.random.key(0), ids, ids)

@@ -1,7 +1,7 @@
 """Deep prompts (prefix tuning, P-tuning v2): trainable keys and values in every layer.
 
 Making (init), saving and loading them; the shapes the model accepts, their checks and
-logical axes live in jaxprompt.models.prefixes (re-exported here).
+logical axes live in jaxprompt.models.deep_prompt_spec (re-exported here).
 
 A deep prompt is a pure pytree of float32 arrays, the trainable subtree "deep_prompt":
   encoder_key, encoder_value  [L_enc, P, K]  prepended to every encoder self-attention;
@@ -27,8 +27,8 @@ import numpy as np
 
 from jaxprompt.config import T5Config
 from jaxprompt.models.layers import RMSNorm
-from jaxprompt.models.prefixes import (DEEP_PROMPT_AXES, DeepPromptError, check_deep_prompt,
-                                       expected_shapes, logical_axes)
+from jaxprompt.models.deep_prompt_spec import (DEEP_PROMPT_AXES, DeepPromptError, check_deep_prompt,
+                                       expected_shapes, deep_prompt_axes)
 from jaxprompt.models.scan import unstack_layers
 from jaxprompt.prompts.init import sample_rows
 
@@ -92,5 +92,5 @@ def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
 
 
 __all__ = ["DEEP_PROMPT_AXES", "DEEP_PROMPT_FILE", "DeepPromptError", "check_deep_prompt",
-           "expected_shapes", "init_deep_prompt", "load_deep_prompt", "logical_axes",
+           "expected_shapes", "init_deep_prompt", "load_deep_prompt", "deep_prompt_axes",
            "save_deep_prompt"]

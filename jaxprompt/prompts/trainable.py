@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt.config import T5Config
-from jaxprompt.models.prefixes import DeepPromptError, check_deep_prompt
-from jaxprompt.models.prefixes import logical_axes as deep_prompt_axes
+from jaxprompt.models.deep_prompt_spec import DeepPromptError, check_deep_prompt
+from jaxprompt.models.deep_prompt_spec import deep_prompt_axes
 from jaxprompt.prompts.deep import DEEP_PROMPT_FILE, load_deep_prompt, save_deep_prompt
 from jaxprompt.prompts.files import load_prompt
 from jaxprompt.prompts.init import PROMPT_AXES, PromptError
@@ -91,7 +91,7 @@ def check_trainable(trainable: dict, config: T5Config) -> None:
             raise PromptError(str(e)) from e
 
 
-def logical_axes(trainable: dict) -> dict:
+def trainable_axes(trainable: dict) -> dict:
     """PartitionSpecs of the trainable tree, leaf for leaf."""
     axes = {}
     if "prompt" in trainable:

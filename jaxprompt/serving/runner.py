@@ -24,7 +24,7 @@ from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.evaluation.bank import PromptBank
 from jaxprompt.evaluation.scoring import decode_tokens, greedy_decode, score_own_candidates
-from jaxprompt.models.t5 import logical_axes, param_shapes
+from jaxprompt.models.t5 import param_axes, param_shapes
 from jaxprompt.serving.registry import BankSnapshot
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ModelRunner:
             if bad:
                 raise ValueError(f"batch buckets {bad} are not multiples of the mesh's data "
                                  f"axis ({data}); use multiples of {data}.")
-            shardings = partitioning.tree_shardings(param_shapes(config), logical_axes(config),
+            shardings = partitioning.tree_shardings(param_shapes(config), param_axes(config),
                                                     mesh, rules)
             params = jax.device_put(params, shardings)
             self._batch_sharding = partitioning.batch_sharding(mesh, rules)

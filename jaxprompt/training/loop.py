@@ -97,12 +97,12 @@ def _check_batch(batch: dict, step: int) -> None:
                             f"{list(BATCH_KEYS)} (seqio's EncDecFeatureConverter names).")
 
 
-def validation_loss(steps, trainable, frozen, eval_batches: Callable[[], Iterable[dict]]
+def validation_loss(sharded, trainable, frozen, eval_batches: Callable[[], Iterable[dict]]
                     ) -> dict[str, float]:
     """Mean token NLL over a validation source: {"loss", "tokens"}."""
     nll, tokens = 0.0, 0.0
     for batch in eval_batches():
-        sums = steps.eval_step(trainable, frozen, global_batch(batch, steps.batch_sharding))
+        sums = sharded.eval_step(trainable, frozen, global_batch(batch, sharded.batch_sharding))
         nll += float(sums["nll"])
         tokens += float(sums["weight"])
     if tokens == 0:
@@ -171,7 +171,7 @@ def _train(model_config, frozen_params, trainable, train_batches, output_dir, op
         check_trainable(trainable, model_config)
     except PromptError as e:
         raise TrainingError(str(e)) from e
-    steps, optimizer, _ = build_steps(model_config, trainable, optimizer_config, step_config,
+    sharded, optimizer, _ = build_steps(model_config, trainable, optimizer_config, step_config,
                                       tc.mesh_shape, tc.logical_axis_rules)
     state = init_train_state(trainable, optimizer, tc.seed)
     info = {"model": model_path, "architecture": model_config.architecture(),
@@ -194,14 +194,14 @@ def _train(model_config, frozen_params, trainable, train_batches, output_dir, op
     meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
     if checkpointer.latest_step() is not None:
         abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                state, steps.state_shardings)
+                                state, sharded.state_shardings)
         state, meta = checkpointer.restore(abstract)
         logger.info("Resuming %s from step %d.", output_dir, int(fetch(state.step)))
     else:
-        state = place(state, steps.state_shardings)
-    frozen = place(model_layout(frozen_params, model_config), steps.frozen_shardings)
+        state = place(state, sharded.state_shardings)
+    frozen = place(model_layout(frozen_params, model_config), sharded.frozen_shardings)
     log = MetricsLog(output_dir, enabled=is_leader())
-    loop = _Loop(tc, steps, checkpointer, log, frozen, meta, eval_batches,
+    loop = _Loop(tc, sharded, checkpointer, log, frozen, meta, eval_batches,
                  eval_fn and (lambda trainable, frozen: eval_fn(folded(trainable), frozen)))
     try:
         state, stopped_early = loop.run(state, _batches_from(train_batches, meta["data_position"]))
@@ -219,9 +219,9 @@ def _train(model_config, frozen_params, trainable, train_batches, output_dir, op
 class _Loop:
     """The mutable parts of one training run, kept apart from the pure steps."""
 
-    def __init__(self, tc: TrainerConfig, steps, checkpointer: PromptCheckpointer,
+    def __init__(self, tc: TrainerConfig, sharded, checkpointer: PromptCheckpointer,
                  log: MetricsLog, frozen, meta: dict, eval_batches, eval_fn):
-        self.tc, self.steps, self.checkpointer, self.log = tc, steps, checkpointer, log
+        self.tc, self.sharded, self.checkpointer, self.log = tc, sharded, checkpointer, log
         self.frozen, self.meta = frozen, dict(meta)
         self.eval_batches, self.eval_fn = eval_batches, eval_fn
         self.last_saved = None
@@ -249,8 +249,8 @@ class _Loop:
                     break
                 _check_batch(batch, step)
                 examples = len(batch["encoder_input_tokens"])
-                state, metrics = self.steps.train_step(
-                    state, self.frozen, global_batch(batch, self.steps.batch_sharding))
+                state, metrics = self.sharded.train_step(
+                    state, self.frozen, global_batch(batch, self.sharded.batch_sharding))
                 if pending is not None:
                     window_loss.append(self._checked_loss(*pending))
                 pending = (step, metrics)
@@ -301,7 +301,7 @@ class _Loop:
         """Validates, logs, saves a new best; returns True when early stopping triggers."""
         metrics: dict[str, float] = {}
         if self.eval_batches is not None:
-            metrics.update(validation_loss(self.steps, state.trainable, self.frozen,
+            metrics.update(validation_loss(self.sharded, state.trainable, self.frozen,
                                            self.eval_batches))
         if self.eval_fn is not None:
             metrics.update(self.eval_fn(state.trainable, self.frozen))

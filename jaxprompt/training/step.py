@@ -25,9 +25,9 @@ from jax.sharding import Mesh
 
 from jaxprompt import partitioning
 from jaxprompt.models.losses import cross_entropy
-from jaxprompt.models.t5 import T5, logical_axes, param_shapes
+from jaxprompt.models.t5 import T5, param_axes, param_shapes
 from jaxprompt.prompts.reparam import PromptEncoderConfig, effective_prompt
-from jaxprompt.prompts.trainable import logical_axes as trainable_axes
+from jaxprompt.prompts.trainable import trainable_axes
 
 BATCH_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
               "decoder_loss_weights")
@@ -119,33 +119,6 @@ def eval_step(trainable: dict, frozen: dict, batch: Batch, *, model: T5,
                          step_config.z_loss, 0.0)
 
 
-def full_training_step(model: T5, optimizer: optax.GradientTransformation,
-                       z_loss: float = 0.0) -> Callable:
-    """A jitted step that trains *every* weight, for baselines and pretraining only.
-
-    (params, opt_state, batch, dropout_rng=None) -> (params, opt_state, mean token NLL);
-    params and optimizer state are donated; with a `dropout_rng` the model's dropout
-    (config.dropout_rate) is on. Prompt tuning never uses it: see `train_step`.
-    """
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, batch, dropout_rng=None):
-        def loss(params):
-            logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                                 batch["decoder_input_tokens"],
-                                 enable_dropout=dropout_rng is not None,
-                                 rngs=None if dropout_rng is None else {"dropout": dropout_rng})
-            sums = cross_entropy(logits, batch["decoder_target_tokens"],
-                                 batch["decoder_loss_weights"], z_loss)
-            weight = jnp.maximum(sums["weight"], 1.0)
-            return sums["loss"] / weight, sums["nll"] / weight
-
-        (_, nll), grads = jax.value_and_grad(loss, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, nll
-
-    return step
-
-
 @dataclasses.dataclass(frozen=True)
 class ShardedSteps:
     """The jitted steps and the shardings their arguments must have."""
@@ -169,7 +142,7 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
     batches are split along B over the mesh axis of the 'batch' rule.
     """
     frozen_shardings = partitioning.tree_shardings(
-        param_shapes(model.config), logical_axes(model.config), mesh, rules)
+        param_shapes(model.config), param_axes(model.config), mesh, rules)
     state_shardings = jax.tree.map(lambda _: partitioning.replicated(mesh), state)
     state_shardings = state_shardings.replace(trainable=partitioning.tree_shardings(
         state.trainable, trainable_axes(state.trainable), mesh, rules))
@@ -188,7 +161,7 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
     train = jax.jit(
         with_rules(functools.partial(train_step, model=model, optimizer=optimizer,
                                      step_config=step_config)),
-        in_shardings=(state_shardings,  # state: replicated prompt + optimizer state
+        in_shardings=(state_shardings,  # state: the trainable tree by its axes, the rest replicated
                       frozen_shardings,  # frozen T5: sharded once, never copied per step
                       batch_sharding),  # batch: split along B
         out_shardings=(state_shardings, partitioning.replicated(mesh)),

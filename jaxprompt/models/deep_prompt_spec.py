@@ -53,6 +53,6 @@ def layer_prefixes(deep_prompt: dict | None, stack: str) -> dict | None:
     return {"key": deep_prompt[f"{stack}_key"], "value": deep_prompt[f"{stack}_value"]}
 
 
-def logical_axes(deep_prompt: dict) -> dict:
+def deep_prompt_axes(deep_prompt: dict) -> dict:
     """PartitionSpecs of every leaf of a deep prompt."""
     return {name: jax.sharding.PartitionSpec(*DEEP_PROMPT_AXES) for name in deep_prompt}
