@@ -33,7 +33,9 @@ class T5Config:
     Field names follow transformers' `T5Config` so a `config.json` maps 1:1.
     """
 
-    vocab_size: int = 32128  # V: rows of the embedding table (32,000 pieces + 100 sentinels, padded).
+    vocab_size: int = (
+        32128  # V: rows of the embedding table (32,000 pieces + 100 sentinels, padded).
+    )
     d_model: int = 512  # H: width of the residual stream.
     num_heads: int = 8  # attention heads.
     d_kv: int = 64  # per-head key/value size; independent of d_model / num_heads.
@@ -57,22 +59,34 @@ class T5Config:
         if self.num_decoder_layers is None:
             object.__setattr__(self, "num_decoder_layers", self.num_layers)
         problems = []
-        for field in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers",
-                      "num_decoder_layers", "relative_attention_num_buckets",
-                      "relative_attention_max_distance"):
+        for field in (
+            "vocab_size",
+            "d_model",
+            "num_heads",
+            "d_kv",
+            "d_ff",
+            "num_layers",
+            "num_decoder_layers",
+            "relative_attention_num_buckets",
+            "relative_attention_max_distance",
+        ):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 problems.append(f"{field}={value!r} must be a positive integer")
         if self.feed_forward_proj not in FEED_FORWARD_PROJ:
-            problems.append(f"feed_forward_proj={self.feed_forward_proj!r} must be one of "
-                            f"{FEED_FORWARD_PROJ}")
+            problems.append(
+                f"feed_forward_proj={self.feed_forward_proj!r} must be one of {FEED_FORWARD_PROJ}"
+            )
         if self.dtype not in DTYPES:
             problems.append(f"dtype={self.dtype!r} must be one of {DTYPES}")
         if self.remat_policy not in ("none", "full", "minimal"):
-            problems.append(f"remat_policy={self.remat_policy!r} must be 'none', 'full' "
-                            "or 'minimal'")
-        if not isinstance(self.layer_norm_epsilon, (int, float)) or not \
-                0.0 < self.layer_norm_epsilon < 1.0:
+            problems.append(
+                f"remat_policy={self.remat_policy!r} must be 'none', 'full' or 'minimal'"
+            )
+        if (
+            not isinstance(self.layer_norm_epsilon, (int, float))
+            or not 0.0 < self.layer_norm_epsilon < 1.0
+        ):
             problems.append(f"layer_norm_epsilon={self.layer_norm_epsilon!r} must be in (0, 1)")
         if not isinstance(self.dropout_rate, (int, float)) or not 0.0 <= self.dropout_rate < 1.0:
             problems.append(f"dropout_rate={self.dropout_rate!r} must be in [0, 1)")
@@ -117,15 +131,17 @@ class T5Config:
             except (OSError, ValueError, RecursionError) as e:  # JSON and UTF-8 errors
                 raise ConfigError(f"Cannot read {source}: {str(e)[:200]}") from None
             if not isinstance(config, Mapping):
-                raise ConfigError(f"{source}: a JSON object is expected, found a "
-                                  f"{type(config).__name__}.")
+                raise ConfigError(
+                    f"{source}: a JSON object is expected, found a {type(config).__name__}."
+                )
         model_type = config.get("model_type")
         if model_type not in HF_MODEL_TYPES:
             raise ConfigError(
                 f"{source}: model_type is {model_type!r}, expected one of {HF_MODEL_TYPES}. "
                 "jaxprompt loads T5ForConditionalGeneration checkpoints (T5 1.0, T5.1.1, "
                 "LM-adapted, FLAN-T5, ByT5's architecture), MT5ForConditionalGeneration (mT5) "
-                "and UMT5ForConditionalGeneration (UMT5).")
+                "and UMT5ForConditionalGeneration (UMT5)."
+            )
         required = ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers")
         missing = [k for k in required if k not in config]
         if missing:
@@ -149,8 +165,10 @@ class T5Config:
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from e
         except (TypeError, ValueError, OverflowError) as e:
-            raise ConfigError(f"{source}: a value has the wrong type or range "
-                              f"({type(e).__name__}: {str(e)[:200]}).") from None
+            raise ConfigError(
+                f"{source}: a value has the wrong type or range "
+                f"({type(e).__name__}: {str(e)[:200]})."
+            ) from None
 
     def to_hf_config(self) -> dict[str, Any]:
         """The transformers `config.json` dict of this architecture."""
@@ -158,8 +176,9 @@ class T5Config:
         umt5 = self.relative_bias_per_layer
         hf.update(
             model_type="umt5" if umt5 else "t5",
-            architectures=["UMT5ForConditionalGeneration" if umt5 else
-                           "T5ForConditionalGeneration"],
+            architectures=[
+                "UMT5ForConditionalGeneration" if umt5 else "T5ForConditionalGeneration"
+            ],
             is_encoder_decoder=True,
             pad_token_id=0,
             eos_token_id=1,
@@ -173,14 +192,27 @@ class T5Config:
 
 
 def _t5_1_0(d_model, num_heads, d_kv, d_ff, num_layers) -> T5Config:
-    return T5Config(d_model=d_model, num_heads=num_heads, d_kv=d_kv, d_ff=d_ff,
-                    num_layers=num_layers, feed_forward_proj="relu", tie_word_embeddings=True)
+    return T5Config(
+        d_model=d_model,
+        num_heads=num_heads,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=num_layers,
+        feed_forward_proj="relu",
+        tie_word_embeddings=True,
+    )
 
 
 def _t5_1_1(d_model, num_heads, d_ff, num_layers) -> T5Config:
-    return T5Config(d_model=d_model, num_heads=num_heads, d_kv=64, d_ff=d_ff,
-                    num_layers=num_layers, feed_forward_proj="gated-gelu",
-                    tie_word_embeddings=False)
+    return T5Config(
+        d_model=d_model,
+        num_heads=num_heads,
+        d_kv=64,
+        d_ff=d_ff,
+        num_layers=num_layers,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+    )
 
 
 _T5_1_1_SIZES = {
@@ -201,20 +233,37 @@ PRESETS: dict[str, T5Config] = {
     # The LM-adapted checkpoints (the paper's models) share T5.1.1's architecture.
     **{f"t5_1_1_lm100k_{size}": config for size, config in _T5_1_1_SIZES.items()},
     # mT5 (Xue et al. 2021): T5.1.1 with a 250,112-row vocabulary (google/mt5-*).
-    **{f"mt5_{size}": dataclasses.replace(config, vocab_size=250112)
-       for size, config in _T5_1_1_SIZES.items()},
+    **{
+        f"mt5_{size}": dataclasses.replace(config, vocab_size=250112)
+        for size, config in _T5_1_1_SIZES.items()
+    },
     # UMT5 (Chung et al. 2023): mT5's shapes, a 256,384-row vocabulary, a relative position
     # table in every self-attention layer (google/umt5-*; there is no umt5-large).
-    **{f"umt5_{size}": dataclasses.replace(config, vocab_size=256384,
-                                           relative_bias_per_layer=True)
-       for size, config in _T5_1_1_SIZES.items() if size != "large"},
+    **{
+        f"umt5_{size}": dataclasses.replace(config, vocab_size=256384, relative_bias_per_layer=True)
+        for size, config in _T5_1_1_SIZES.items()
+        if size != "large"
+    },
     # ByT5 (Xue et al. 2022): T5.1.1 on UTF-8 bytes (384 ids, jaxprompt.data.vocabulary.ByteVocabulary),
     # a deep encoder and a shallow decoder (google/byt5-*).
-    **{f"byt5_{size}": T5Config(vocab_size=384, d_model=d_model, num_heads=heads, d_kv=64,
-                                d_ff=d_ff, num_layers=layers, num_decoder_layers=layers // 3,
-                                feed_forward_proj="gated-gelu", tie_word_embeddings=False)
-       for size, (d_model, heads, d_ff, layers) in {
-           "small": (1472, 6, 3584, 12), "base": (1536, 12, 3968, 18),
-           "large": (1536, 16, 3840, 36), "xl": (2560, 32, 6720, 36),
-           "xxl": (4672, 64, 12352, 36)}.items()},
+    **{
+        f"byt5_{size}": T5Config(
+            vocab_size=384,
+            d_model=d_model,
+            num_heads=heads,
+            d_kv=64,
+            d_ff=d_ff,
+            num_layers=layers,
+            num_decoder_layers=layers // 3,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+        )
+        for size, (d_model, heads, d_ff, layers) in {
+            "small": (1472, 6, 3584, 12),
+            "base": (1536, 12, 3968, 18),
+            "large": (1536, 16, 3840, 36),
+            "xl": (2560, 32, 6720, 36),
+            "xxl": (4672, 64, 12352, 36),
+        }.items()
+    },
 }

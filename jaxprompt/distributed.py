@@ -34,9 +34,13 @@ def maybe_initialize(force: bool | None = None, **kwargs) -> bool:
     if not wanted:
         return False
     jax.distributed.initialize(**kwargs)
-    logger.info("jax.distributed: process %d of %d, %d local / %d global devices",
-                jax.process_index(), jax.process_count(), jax.local_device_count(),
-                jax.device_count())
+    logger.info(
+        "jax.distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
     return True
 
 
@@ -49,8 +53,10 @@ def global_batch(local_batch: dict, sharding) -> dict:
     """This host's rows -> global arrays split by `sharding` along the batch axis."""
     if jax.process_count() == 1:
         return jax.device_put(local_batch, sharding)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local_batch.items()}
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+        for k, v in local_batch.items()
+    }
 
 
 def place(tree, shardings):
@@ -71,6 +77,7 @@ def fetch(tree):
     Replicated and fully addressable arrays are read locally; an array sharded across
     hosts (a deep prompt split over the model axis) is all-gathered.
     """
+
     def one(array) -> np.ndarray:
         if getattr(array, "is_fully_addressable", True):
             return np.asarray(jax.device_get(array))

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 EXTRA_OF_MODULE = {
-    "seqio": "data", "tensorflow": "data", "tensorflow_text": "data", "sklearn": "data",
+    "seqio": "data",
+    "tensorflow": "data",
+    "tensorflow_text": "data",
+    "sklearn": "data",
     "scipy": "data",
-    "torch": "torch", "transformers": "torch", "peft": "torch",
+    "torch": "torch",
+    "transformers": "torch",
+    "peft": "torch",
     "libtpu": "tpu",
-    "aiohttp": "serve", "prometheus_client": "serve",
+    "aiohttp": "serve",
+    "prometheus_client": "serve",
 }
 
 

@@ -43,9 +43,13 @@ def _transparent_huge_pages_on() -> bool:
 
 def wants_tunables(environ=os.environ) -> bool:
     """True where the tunable can work and nobody set GLIBC_TUNABLES or opted out."""
-    return (sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in environ
-            and environ.get(OPT_OUT) != "default" and _glibc_has_hugetlb_tunable()
-            and _transparent_huge_pages_on())
+    return (
+        sys.platform.startswith("linux")
+        and "GLIBC_TUNABLES" not in environ
+        and environ.get(OPT_OUT) != "default"
+        and _glibc_has_hugetlb_tunable()
+        and _transparent_huge_pages_on()
+    )
 
 
 def reexec_with_malloc_tunables() -> None:

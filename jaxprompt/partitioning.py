@@ -44,9 +44,11 @@ def make_mesh(shape: Sequence[int] | None = None, devices: Sequence | None = Non
     devices = list(devices if devices is not None else jax.devices())
     shape = tuple(shape) if shape is not None else (len(devices), 1)
     if len(shape) != 2 or int(np.prod(shape)) != len(devices):
-        raise PartitioningError(f"Mesh shape {shape} (data, model) needs {int(np.prod(shape))} "
-                                f"devices; {len(devices)} are available. Choose a shape whose "
-                                "product is the device count, e.g. (n, 1) or (1, n).")
+        raise PartitioningError(
+            f"Mesh shape {shape} (data, model) needs {int(np.prod(shape))} "
+            f"devices; {len(devices)} are available. Choose a shape whose "
+            "product is the device count, e.g. (n, 1) or (1, n)."
+        )
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
 
 
@@ -54,17 +56,22 @@ def _check_rules(rules) -> dict[str, str | None]:
     mapping: dict[str, str | None] = {}
     for logical, mesh_axis in rules:
         if logical in mapping and mapping[logical] != mesh_axis:
-            raise PartitioningError(f"Logical axis {logical!r} has two rules: "
-                                    f"{mapping[logical]!r} and {mesh_axis!r}; keep one.")
+            raise PartitioningError(
+                f"Logical axis {logical!r} has two rules: "
+                f"{mapping[logical]!r} and {mesh_axis!r}; keep one."
+            )
         if mesh_axis is not None and mesh_axis not in MESH_AXES:
-            raise PartitioningError(f"Rule ({logical!r}, {mesh_axis!r}) names an unknown mesh "
-                                    f"axis; mesh axes are {MESH_AXES}.")
+            raise PartitioningError(
+                f"Rule ({logical!r}, {mesh_axis!r}) names an unknown mesh "
+                f"axis; mesh axes are {MESH_AXES}."
+            )
         mapping[logical] = mesh_axis
     return mapping
 
 
-def logical_to_mesh_spec(path: str, logical: PartitionSpec | Sequence | None, shape,
-                         mesh: Mesh, rules=DEFAULT_RULES) -> PartitionSpec:
+def logical_to_mesh_spec(
+    path: str, logical: PartitionSpec | Sequence | None, shape, mesh: Mesh, rules=DEFAULT_RULES
+) -> PartitionSpec:
     """Maps one array's logical axes to a mesh PartitionSpec, with checks that name `path`.
 
     Raises PartitioningError when a logical axis has no rule or when two axes of the array
@@ -76,26 +83,38 @@ def logical_to_mesh_spec(path: str, logical: PartitionSpec | Sequence | None, sh
         return PartitionSpec()
     names = tuple(logical)
     if len(names) != len(shape):
-        raise PartitioningError(f"{path}: {len(names)} logical axes {names} for an array of "
-                                f"shape {tuple(shape)}.")
+        raise PartitioningError(
+            f"{path}: {len(names)} logical axes {names} for an array of shape {tuple(shape)}."
+        )
     spec, used = [], {}
     for dim, (name, size) in enumerate(zip(names, shape)):
         if name is None:
             spec.append(None)
             continue
         if name not in mapping:
-            raise PartitioningError(f"Failed to map logical axis {name!r} of {path} "
-                                    f"{tuple(shape)}: no rule for it. Add ({name!r}, mesh axis "
-                                    "or None) to the rules.")
+            raise PartitioningError(
+                f"Failed to map logical axis {name!r} of {path} "
+                f"{tuple(shape)}: no rule for it. Add ({name!r}, mesh axis "
+                "or None) to the rules."
+            )
         mesh_axis = mapping[name]
         if mesh_axis is not None:
             if mesh_axis in used:
-                raise PartitioningError(f"{path}: logical axes {used[mesh_axis]!r} and {name!r} "
-                                        f"both map to mesh axis {mesh_axis!r}.")
+                raise PartitioningError(
+                    f"{path}: logical axes {used[mesh_axis]!r} and {name!r} "
+                    f"both map to mesh axis {mesh_axis!r}."
+                )
             if size % mesh.shape[mesh_axis]:
-                logger.warning("%s: dimension %d (%r) of size %d is not divisible by mesh axis "
-                               "%r of size %d; replicating it instead.", path, dim, name, size,
-                               mesh_axis, mesh.shape[mesh_axis])
+                logger.warning(
+                    "%s: dimension %d (%r) of size %d is not divisible by mesh axis "
+                    "%r of size %d; replicating it instead.",
+                    path,
+                    dim,
+                    name,
+                    size,
+                    mesh_axis,
+                    mesh.shape[mesh_axis],
+                )
                 spec.append(None)
                 continue
             used[mesh_axis] = name

@@ -28,13 +28,19 @@ def make_workdir(path: pathlib.Path) -> pathlib.Path:
 
 def gin_flags(workdir, *extra) -> list[str]:
     """`jaxprompt train`/`plan` flags for the tiny model and task (P=5, batch 4, 16/4)."""
-    return ["--gin_file=runs/prompt_tuning.gin", "--gin_file=runs/user_files.gin",
-            f"--gin.train.model='{workdir / 'model'}'",
-            f"--gin.from_files.train='{workdir / 'train.csv'}'",
-            f"--gin.from_files.validation='{workdir / 'dev.csv'}'",
-            "--gin.train.prompt_length=5", "--gin.train.batch_size=4",
-            "--gin.train.inputs_length=16", "--gin.train.targets_length=4",
-            "--gin.TrainerConfig.progress=False", *extra]
+    return [
+        "--gin_file=runs/prompt_tuning.gin",
+        "--gin_file=runs/user_files.gin",
+        f"--gin.train.model='{workdir / 'model'}'",
+        f"--gin.from_files.train='{workdir / 'train.csv'}'",
+        f"--gin.from_files.validation='{workdir / 'dev.csv'}'",
+        "--gin.train.prompt_length=5",
+        "--gin.train.batch_size=4",
+        "--gin.train.inputs_length=16",
+        "--gin.train.targets_length=4",
+        "--gin.TrainerConfig.progress=False",
+        *extra,
+    ]
 
 
 def jaxprompt_command(args, env=None, cwd=None, popen=False):
@@ -42,10 +48,17 @@ def jaxprompt_command(args, env=None, cwd=None, popen=False):
     environment = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
     command = [sys.executable, "-m", "jaxprompt", *args]
     if popen:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=environment, cwd=cwd or REPO)
-    return subprocess.run(command, capture_output=True, text=True, env=environment,
-                          cwd=cwd or REPO, timeout=600)
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+            cwd=cwd or REPO,
+        )
+    return subprocess.run(
+        command, capture_output=True, text=True, env=environment, cwd=cwd or REPO, timeout=600
+    )
 
 
 def assert_peft_logits_match(model_dir, prompt_dir, encoder_ids, decoder_ids) -> None:
@@ -61,10 +74,16 @@ def assert_peft_logits_match(model_dir, prompt_dir, encoder_ids, decoder_ids) ->
     base = transformers.T5ForConditionalGeneration.from_pretrained(str(model_dir))
     model = peft.PeftModel.from_pretrained(base, str(prompt_dir)).eval()
     config, params = jaxprompt.load_pretrained(str(model_dir))
-    ours = T5(config).apply({"params": params}, encoder_ids, decoder_ids,
-                            prompt=np.load(pathlib.Path(prompt_dir) / "prompt.npy"))
+    ours = T5(config).apply(
+        {"params": params},
+        encoder_ids,
+        decoder_ids,
+        prompt=np.load(pathlib.Path(prompt_dir) / "prompt.npy"),
+    )
     with torch.no_grad():
-        theirs = model(input_ids=torch.tensor(encoder_ids),
-                       attention_mask=torch.tensor(encoder_ids > 0).long(),
-                       decoder_input_ids=torch.tensor(decoder_ids)).logits
+        theirs = model(
+            input_ids=torch.tensor(encoder_ids),
+            attention_mask=torch.tensor(encoder_ids > 0).long(),
+            decoder_input_ids=torch.tensor(decoder_ids),
+        ).logits
     np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)

@@ -20,6 +20,8 @@ def shared_path(*parts: str) -> pathlib.Path:
     """A path under ../shared, skipping the test with a reason when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not found: this test needs the ../shared fixtures folder beside "
-                    "the repository (set JAXPROMPT_SHARED to point elsewhere).")
+        pytest.skip(
+            f"{path} not found: this test needs the ../shared fixtures folder beside "
+            "the repository (set JAXPROMPT_SHARED to point elsewhere)."
+        )
     return path

@@ -15,10 +15,21 @@ import sys
 
 import numpy as np
 
-SENTENCES = ["a gripping , beautifully acted film", "dull and far too long", "it was fine",
-             "the plot never comes together", "a joy from start to finish", "painfully slow",
-             "one of the best films of the year", "i wanted my money back", "warm and funny",
-             "a mess", "smart , sharp and moving", "nothing works", "an instant classic"]
+SENTENCES = [
+    "a gripping , beautifully acted film",
+    "dull and far too long",
+    "it was fine",
+    "the plot never comes together",
+    "a joy from start to finish",
+    "painfully slow",
+    "one of the best films of the year",
+    "i wanted my money back",
+    "warm and funny",
+    "a mess",
+    "smart , sharp and moving",
+    "nothing works",
+    "an instant classic",
+]
 
 
 def write_task_files(directory: str) -> None:
@@ -38,42 +49,84 @@ def suite(directory: str, mesh=None) -> dict:
 
     config, params = load_pretrained("tiny")
     if mesh is not None:
-        params = distributed.place(params, partitioning.tree_shardings(
-            param_shapes(config), param_axes(config), mesh))
+        params = distributed.place(
+            params, partitioning.tree_shardings(param_shapes(config), param_axes(config), mesh)
+        )
     vocab = data.vocabulary(data.DEFAULT_VOCABULARY)
-    task = data.from_files(validation=os.path.join(directory, "validation.tsv"),
-                           input_template="sentence: {sentence}", target_field="label",
-                           verbalizer={"0": "negative", "1": "positive"}, name="multihost_sst")
+    task = data.from_files(
+        validation=os.path.join(directory, "validation.tsv"),
+        input_template="sentence: {sentence}",
+        target_field="label",
+        verbalizer={"0": "negative", "1": "positive"},
+        name="multihost_sst",
+    )
     rng = np.random.default_rng(0)
     prompts = (rng.normal(size=(3, 5, config.d_model)) * 0.5).astype(np.float32)
     lengths = data.Lengths(32, 4)
     out = {}
-    rank = evaluation.evaluate(config, params, prompts[0], task, vocab, batch_size=8,
-                               lengths=lengths, mesh=mesh)
+    rank = evaluation.evaluate(
+        config, params, prompts[0], task, vocab, batch_size=8, lengths=lengths, mesh=mesh
+    )
     out["rank"] = {"predictions": rank.predictions, "metrics": rank.metrics}
-    out["greedy"] = evaluation.predict(config, params, prompts[1], vocab, SENTENCES,
-                                       method="greedy", batch_size=8,
-                                       lengths=data.Lengths(32, 6), mesh=mesh)
-    ensemble = evaluation.evaluate(config, params, {"prompt": prompts}, task, vocab,
-                                   batch_size=8, lengths=lengths, ensemble="vote", mesh=mesh)
+    out["greedy"] = evaluation.predict(
+        config,
+        params,
+        prompts[1],
+        vocab,
+        SENTENCES,
+        method="greedy",
+        batch_size=8,
+        lengths=data.Lengths(32, 6),
+        mesh=mesh,
+    )
+    ensemble = evaluation.evaluate(
+        config,
+        params,
+        {"prompt": prompts},
+        task,
+        vocab,
+        batch_size=8,
+        lengths=lengths,
+        ensemble="vote",
+        mesh=mesh,
+    )
     out["ensemble"] = {"predictions": ensemble.predictions, "metrics": ensemble.metrics}
-    bank = make_bank({"sst": prompts[0], "echo": prompts[2][:3]},
-                     labels={"sst": ["negative", "positive"]}, vocab=vocab,
-                     targets_length=6)
+    bank = make_bank(
+        {"sst": prompts[0], "echo": prompts[2][:3]},
+        labels={"sst": ["negative", "positive"]},
+        vocab=vocab,
+        targets_length=6,
+    )
     tasks = ["sst" if i % 3 else "echo" for i in range(len(SENTENCES))]
-    out["bank"] = predict_mixed(config, params, bank, vocab, tasks, SENTENCES, inputs_length=32,
-                                targets_length=6, batch_size=8, mesh=mesh)
+    out["bank"] = predict_mixed(
+        config,
+        params,
+        bank,
+        vocab,
+        tasks,
+        SENTENCES,
+        inputs_length=32,
+        targets_length=6,
+        batch_size=8,
+        mesh=mesh,
+    )
     out["process"] = jax.process_index()
     return out
 
 
 def main(process_id: int, num_processes: int, port: int, directory: str) -> None:
     import jax
+
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     from jaxprompt.distributed import maybe_initialize
     from jaxprompt.partitioning import make_mesh
-    maybe_initialize(True, coordinator_address=f"localhost:{port}", num_processes=num_processes,
-                     process_id=process_id)
+
+    maybe_initialize(
+        True,
+        coordinator_address=f"localhost:{port}",
+        num_processes=num_processes,
+        process_id=process_id,
+    )
     assert jax.process_count() == num_processes and jax.device_count() == 4 * num_processes
     result = suite(directory, make_mesh((2, 4)))
     with open(os.path.join(directory, f"process_{process_id}.json"), "w") as f:

@@ -19,9 +19,14 @@ def run(output_dir: str, batches, mesh_shape=None):
     frozen = tiny_frozen()
     deep_prompt = init_deep_prompt(jax.random.key(6), frozen, TINY, 3)
     # lr 0.03: see tests/train_worker.py (Adafactor amplifies summation-order noise).
-    return train(model_config=TINY, frozen_params=frozen,
-                 trainable={"prompt": prompt, "deep_prompt": deep_prompt},
-                 train_batches=batches, output_dir=output_dir,
-                 optimizer_config=OptimizerConfig(learning_rate=0.03),
-                 trainer_config=TrainerConfig(steps=3, eval_every=0, checkpoint_every=3,
-                                              mesh_shape=mesh_shape, progress=False))
+    return train(
+        model_config=TINY,
+        frozen_params=frozen,
+        trainable={"prompt": prompt, "deep_prompt": deep_prompt},
+        train_batches=batches,
+        output_dir=output_dir,
+        optimizer_config=OptimizerConfig(learning_rate=0.03),
+        trainer_config=TrainerConfig(
+            steps=3, eval_every=0, checkpoint_every=3, mesh_shape=mesh_shape, progress=False
+        ),
+    )

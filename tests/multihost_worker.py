@@ -17,8 +17,13 @@ import numpy as np
 def main(process_id: int, num_processes: int, port: int, output_dir: str) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     from jaxprompt.distributed import maybe_initialize
-    maybe_initialize(True, coordinator_address=f"localhost:{port}", num_processes=num_processes,
-                     process_id=process_id)
+
+    maybe_initialize(
+        True,
+        coordinator_address=f"localhost:{port}",
+        num_processes=num_processes,
+        process_id=process_id,
+    )
     assert jax.process_count() == num_processes and jax.device_count() == 4 * num_processes
 
     from tests.train_helpers import synthetic_batches
@@ -27,11 +32,12 @@ def main(process_id: int, num_processes: int, port: int, output_dir: str) -> Non
     def local_rows(position):
         rows = 8 // num_processes
         for batch in synthetic_batches(position):
-            yield {k: v[process_id * rows:(process_id + 1) * rows] for k, v in batch.items()}
+            yield {k: v[process_id * rows : (process_id + 1) * rows] for k, v in batch.items()}
 
     result = run(output_dir, local_rows, mesh_shape=(2, 4))
     from jaxprompt.prompts.deep import save_deep_prompt
     from jaxprompt.distributed import fetch
+
     trainable = fetch(result.state.trainable)
     np.save(f"{output_dir}/prompt_process_{process_id}.npy", trainable["prompt"])
     save_deep_prompt(f"{output_dir}/deep_prompt_process_{process_id}.npz", trainable["deep_prompt"])

@@ -15,7 +15,14 @@ from jaxprompt.data.vocabulary import vocabulary
 from tests.torch_reference import TINY_T5_1_1, build_torch_t5, transformers
 from tests.cli_helpers import gin_flags
 
-TEXTS = ["hello world", "héllo wörld", "日本語のテキスト", "emoji 🙂 and <b>tags</b>", "", "a\tb\nc"]
+TEXTS = [
+    "hello world",
+    "héllo wörld",
+    "日本語のテキスト",
+    "emoji 🙂 and <b>tags</b>",
+    "",
+    "a\tb\nc",
+]
 
 
 def test_byte_vocabulary_equals_byt5_tokenizer():
@@ -28,7 +35,7 @@ def test_byte_vocabulary_equals_byt5_tokenizer():
     rng = np.random.default_rng(0)
     for _ in range(200):  # decoding, up to the first EOS (where generation stops)
         ids = rng.integers(0, 384, size=rng.integers(1, 20)).tolist()
-        upto = ids[:ids.index(1)] if 1 in ids else ids
+        upto = ids[: ids.index(1)] if 1 in ids else ids
         assert ours.decode(ids) == tokenizer.decode(upto, skip_special_tokens=True), ids
 
 
@@ -41,8 +48,13 @@ def test_a_byt5_checkpoint_trains_with_its_byte_vocabulary(tmp_path):
     rows = [("a truly great film", 1), ("dull and awful", 0), ("great fun", 1), ("bad", 0)] * 4
     for name, subset in (("train.csv", rows), ("dev.csv", rows[:6])):
         (tmp_path / name).write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in subset))
-    flags = gin_flags(tmp_path, "--gin.TrainerConfig.steps=4", "--gin.TrainerConfig.eval_every=2",
-                      "--gin.train.inputs_length=40", "--gin.train.targets_length=10")
+    flags = gin_flags(
+        tmp_path,
+        "--gin.TrainerConfig.steps=4",
+        "--gin.TrainerConfig.eval_every=2",
+        "--gin.train.inputs_length=40",
+        "--gin.train.targets_length=10",
+    )
     flags = [f.replace(str(tmp_path / "model"), str(tmp_path / "byt5")) for f in flags]
     assert main(["train", *flags, f"--output_dir={tmp_path / 'run'}"]) == 0
     best = tmp_path / "run" / "best" / sorted(os.listdir(tmp_path / "run" / "best"))[-1]
@@ -51,4 +63,5 @@ def test_a_byt5_checkpoint_trains_with_its_byte_vocabulary(tmp_path):
     out = tmp_path / "eval.json"
     assert main(["eval", "--prompt", str(best), "--output", str(out)]) == 0
     assert json.loads(out.read_text())["metrics"]["accuracy"] == pytest.approx(
-        info["selected_on"]["value"])
+        info["selected_on"]["value"]
+    )

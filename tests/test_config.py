@@ -84,7 +84,17 @@ def test_bad_configs_name_the_problem(tmp_path: pathlib.Path):
     with pytest.raises(ConfigError, match=f"{bert}.*model_type is 'bert'"):
         T5Config.from_hf_config(bert)
     with pytest.raises(ConfigError, match="missing keys \\['d_ff'"):
-        T5Config.from_hf_config({"model_type": "t5", "vocab_size": 8, "d_model": 4,
-                                 "num_heads": 1, "d_kv": 4, "num_layers": 1})
-    with pytest.raises(ConfigError, match="d_model=0 must be a positive integer; feed_forward_proj='swish'"):
+        T5Config.from_hf_config(
+            {
+                "model_type": "t5",
+                "vocab_size": 8,
+                "d_model": 4,
+                "num_heads": 1,
+                "d_kv": 4,
+                "num_layers": 1,
+            }
+        )
+    with pytest.raises(
+        ConfigError, match="d_model=0 must be a positive integer; feed_forward_proj='swish'"
+    ):
         T5Config(feed_forward_proj="swish", d_model=0)

@@ -30,28 +30,37 @@ def _first(name, split="validation"):
 def test_superglue_first_examples(superglue_dir):
     assert _first("super_glue_cb") == {
         "inputs": "hypothesis: Valence was helping premise: Valence the void-brain, Valence the "
-                  "virtuous valet. Why couldn't the figger choose his own portion of titanic "
-                  "anatomy to shaft? Did he think he was helping?",
-        "targets": "contradiction", "label": 1, "group": 0}
+        "virtuous valet. Why couldn't the figger choose his own portion of titanic "
+        "anatomy to shaft? Did he think he was helping?",
+        "targets": "contradiction",
+        "label": 1,
+        "group": 0,
+    }
     assert _first("super_glue_copa")["inputs"] == (
         "choice1: The toilet filled with water. choice2: Water flowed from the spout. "
-        "premise: The man turned on the faucet. question: effect")
+        "premise: The man turned on the faucet. question: effect"
+    )
     assert _first("super_glue_copa")["targets"] == "choice2"
     assert _first("super_glue_wic")["inputs"] == (
         "sentence1: An emerging professional class. sentence2: Apologizing for losing your "
-        "temper, even though you were badly provoked, showed real class. word: class")
+        "temper, even though you were badly provoked, showed real class. word: class"
+    )
     assert _first("super_glue_wic")["targets"] == "False"
     assert _first("super_glue_rte")["inputs"] == (
         "hypothesis: Christopher Reeve had an accident. premise: Dana Reeve, the widow of the "
         "actor Christopher Reeve, has died of lung cancer at age 44, according to the "
-        "Christopher Reeve Foundation.")
+        "Christopher Reeve Foundation."
+    )
     assert _first("super_glue_rte")["targets"] == "not_entailment"
     assert _first("super_glue_wsc") == {
         "inputs": "text: Bernard , who had not told the government official that he was less "
-                  "than 21 when he filed for a homestead claim, did not consider that he had "
-                  "done anything dishonest. Still, * anyone * who knew that he was 19 years old "
-                  "could take his claim away from # him # .",
-        "targets": "False", "label": 0, "group": 0}
+        "than 21 when he filed for a homestead claim, did not consider that he had "
+        "done anything dishonest. Still, * anyone * who knew that he was 19 years old "
+        "could take his claim away from # him # .",
+        "targets": "False",
+        "label": 0,
+        "group": 0,
+    }
     boolq = _first("super_glue_boolq")
     assert boolq["inputs"].startswith("passage: Ethanol fuel -- All biomass goes through")
     assert boolq["inputs"].endswith(" question: does ethanol take more energy make that produces")
@@ -60,7 +69,8 @@ def test_superglue_first_examples(superglue_dir):
     assert multirc["inputs"].startswith(
         "question: Would the mass of a baseball affect how much force you have to use to pick "
         "it up? answer: No paragraph: What causes a change in motion? The application of a "
-        "force.")
+        "force."
+    )
     assert "<br>" not in multirc["inputs"] and "<b>" not in multirc["inputs"]
     assert multirc["targets"] == "False" and multirc["group"] == (0, 0)  # (paragraph, question)
     assert len(data.get_task("super_glue_rte").examples("train")) == 2490
@@ -70,21 +80,45 @@ def test_sst2_and_glue_formats():
     data.set_data_dir(str(shared_path("data")))
     assert _first("glue_sst2", "test") == {
         "inputs": "sentence: it 's a charming and often affecting journey .",
-        "targets": "positive", "label": 1, "group": 2}
+        "targets": "positive",
+        "label": 1,
+        "group": 2,
+    }
     assert len(data.get_task("glue_sst2").examples("test")) == 872
     mnli = TASK_FORMATS["glue_mnli"].format(
-        {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0, "idx": 3})
-    assert mnli == [{"inputs": "hypothesis: A person rests. premise: A man sleeps.",
-                     "targets": "entailment", "label": 0, "group": 3}]
+        {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0, "idx": 3}
+    )
+    assert mnli == [
+        {
+            "inputs": "hypothesis: A person rests. premise: A man sleeps.",
+            "targets": "entailment",
+            "label": 0,
+            "group": 3,
+        }
+    ]
     stsb = TASK_FORMATS["glue_stsb"].format(
-        {"sentence1": "a", "sentence2": "b", "label": 3.87, "idx": 0})
+        {"sentence1": "a", "sentence2": "b", "label": 3.87, "idx": 0}
+    )
     assert stsb[0]["targets"] == "3.8" and stsb[0]["inputs"] == "sentence1: a sentence2: b"
     record = TASK_FORMATS["super_glue_record"].format(
-        {"passage": "Rain in Paris.\n@highlight\nCold\n@highlight\nWet", "query": "@placeholder is wet",
-         "entities": ["Paris", "Rain"], "answers": ["Paris"], "idx": 0})
-    assert record == [{"inputs": "query: @placeholder is wet entities: Paris, Rain passage: Rain in "
-                                 "Paris. Cold. Wet", "targets": "Paris", "label": -1, "group": 0,
-                       "answers": ["Paris"]}]
+        {
+            "passage": "Rain in Paris.\n@highlight\nCold\n@highlight\nWet",
+            "query": "@placeholder is wet",
+            "entities": ["Paris", "Rain"],
+            "answers": ["Paris"],
+            "idx": 0,
+        }
+    )
+    assert record == [
+        {
+            "inputs": "query: @placeholder is wet entities: Paris, Rain passage: Rain in "
+            "Paris. Cold. Wet",
+            "targets": "Paris",
+            "label": -1,
+            "group": 0,
+            "answers": ["Paris"],
+        }
+    ]
 
 
 def test_numpy_batches_equal_seqio_batches(superglue_dir):
@@ -125,11 +159,14 @@ def test_batches_are_deterministic_and_resumable(superglue_dir):
     assert run[0]["encoder_input_tokens"].shape == (4, 64)
     vocab = data.vocabulary()
     targets = {tuple(row) for row in run[0]["decoder_target_tokens"].tolist()}
-    allowed = {tuple(vocab.encode(w) + [1] + [0] * (5 - len(vocab.encode(w))))
-               for w in ("entailment", "not_entailment")}
+    allowed = {
+        tuple(vocab.encode(w) + [1] + [0] * (5 - len(vocab.encode(w))))
+        for w in ("entailment", "not_entailment")
+    }
     assert targets <= allowed
-    shard = data.train_batches("super_glue_rte", 4, Lengths(64, 6), seed=3, shard_index=1,
-                               num_shards=2)
+    shard = data.train_batches(
+        "super_glue_rte", 4, Lengths(64, 6), seed=3, shard_index=1, num_shards=2
+    )
     assert next(shard(0))["encoder_input_tokens"].shape == (2, 64)
 
 
@@ -146,15 +183,22 @@ def test_truncation_is_counted_and_strict_mode_refuses(superglue_dir):
 def test_user_files_and_their_errors(tmp_path):
     csv_path = tmp_path / "train.csv"
     csv_path.write_text("text,label\ngreat film,1\nawful,0\n")
-    task = data.from_files(train=str(csv_path), input_template="review: {text}",
-                           verbalizer={"0": "negative", "1": "positive"}, name="test_reviews")
+    task = data.from_files(
+        train=str(csv_path),
+        input_template="review: {text}",
+        verbalizer={"0": "negative", "1": "positive"},
+        name="test_reviews",
+    )
     assert task.examples("train") == [
         {"inputs": "review: great film", "targets": "positive", "label": 1, "group": 2},
-        {"inputs": "review: awful", "targets": "negative", "label": 0, "group": 3}]
+        {"inputs": "review: awful", "targets": "negative", "label": 0, "group": 3},
+    ]
     assert task.label_names == ("negative", "positive")
 
     jsonl = tmp_path / "bad.jsonl"
-    jsonl.write_text(json.dumps({"text": "ok", "label": 1}) + "\n" + json.dumps({"label": 0}) + "\n")
+    jsonl.write_text(
+        json.dumps({"text": "ok", "label": 1}) + "\n" + json.dumps({"label": 0}) + "\n"
+    )
     bad = data.from_files(train=str(jsonl), verbalizer={"0": "n", "1": "p"}, name="bad_fields")
     with pytest.raises(DataError, match=r"bad.jsonl, line 2: missing field\(s\) \['text'\]"):
         bad.examples("train")
@@ -174,13 +218,17 @@ def test_user_files_and_their_errors(tmp_path):
 def test_bad_superglue_line_and_vocabulary(tmp_path):
     (tmp_path / "RTE").mkdir()
     (tmp_path / "RTE" / "val.jsonl").write_text(
-        json.dumps({"premise": "p", "hypothesis": "h", "label": "entailment", "idx": 0}) + "\n"
-        + json.dumps({"premise": "p", "label": "entailment", "idx": 1}) + "\n")
+        json.dumps({"premise": "p", "hypothesis": "h", "label": "entailment", "idx": 0})
+        + "\n"
+        + json.dumps({"premise": "p", "label": "entailment", "idx": 1})
+        + "\n"
+    )
     data.set_data_dir(str(tmp_path))
     with pytest.raises(DataError, match=r"val.jsonl, line 2: missing field\(s\) \['hypothesis'\]"):
         data.get_task("super_glue_rte").examples("validation")
-    with pytest.raises(DataError, match="vocabulary has 32100 ids but the model's embedding has "
-                                        "64 rows"):
+    with pytest.raises(
+        DataError, match="vocabulary has 32100 ids but the model's embedding has 64 rows"
+    ):
         data.check_vocabulary(data.vocabulary(), 64)
     with pytest.raises(DataError, match="Unknown task 'glue_nope'"):
         data.get_task("glue_nope")

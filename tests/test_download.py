@@ -28,9 +28,14 @@ def _hub_like_repository(root, benchmark: str, tasks: dict[str, list[dict]]) -> 
     for config, rows in tasks.items():
         (repo / config).mkdir(parents=True)
         (repo / config / "validation.jsonl").write_text(
-            "".join(json.dumps(row) + "\n" for row in rows))
-        lines += [f"- config_name: {config}", "  data_files:", "  - split: validation",
-                  f"    path: {config}/validation.jsonl"]
+            "".join(json.dumps(row) + "\n" for row in rows)
+        )
+        lines += [
+            f"- config_name: {config}",
+            "  data_files:",
+            "  - split: validation",
+            f"    path: {config}/validation.jsonl",
+        ]
     (repo / "README.md").write_text("\n".join(lines + ["---", ""]))
     return str(repo)
 
@@ -51,6 +56,7 @@ def test_downloaded_rows_equal_the_local_reader(task, tmp_path, monkeypatch):
     set_data_dir(download=True)
     try:
         from jaxprompt.data import tasks
+
         monkeypatch.setitem(tasks._SETTINGS, "data_dir", None)
         tasks._builtin_examples.cache_clear()
         examples = get_task(task).examples(split)
@@ -61,6 +67,7 @@ def test_downloaded_rows_equal_the_local_reader(task, tmp_path, monkeypatch):
 
 def test_without_download_the_error_names_the_flag(monkeypatch):
     from jaxprompt.data import tasks
+
     monkeypatch.setitem(tasks._SETTINGS, "data_dir", None)
     monkeypatch.setitem(tasks._SETTINGS, "download", False)
     tasks._builtin_examples.cache_clear()

@@ -45,15 +45,16 @@ def _tiny_t5():
     """A random 1+1-layer gated-GELU T5 (vocab 64, d_model 16): (config, params)."""
     from jaxprompt.models.t5 import init_params
 
-    config = tiny_config(vocab_size=64, num_layers=1, num_decoder_layers=1,
-                         tie_word_embeddings=True)
+    config = tiny_config(
+        vocab_size=64, num_layers=1, num_decoder_layers=1, tie_word_embeddings=True
+    )
     return config, init_params(config, jax.random.key(0))
 
 
 def test_embedded_model_card_and_loading():
     for name in ("config.json", "model.safetensors", "spiece.model", "MODEL_CARD.md"):
         assert os.path.exists(os.path.join(TINY_MODEL, name)), name
-    assert os.path.getsize(os.path.join(TINY_MODEL, "model.safetensors")) <= 50 * 2 ** 20
+    assert os.path.getsize(os.path.join(TINY_MODEL, "model.safetensors")) <= 50 * 2**20
     config, params = jaxprompt.load_pretrained("tiny")
     assert config.is_gated  # T5.1.1's gated-GELU MLP
     assert params["token_embedder"]["embedding"].dtype == jnp.bfloat16
@@ -64,20 +65,27 @@ def test_embedded_model_matches_transformers():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     model = transformers.T5ForConditionalGeneration.from_pretrained(
-        TINY_MODEL, dtype=torch.float32).eval()
+        TINY_MODEL, dtype=torch.float32
+    ).eval()
     config, params = jaxprompt.load_pretrained("tiny", dtype=np.float32)
     vocab = data.vocabulary(os.path.join(TINY_MODEL, "spiece.model"))
     sentences = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate ."]
     encoder = np.zeros((2, 16), np.int64)
     for row, text in enumerate(sentences):
         ids = vocab.encode(text)[:15] + [1]
-        encoder[row, :len(ids)] = ids
+        encoder[row, : len(ids)] = ids
     decoder = np.array([[0] + vocab.encode("positive"), [0] + vocab.encode("negative")])
     with torch.no_grad():
-        theirs = model(input_ids=torch.tensor(encoder), attention_mask=torch.tensor(encoder > 0),
-                       decoder_input_ids=torch.tensor(decoder)).logits.numpy()
-    ours = np.asarray(T5(config).apply({"params": params}, jnp.asarray(encoder, jnp.int32),
-                                       jnp.asarray(decoder, jnp.int32)))
+        theirs = model(
+            input_ids=torch.tensor(encoder),
+            attention_mask=torch.tensor(encoder > 0),
+            decoder_input_ids=torch.tensor(decoder),
+        ).logits.numpy()
+    ours = np.asarray(
+        T5(config).apply(
+            {"params": params}, jnp.asarray(encoder, jnp.int32), jnp.asarray(decoder, jnp.int32)
+        )
+    )
     np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=1e-4)
 
 
@@ -88,19 +96,31 @@ def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
     task = sst2_task()
     lengths = data.Lengths(64, 4)
     labels = tuple(tuple(vocab.encode(w)) for w in task.label_names)
-    prompt = init_prompt(jax.random.key(0), params["token_embedder"]["embedding"],
-                         PromptConfig(length=10, init="class_labels", label_token_ids=labels))
+    prompt = init_prompt(
+        jax.random.key(0),
+        params["token_embedder"]["embedding"],
+        PromptConfig(length=10, init="class_labels", label_token_ids=labels),
+    )
     eval_batches = data.eval_batches(task.name, "validation", 50, lengths)
 
     optimizer = prompt_optimizer(OptimizerConfig())
-    steps = train_lib.shard_steps(T5(config), optimizer, train_lib.StepConfig(),
-                                  train_lib.init_train_state({"prompt": prompt}, optimizer, 0),
-                                  partitioning.make_mesh())
+    steps = train_lib.shard_steps(
+        T5(config),
+        optimizer,
+        train_lib.StepConfig(),
+        train_lib.init_train_state({"prompt": prompt}, optimizer, 0),
+        partitioning.make_mesh(),
+    )
     before = validation_loss(steps, {"prompt": prompt}, params, eval_batches)["loss"]
-    result = train(model_config=config, frozen_params=params, trainable={'prompt': prompt},
-                   train_batches=data.train_batches(task.name, 32, lengths, seed=0),
-                   output_dir=str(tmp_path), eval_batches=eval_batches,
-                   trainer_config=TrainerConfig(steps=40, eval_every=40, progress=False))
+    result = train(
+        model_config=config,
+        frozen_params=params,
+        trainable={"prompt": prompt},
+        train_batches=data.train_batches(task.name, 32, lengths, seed=0),
+        output_dir=str(tmp_path),
+        eval_batches=eval_batches,
+        trainer_config=TrainerConfig(steps=40, eval_every=40, progress=False),
+    )
     after = result.best_metric
     print(f"embedded model, SST-2 validation loss: {before:.4f} -> {after:.4f} in 40 steps")
     assert after < before
@@ -111,8 +131,9 @@ def test_quickstart_smoke(tmp_path, capsys):
     """The quickstart end to end with few steps: its three lines, a learning curve, a prompt."""
     from jaxprompt.experiments import quickstart
 
-    config = quickstart.QuickstartConfig(output_dir=str(tmp_path / "qs"), steps=6, eval_every=3,
-                                         validation_rows=64, test_rows=64)
+    config = quickstart.QuickstartConfig(
+        output_dir=str(tmp_path / "qs"), steps=6, eval_every=3, validation_rows=64, test_rows=64
+    )
     result = quickstart.run(config)
     printed = capsys.readouterr().out
     for line in ("majority class", "zero-shot hard prompt", "prompt tuning"):
@@ -150,23 +171,37 @@ def test_quickstart_dtype_follows_the_cpu_and_the_environment(tmp_path, monkeypa
 
 def test_pretraining_resumes_exactly(tmp_path):
     """4 steps in one go == 2 steps, an interruption, then --resume for 2 more."""
-    pc = PretrainConfig(d_model=16, num_heads=2, d_kv=8, d_ff=32, num_layers=1,
-                                      num_decoder_layers=1, steps=4, batch=4, inputs_length=32,
-                                      targets_length=12, warmup_steps=2)
+    pc = PretrainConfig(
+        d_model=16,
+        num_heads=2,
+        d_kv=8,
+        d_ff=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        steps=4,
+        batch=4,
+        inputs_length=32,
+        targets_length=12,
+        warmup_steps=2,
+    )
     rng = np.random.default_rng(0)
-    streams = [rng.integers(3, 32000, 5000).astype(np.int32),
-               rng.integers(3, 32000, 5000).astype(np.int32)]
-    whole = pretrain(pc, streams, str(tmp_path / "a"), checkpoint_every=2,
-                                   progress=False)
-    pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2, stop_after=2,
-                           progress=False)
-    resumed = pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2,
-                                     progress=False)
+    streams = [
+        rng.integers(3, 32000, 5000).astype(np.int32),
+        rng.integers(3, 32000, 5000).astype(np.int32),
+    ]
+    whole = pretrain(pc, streams, str(tmp_path / "a"), checkpoint_every=2, progress=False)
+    pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2, stop_after=2, progress=False)
+    resumed = pretrain(pc, streams, str(tmp_path / "b"), checkpoint_every=2, progress=False)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole), jax.device_get(resumed))
-    first = pretrain(pc, streams, str(tmp_path / "c"), checkpoint_every=2,
-                                   stop_after=2, progress=False)
-    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(jax.device_get(first)),
-                                                        jax.tree.leaves(jax.device_get(whole))))
+    first = pretrain(
+        pc, streams, str(tmp_path / "c"), checkpoint_every=2, stop_after=2, progress=False
+    )
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(jax.device_get(first)), jax.tree.leaves(jax.device_get(whole))
+        )
+    )
 
 
 def test_span_corruption_and_prefix_lm_rebuild_the_text():
@@ -215,11 +250,18 @@ def test_heldout_loss_is_the_mean_target_nll():
     rng = np.random.default_rng(0)
     target = rng.integers(1, 64, (3, 5)).astype(np.int32)
     weights = (rng.random((3, 5)) < 0.7).astype(np.float32)
-    batch = {"encoder_input_tokens": rng.integers(1, 64, (3, 7)).astype(np.int32),
-             "decoder_input_tokens": np.pad(target[:, :-1], ((0, 0), (1, 0))),
-             "decoder_target_tokens": target, "decoder_loss_weights": weights}
-    logits = np.asarray(T5(config).apply({"params": params}, batch["encoder_input_tokens"],
-                                         batch["decoder_input_tokens"]), np.float64)
+    batch = {
+        "encoder_input_tokens": rng.integers(1, 64, (3, 7)).astype(np.int32),
+        "decoder_input_tokens": np.pad(target[:, :-1], ((0, 0), (1, 0))),
+        "decoder_target_tokens": target,
+        "decoder_loss_weights": weights,
+    }
+    logits = np.asarray(
+        T5(config).apply(
+            {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"]
+        ),
+        np.float64,
+    )
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     picked = np.take_along_axis(log_probs, target[..., None], -1)[..., 0]
     expected = -(picked * weights).sum() / weights.sum()
@@ -229,11 +271,14 @@ def test_heldout_loss_is_the_mean_target_nll():
 
 def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
     """dictionary_fraction rows hold a (gloss, word) pair whole; the rest is unchanged."""
-    pairs = [(np.asarray([10 + i, 20 + i, 30 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
-             for i in range(5)]
+    pairs = [
+        (np.asarray([10 + i, 20 + i, 30 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
+        for i in range(5)
+    ]
     stream = [np.arange(100, 2000, dtype=np.int32)]
-    pc = PretrainConfig(batch=64, inputs_length=16, targets_length=8,
-                                      mlm_weight=0.0, dictionary_fraction=0.5)
+    pc = PretrainConfig(
+        batch=64, inputs_length=16, targets_length=8, mlm_weight=0.0, dictionary_fraction=0.5
+    )
     batch = make_batch(stream, 3, pc, pairs)
     by_word = {int(t[0]): g for g, t in pairs}
     rows = [r for r in range(64) if int(batch["decoder_target_tokens"][r, 0]) in by_word]
@@ -241,18 +286,23 @@ def test_reverse_dictionary_rows_answer_a_gloss_with_its_word():
     for r in rows:
         gloss = by_word[int(batch["decoder_target_tokens"][r, 0])]
         np.testing.assert_array_equal(batch["encoder_input_tokens"][r, :4], gloss)
-        assert batch["decoder_target_tokens"][r, 1] == 1 and batch["decoder_loss_weights"][r].sum() == 2
-    np.testing.assert_array_equal(batch["encoder_input_tokens"],
-                                  make_batch(stream, 3, pc, pairs)["encoder_input_tokens"])
+        assert (
+            batch["decoder_target_tokens"][r, 1] == 1
+            and batch["decoder_loss_weights"][r].sum() == 2
+        )
+    np.testing.assert_array_equal(
+        batch["encoder_input_tokens"], make_batch(stream, 3, pc, pairs)["encoder_input_tokens"]
+    )
 
 
 def test_batch_workers_give_the_inline_batches_in_order():
     """--data_workers: the worker processes' batches are make_batch's, step by step."""
-    pairs = [(np.asarray([10 + i, 20 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
-             for i in range(5)]
+    pairs = [
+        (np.asarray([10 + i, 20 + i, 1], np.int32), np.asarray([40 + i, 1], np.int32))
+        for i in range(5)
+    ]
     streams = [np.arange(100, 2000, dtype=np.int32), np.arange(3000, 9000, dtype=np.int32)]
-    pc = PretrainConfig(batch=8, inputs_length=16, targets_length=8,
-                                      dictionary_fraction=0.25)
+    pc = PretrainConfig(batch=8, inputs_length=16, targets_length=8, dictionary_fraction=0.25)
     inline = list(batches(streams, pc, pairs, 3, 12, workers=0))
     pooled = list(batches(streams, pc, pairs, 3, 12, workers=2))
     assert len(inline) == len(pooled) == 9
@@ -266,12 +316,19 @@ def test_batch_workers_give_the_inline_batches_in_order():
 def test_corpus_cache_round_trip(tmp_path):
     """--corpus_cache: the tokenized corpus read back is the one written (uint16 on disk)."""
     rng = np.random.default_rng(0)
-    corpus = {"streams": [rng.integers(1, 32128, 500).astype(np.int32),
-                          rng.integers(1, 32128, 300).astype(np.int32)],
-              "pairs": [(rng.integers(1, 32128, n).astype(np.int32),
-                         rng.integers(1, 32128, 2).astype(np.int32)) for n in (3, 7, 1)],
-              "probe_ids": rng.integers(0, 32128, (4, 48)).astype(np.int32),
-              "probe_labels": np.asarray([0, 1, 1, 0]), "extra_text": True}
+    corpus = {
+        "streams": [
+            rng.integers(1, 32128, 500).astype(np.int32),
+            rng.integers(1, 32128, 300).astype(np.int32),
+        ],
+        "pairs": [
+            (rng.integers(1, 32128, n).astype(np.int32), rng.integers(1, 32128, 2).astype(np.int32))
+            for n in (3, 7, 1)
+        ],
+        "probe_ids": rng.integers(0, 32128, (4, 48)).astype(np.int32),
+        "probe_labels": np.asarray([0, 1, 1, 0]),
+        "extra_text": True,
+    }
     path = str(tmp_path / "corpus.npz")
     save_corpus(path, corpus)
     loaded = load_corpus(path)
@@ -289,21 +346,31 @@ def test_corpus_cache_round_trip(tmp_path):
 
 def test_sst2_split_keeps_the_phrases_of_one_sentence_together():
     tool = _load_tool("make_sst2_subset")
-    labelled = {"a moving , funny film .": "1", "funny film .": "1",  # 2 words: a common phrase
-                "the plot is a mess .": "0", "and the plot is a mess .": "0",
-                "but the acting is good .": "1", "dull .": "0"}
+    labelled = {
+        "a moving , funny film .": "1",
+        "funny film .": "1",  # 2 words: a common phrase
+        "the plot is a mess .": "0",
+        "and the plot is a mess .": "0",
+        "but the acting is good .": "1",
+        "dull .": "0",
+    }
     groups = sorted(sorted(g) for g in tool.source_groups(list(labelled)))
-    assert groups == [["a moving , funny film ."], ["and the plot is a mess .",
-                      "the plot is a mess ."], ["but the acting is good ."], ["dull ."],
-                      ["funny film ."]]
+    assert groups == [
+        ["a moving , funny film ."],
+        ["and the plot is a mess .", "the plot is a mess ."],
+        ["but the acting is good ."],
+        ["dull ."],
+        ["funny film ."],
+    ]
     for seed in range(20):
         train, validation = tool.split(labelled, 2, 2, seed=seed)
         train_texts = [row.rsplit("\t", 1)[0] for row in train]
         for row in validation:
             text = row.rsplit("\t", 1)[0]
             assert len(text.split()) >= tool.MIN_LINK_WORDS
-            assert not any(text in t or t in text for t in train_texts
-                           if len(t.split()) >= tool.MIN_LINK_WORDS), (text, train_texts)
+            assert not any(
+                text in t or t in text for t in train_texts if len(t.split()) >= tool.MIN_LINK_WORDS
+            ), (text, train_texts)
 
 
 def test_bundled_sst2_validation_and_test_sentences_are_not_in_training():

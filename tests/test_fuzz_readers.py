@@ -31,18 +31,26 @@ from tests.helpers import PickleExploit, tiny_config  # noqa: E402
 
 EXAMPLES = int(os.environ.get("JAXPROMPT_FUZZ_EXAMPLES", "40"))
 OURS = (CheckpointError, ConfigError, DataError, DeepPromptError, PromptFileError)
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
-TINY = tiny_config(vocab_size=64, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_decoder_layers=1,
-                   tie_word_embeddings=True)
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+TINY = tiny_config(
+    vocab_size=64,
+    d_model=8,
+    d_kv=4,
+    d_ff=16,
+    num_layers=1,
+    num_decoder_layers=1,
+    tie_word_embeddings=True,
+)
 
 
 def mutations(valid: bytes):
     """Random bytes, or `valid` truncated and with bytes overwritten."""
-    flips = st.lists(st.tuples(st.integers(0, max(len(valid) - 1, 0)), st.integers(0, 255)),
-                     max_size=8)
-    mutated = st.tuples(st.integers(0, len(valid)), flips).map(
-        lambda args: _mutate(valid, *args))
+    flips = st.lists(
+        st.tuples(st.integers(0, max(len(valid) - 1, 0)), st.integers(0, 255)), max_size=8
+    )
+    mutated = st.tuples(st.integers(0, len(valid)), flips).map(lambda args: _mutate(valid, *args))
     return st.one_of(st.binary(max_size=2 * len(valid) + 16), mutated)
 
 
@@ -99,12 +107,15 @@ def valid_files(tmp_path_factory):
     files["safetensors"] = (root / "prompt.safetensors").read_bytes()
     save_file({"prompt_embeddings": prompt}, str(root / "adapter_model.safetensors"))
     files["peft_weights"] = (root / "adapter_model.safetensors").read_bytes()
-    np.savez(root / "deep_prompt.npz", encoder_key=np.zeros((1, 2, 8), np.float32),
-             encoder_value=np.zeros((1, 2, 8), np.float32))
+    np.savez(
+        root / "deep_prompt.npz",
+        encoder_key=np.zeros((1, 2, 8), np.float32),
+        encoder_value=np.zeros((1, 2, 8), np.float32),
+    )
     files["npz"] = (root / "deep_prompt.npz").read_bytes()
     files["config"] = json.dumps(TINY.to_hf_config()).encode()
     files["tsv"] = b"sentence\tlabel\na fine film .\t1\na dull one .\t0\n"
-    files["csv"] = b"text,label\n\"a fine, warm film\",1\ndull,0\n"
+    files["csv"] = b'text,label\n"a fine, warm film",1\ndull,0\n'
     files["jsonl"] = b'{"text": "a fine film", "label": 1}\n{"text": "dull", "label": 0}\n'
     return files
 
@@ -116,14 +127,21 @@ def test_the_fuzzed_files_start_valid(tmp_path, valid_files):
         assert load_prompt(path, d_model=8).shape == (3, 8)
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "num_virtual_tokens": 3}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps(
+            {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "num_virtual_tokens": 3}
+        )
+    )
     (adapter / "adapter_model.safetensors").write_bytes(valid_files["peft_weights"])
     assert load_prompt(str(adapter), d_model=8).shape == (3, 8)
     assert set(load_deep_prompt(_write(str(tmp_path / "d.npz"), valid_files["npz"]), TINY)) == {
-        "encoder_key", "encoder_value"}
-    assert T5Config.from_hf_config(_write(str(tmp_path / "config.json"),
-                                          valid_files["config"])) == TINY
+        "encoder_key",
+        "encoder_value",
+    }
+    assert (
+        T5Config.from_hf_config(_write(str(tmp_path / "config.json"), valid_files["config"]))
+        == TINY
+    )
     for kind in ("tsv", "csv", "jsonl"):
         assert len(read_records(_write(str(tmp_path / f"t.{kind}"), valid_files[kind]))) == 2
 
@@ -147,23 +165,36 @@ def test_fuzz_peft_adapter_and_torch_files(tmp_path_factory, valid_files, data):
     directory = tmp_path_factory.mktemp("peft")
     adapter = directory / "adapter"
     adapter.mkdir()
-    config = {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM",
-              "num_virtual_tokens": 3, "num_transformer_submodules": 1, "token_dim": 8}
+    config = {
+        "peft_type": "PROMPT_TUNING",
+        "task_type": "SEQ_2_SEQ_LM",
+        "num_virtual_tokens": 3,
+        "num_transformer_submodules": 1,
+        "token_dim": 8,
+    }
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     (adapter / "adapter_model.safetensors").write_bytes(valid_files["peft_weights"])
     name = data.draw(st.sampled_from(["adapter_config.json", "adapter_model.safetensors"]))
     _write(str(adapter / name), data.draw(mutations((adapter / name).read_bytes())))
     check_read(lambda p: load_prompt(p, d_model=8), str(adapter))
     torch.save({"prompt": torch.zeros(3, 8)}, directory / "valid.pt")
-    path = _write(str(directory / "prompt.pt"),
-                  data.draw(mutations((directory / "valid.pt").read_bytes())))
+    path = _write(
+        str(directory / "prompt.pt"), data.draw(mutations((directory / "valid.pt").read_bytes()))
+    )
     check_read(lambda p: load_prompt(p, d_model=8), path)
 
 
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 1 << 40) |
-                           st.floats(allow_nan=True) | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=3) |
-                           st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 1 << 40)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @FUZZ
@@ -176,10 +207,15 @@ def test_fuzz_prompt_directory_metadata(tmp_path_factory, valid_files, data):
     directory = tmp_path_factory.mktemp("prompt_dir") / "described"
     directory.mkdir()
     _write(str(directory / "prompt.npy"), valid_files["npy"])
-    info = PromptInfo(model={"path": "m", "architecture": None, "fingerprint": "ab"},
-                      vocabulary={"path": "v", "fingerprint": "cd"}, labels=["no", "yes"],
-                      decoding="rank", lengths={"inputs": 16, "targets": 4}, step=3,
-                      trainable={"prompt": [3, 8]}).to_json()
+    info = PromptInfo(
+        model={"path": "m", "architecture": None, "fingerprint": "ab"},
+        vocabulary={"path": "v", "fingerprint": "cd"},
+        labels=["no", "yes"],
+        decoding="rank",
+        lengths={"inputs": 16, "targets": 4},
+        step=3,
+        trainable={"prompt": [3, 8]},
+    ).to_json()
     valid = json.dumps(info).encode()
     if data.draw(st.booleans()):
         content = data.draw(mutations(valid))
@@ -193,8 +229,10 @@ def test_fuzz_prompt_directory_metadata(tmp_path_factory, valid_files, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_deep_prompt_npz(tmp_path_factory, valid_files, data):
-    path = _write(str(tmp_path_factory.mktemp("deep") / "deep_prompt.npz"),
-                  data.draw(mutations(valid_files["npz"])))
+    path = _write(
+        str(tmp_path_factory.mktemp("deep") / "deep_prompt.npz"),
+        data.draw(mutations(valid_files["npz"])),
+    )
     check_read(lambda p: load_deep_prompt(p, TINY), path)
 
 
@@ -210,8 +248,10 @@ def test_fuzz_task_files(tmp_path_factory, valid_files, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_config_json(tmp_path_factory, valid_files, data):
-    path = _write(str(tmp_path_factory.mktemp("config") / "config.json"),
-                  data.draw(mutations(valid_files["config"])))
+    path = _write(
+        str(tmp_path_factory.mktemp("config") / "config.json"),
+        data.draw(mutations(valid_files["config"])),
+    )
     check_read(T5Config.from_hf_config, path)
 
 

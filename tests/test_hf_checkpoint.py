@@ -21,8 +21,10 @@ from jaxprompt.models.t5 import init_params
 
 
 def _flat(params):
-    return {"/".join(k.key for k in path): np.asarray(v)
-            for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    return {
+        "/".join(k.key for k in path): np.asarray(v)
+        for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
+    }
 
 
 def _assert_same_params(a, b):
@@ -37,16 +39,24 @@ def _logits(config, params, seed=0):
     encoder_ids = random_ids(rng, 2, 9, config.vocab_size, lengths=[9, 5])
     decoder_ids = random_ids(rng, 2, 4, config.vocab_size)
     decoder_ids[:, 0] = 0
-    ours = jaxprompt.T5(config).apply({"params": params}, jnp.asarray(encoder_ids),
-                                      jnp.asarray(decoder_ids))
+    ours = jaxprompt.T5(config).apply(
+        {"params": params}, jnp.asarray(encoder_ids), jnp.asarray(decoder_ids)
+    )
     return encoder_ids, decoder_ids, np.asarray(ours)
 
 
 def _torch_logits(model, encoder_ids, decoder_ids):
     ids = torch.tensor(encoder_ids)
     with torch.no_grad():
-        return model(input_ids=ids, attention_mask=(ids > 0).long(),
-                     decoder_input_ids=torch.tensor(decoder_ids)).logits.float().numpy()
+        return (
+            model(
+                input_ids=ids,
+                attention_mask=(ids > 0).long(),
+                decoder_input_ids=torch.tensor(decoder_ids),
+            )
+            .logits.float()
+            .numpy()
+        )
 
 
 def test_pytorch_bin_and_sharded_safetensors_load_the_same_params(tmp_path):
@@ -75,8 +85,10 @@ def test_transformers5_tied_t5_1_1_uses_embedding_as_output_layer(tmp_path):
     model.save_pretrained(tmp_path)
     config, params = jaxprompt.load_pretrained(tmp_path)
     assert config.tie_word_embeddings is False
-    np.testing.assert_array_equal(params["decoder"]["logits_dense"]["kernel"],
-                                  np.asarray(params["token_embedder"]["embedding"]).T)
+    np.testing.assert_array_equal(
+        params["decoder"]["logits_dense"]["kernel"],
+        np.asarray(params["token_embedder"]["embedding"]).T,
+    )
     encoder_ids, decoder_ids, ours = _logits(config, params)
     np.testing.assert_allclose(ours, _torch_logits(model, encoder_ids, decoder_ids), atol=1e-4)
 
@@ -92,7 +104,8 @@ def test_bfloat16_checkpoint_keeps_its_dtype_and_bits(tmp_path):
     query = model.encoder.block[1].layer[0].SelfAttention.q.weight.detach()
     np.testing.assert_array_equal(
         np.asarray(params["encoder"]["layers_1"]["attention"]["query"]["kernel"]),
-        query.view(torch.int16).numpy().view(ml_dtypes.bfloat16).T)
+        query.view(torch.int16).numpy().view(ml_dtypes.bfloat16).T,
+    )
     # Casting on load.
     _, params32 = jaxprompt.load_pretrained(tmp_path, dtype=np.float32)
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params32))
@@ -127,8 +140,10 @@ def test_config_weight_mismatch_lists_every_problem(saved):
         jaxprompt.load_pretrained(saved)
     message = str(info.value)
     assert "model.safetensors does not match" in message and "config.json" in message
-    assert "'encoder.block.0.layer.1.DenseReluDense.wi_0.weight' has shape (20, 16) but " \
-           "config.json implies (32, 16)" in message
+    assert (
+        "'encoder.block.0.layer.1.DenseReluDense.wi_0.weight' has shape (20, 16) but "
+        "config.json implies (32, 16)" in message
+    )
     assert "missing tensor 'encoder.block.3.layer.0.SelfAttention.q.weight'" in message
 
 
@@ -165,7 +180,10 @@ def test_unsafe_pickle_is_refused(tmp_path, saved):
     marker = saved / "pwned"
     with open(saved / "pytorch_model.bin", "wb") as f:
         pickle.dump({"shared.weight": PickleExploit(str(marker))}, f)
-    with pytest.raises(CheckpointError, match=r"pytorch_model.bin: torch.load\(weights_only=True\) "
-                                              "refused the file"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"pytorch_model.bin: torch.load\(weights_only=True\) "
+        "refused the file",
+    ):
         jaxprompt.load_pretrained(saved)
     assert not marker.exists()

@@ -11,8 +11,10 @@ import pytest
 
 from jaxprompt import host_memory
 
-pytestmark = pytest.mark.skipif(not host_memory.wants_tunables({}),
-                                reason="needs Linux, glibc >= 2.35 and transparent huge pages")
+pytestmark = pytest.mark.skipif(
+    not host_memory.wants_tunables({}),
+    reason="needs Linux, glibc >= 2.35 and transparent huge pages",
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = """
@@ -36,11 +38,13 @@ print(os.environ.get("GLIBC_TUNABLES"), faults_of_one_large_block())
 
 
 def _run(**env) -> tuple[str, int]:
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT)}
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT)
+    }
     environ.update(env, PYTHONPATH=REPO)
-    out = subprocess.run([sys.executable, "-c", CHILD], env=environ, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], env=environ, capture_output=True, text=True, check=True
+    ).stdout.split()
     return out[0], int(out[1])
 
 

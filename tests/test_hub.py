@@ -45,17 +45,34 @@ def hub(tmp_path_factory):
     model = root / "local_model"
     jaxprompt.save_hf_checkpoint(model, TINY, init_params(TINY, jax.random.key(7)))
     cache = root / "cache"
-    snapshot = _cache(cache, "acme/t5-tiny", {
-        "config.json": model / "config.json", "model.safetensors": model / "model.safetensors",
-        "spiece.model": DEFAULT_VOCABULARY})
+    snapshot = _cache(
+        cache,
+        "acme/t5-tiny",
+        {
+            "config.json": model / "config.json",
+            "model.safetensors": model / "model.safetensors",
+            "spiece.model": DEFAULT_VOCABULARY,
+        },
+    )
     return root, model, cache, snapshot
 
 
 def _python(code: str, cache, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=cwd or REPO, timeout=300)
+    env = dict(
+        os.environ,
+        HF_HUB_CACHE=str(cache),
+        HF_HUB_OFFLINE="1",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(REPO),
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or REPO,
+        timeout=300,
+    )
 
 
 def test_a_hub_id_loads_from_the_cache_offline(hub):
@@ -87,8 +104,14 @@ print(json.dumps({{"repos": sorted(repos), "id": content_fingerprint(by_id),
 def test_a_missing_id_is_one_line_naming_how_to_fetch_it(hub, tmp_path):
     _, _, cache, _ = hub
     env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-m", "jaxprompt", "inspect", "acme/not-cached"],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxprompt", "inspect", "acme/not-cached"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert done.returncode == 2
     error = done.stderr.strip()
     assert len(error.splitlines()) == 1, error
@@ -110,12 +133,17 @@ print(is_hub_id("acme/t5-tiny"), load_pretrained("acme/t5-tiny")[0].d_model)
 
 def test_the_checkpoint_s_own_vocabulary_is_the_default(tmp_path):
     import sentencepiece
+
     model = tmp_path / "model"
     model.mkdir()
     assert model_vocabulary(str(model)) == DEFAULT_VOCABULARY  # none of its own
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(["a small corpus of words"] * 50),
-        model_prefix=str(model / "spiece"), vocab_size=20, model_type="char", minloglevel=2)
+        model_prefix=str(model / "spiece"),
+        vocab_size=20,
+        model_type="char",
+        minloglevel=2,
+    )
     assert model_vocabulary(str(model)) == str(model / "spiece.model")
     assert model_vocabulary(str(model), "/other/spiece.model") == "/other/spiece.model"
     assert model_vocabulary("tiny").endswith(os.path.join("t5_tiny_lm", "spiece.model"))

@@ -36,6 +36,7 @@ def pair(tmp_path_factory):
 
 def test_peft_round_trip_logits_and_generate(tmp_path, pair):
     from transformers import T5ForConditionalGeneration
+
     _, model_dir, config, params = pair
     _peft_round_trip(tmp_path, T5ForConditionalGeneration, model_dir, config, params)
 
@@ -45,8 +46,11 @@ def test_peft_round_trip_on_mt5_and_umt5(tmp_path, family):
     """mT5 and UMT5 ((U)MT5ForConditionalGeneration): the same export loads in real PEFT on
     that class, with the same logits and generate."""
     import transformers
-    model_class = {"mt5": transformers.MT5ForConditionalGeneration,
-                   "umt5": transformers.UMT5ForConditionalGeneration}[family]
+
+    model_class = {
+        "mt5": transformers.MT5ForConditionalGeneration,
+        "umt5": transformers.UMT5ForConditionalGeneration,
+    }[family]
     model = build_torch_t5(TINY_T5_1_1, seed=22, family=family)
     model.save_pretrained(tmp_path / family)
     config, params = jaxprompt.load_pretrained(tmp_path / family)
@@ -57,11 +61,13 @@ def _peft_round_trip(tmp_path, model_class, model_dir, config, params):
     from jaxprompt.evaluation import greedy_decode
 
     prompt = np.random.default_rng(0).normal(size=(7, config.d_model)).astype(np.float32)
-    adapter = export_prompt(prompt, "peft", tmp_path / "adapter", config=config,
-                            base_model=model_dir)
+    adapter = export_prompt(
+        prompt, "peft", tmp_path / "adapter", config=config, base_model=model_dir
+    )
 
     # The README's snippet:
     from peft import PeftModel
+
     base = model_class.from_pretrained(model_dir).eval()
     peft_model = PeftModel.from_pretrained(base, adapter).eval()
 
@@ -71,32 +77,50 @@ def _peft_round_trip(tmp_path, model_class, model_dir, config, params):
     decoder_ids[:, 0] = 0
     ids = torch.tensor(encoder_ids)
     with torch.no_grad():
-        theirs = peft_model(input_ids=ids, attention_mask=(ids > 0).long(),
-                            decoder_input_ids=torch.tensor(decoder_ids)).logits.numpy()
-    ours = np.asarray(jaxprompt.T5(config).apply({"params": params}, jnp.asarray(encoder_ids),
-                                                 jnp.asarray(decoder_ids),
-                                                 prompt=jnp.asarray(prompt)))
+        theirs = peft_model(
+            input_ids=ids,
+            attention_mask=(ids > 0).long(),
+            decoder_input_ids=torch.tensor(decoder_ids),
+        ).logits.numpy()
+    ours = np.asarray(
+        jaxprompt.T5(config).apply(
+            {"params": params},
+            jnp.asarray(encoder_ids),
+            jnp.asarray(decoder_ids),
+            prompt=jnp.asarray(prompt),
+        )
+    )
     diff = np.abs(ours - theirs).max()
     print(f"PEFT round trip max abs logits diff: {diff:.2e}")
     assert diff < 1e-4
-    without = np.asarray(jaxprompt.T5(config).apply({"params": params}, jnp.asarray(encoder_ids),
-                                                    jnp.asarray(decoder_ids)))
+    without = np.asarray(
+        jaxprompt.T5(config).apply(
+            {"params": params}, jnp.asarray(encoder_ids), jnp.asarray(decoder_ids)
+        )
+    )
     assert np.abs(without - theirs).max() > 1e-3  # PEFT really used the prompt
 
     with torch.no_grad():
-        generated = peft_model.generate(input_ids=ids, attention_mask=(ids > 0).long(),
-                                        max_new_tokens=6, num_beams=1, do_sample=False,
-                                        min_length=0).numpy()[:, 1:]
+        generated = peft_model.generate(
+            input_ids=ids,
+            attention_mask=(ids > 0).long(),
+            max_new_tokens=6,
+            num_beams=1,
+            do_sample=False,
+            min_length=0,
+        ).numpy()[:, 1:]
     generated = np.pad(generated, ((0, 0), (0, 6 - generated.shape[1])))
-    ours_tokens = np.asarray(greedy_decode(config, params, jnp.asarray(prompt),
-                                           jnp.asarray(encoder_ids), max_length=6))
+    ours_tokens = np.asarray(
+        greedy_decode(config, params, jnp.asarray(prompt), jnp.asarray(encoder_ids), max_length=6)
+    )
     np.testing.assert_array_equal(ours_tokens, generated)
 
 
 def test_real_peft_adapter_with_two_submodules_loads_first_rows(tmp_path, pair):
     model, _, config, _ = pair
-    peft_model = peft.get_peft_model(model, peft.PromptTuningConfig(
-        task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4))
+    peft_model = peft.get_peft_model(
+        model, peft.PromptTuningConfig(task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4)
+    )
     peft_model.save_pretrained(tmp_path)
     config_json = json.loads((tmp_path / "adapter_config.json").read_text())
     assert config_json["num_transformer_submodules"] == 2
@@ -131,12 +155,14 @@ def test_released_prompts_load(task):
     embedding = jnp.zeros((10, 768))
     init = init_prompt(None, embedding, PromptConfig(length=100, init="from_file", file=str(path)))
     np.testing.assert_array_equal(np.asarray(init), np.load(path))
-    with pytest.raises(PromptFileError, match="prompt width 768 does not match the model's "
-                                              "d_model 512"):
+    with pytest.raises(
+        PromptFileError, match="prompt width 768 does not match the model's d_model 512"
+    ):
         load_prompt(path, d_model=512)
     with pytest.raises(PromptError, match=r"shape \(100, 768\) but this run expects \(100, 512\)"):
-        init_prompt(None, jnp.zeros((10, 512)),
-                    PromptConfig(length=100, init="from_file", file=str(path)))
+        init_prompt(
+            None, jnp.zeros((10, 512)), PromptConfig(length=100, init="from_file", file=str(path))
+        )
 
 
 def test_google_float64_prompt_file():
@@ -153,12 +179,20 @@ def _forward_ok(config, params):
 
 
 def test_prompt_tuning_tiny_t5x_checkpoint():
-    path = shared_path("fixtures", "t5x_checkpoint", "prompt_tuning_test_t5_1_1_tiny",
-                       "checkpoint_3")
-    gold = np.load(shared_path("fixtures", "prompt_tuning_test_data",
-                               "tiny_embeddings_32128x4.npy"))
-    config = tiny_config(d_model=4, d_kv=2, d_ff=8, num_decoder_layers=None,
-                         relative_attention_num_buckets=4, relative_attention_max_distance=8)
+    path = shared_path(
+        "fixtures", "t5x_checkpoint", "prompt_tuning_test_t5_1_1_tiny", "checkpoint_3"
+    )
+    gold = np.load(
+        shared_path("fixtures", "prompt_tuning_test_data", "tiny_embeddings_32128x4.npy")
+    )
+    config = tiny_config(
+        d_model=4,
+        d_kv=2,
+        d_ff=8,
+        num_decoder_layers=None,
+        relative_attention_num_buckets=4,
+        relative_attention_max_distance=8,
+    )
     loaded_config, params = jaxprompt.load_pretrained(path, config=config)
     assert loaded_config == config
     np.testing.assert_array_equal(np.asarray(params["token_embedder"]["embedding"]), gold)
@@ -171,12 +205,16 @@ def test_prompt_tuning_tiny_t5x_checkpoint():
 
 
 def test_t5x_own_tiny_checkpoint_single_msgpack():
-    path = shared_path("fixtures", "t5x_checkpoint", "t5x_test_t5_tiny", "test_t5_tiny.checkpoint_0")
+    path = shared_path(
+        "fixtures", "t5x_checkpoint", "t5x_test_t5_tiny", "test_t5_tiny.checkpoint_0"
+    )
     config, params = jaxprompt.load_pretrained(path)
     assert (config.d_model, config.num_heads, config.d_kv, config.d_ff) == (8, 4, 3, 16)
     assert config.is_gated and not config.tie_word_embeddings
-    assert all(float(jnp.min(s["scale"])) == 1.0 for s in
-               [params["encoder"]["encoder_norm"], params["decoder"]["decoder_norm"]])
+    assert all(
+        float(jnp.min(s["scale"])) == 1.0
+        for s in [params["encoder"]["encoder_norm"], params["decoder"]["decoder_norm"]]
+    )
     _forward_ok(config, params)
 
 
@@ -193,15 +231,31 @@ def _write_t5x_checkpoint(directory, params, dtype=ml_dtypes.bfloat16):
             target[key] = array
             continue
         name = "target." + ".".join(key)
-        spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(directory / name)},
-                "metadata": {"shape": list(array.shape), "chunks": list(array.shape),
-                             "dtype": "bfloat16", "compressor": {"id": "gzip", "level": 1}},
-                "create": True, "delete_existing": True}
+        spec = {
+            "driver": "zarr",
+            "kvstore": {"driver": "file", "path": str(directory / name)},
+            "metadata": {
+                "shape": list(array.shape),
+                "chunks": list(array.shape),
+                "dtype": "bfloat16",
+                "compressor": {"id": "gzip", "level": 1},
+            },
+            "create": True,
+            "delete_existing": True,
+        }
         ts.open(spec).result().write(array).result()
-        target[key] = {"driver": "zarr", "kvstore": {"driver": "gfile", "path": name},
-                       "metadata": spec["metadata"]}
-    tree = {"version": 3, "optimizer": {"target": traverse_util.unflatten_dict(target),
-                                        "state": {"step": np.int32(0)}}}
+        target[key] = {
+            "driver": "zarr",
+            "kvstore": {"driver": "gfile", "path": name},
+            "metadata": spec["metadata"],
+        }
+    tree = {
+        "version": 3,
+        "optimizer": {
+            "target": traverse_util.unflatten_dict(target),
+            "state": {"step": np.int32(0)},
+        },
+    }
     (directory / "checkpoint").write_bytes(serialization.msgpack_serialize(tree))
 
 
@@ -223,20 +277,34 @@ def test_t5x_written_with_tensorstore_equals_hf_layout(tmp_path, pair):
     # Reading with a sharding gives the same values (each device reads its slice).
     from jaxprompt import partitioning
     from jaxprompt.models.t5 import param_axes, param_shapes
+
     mesh = partitioning.make_mesh()
     shardings = partitioning.tree_shardings(param_shapes(config), param_axes(config), mesh)
     _, sharded = jaxprompt.load_pretrained(ckpt, config=config, shardings=shardings)
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
-                 sharded, t5x_params)
+    jax.tree.map(
+        lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
+        sharded,
+        t5x_params,
+    )
 
     # A zarr array of the wrong shape is named.
     import tensorstore as ts
+
     name = "target.encoder.layers_0.mlp.wo.kernel"
-    ts.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(ckpt / name)},
-             "metadata": {"shape": [3, 3], "chunks": [3, 3], "dtype": "<f4"}, "create": True,
-             "delete_existing": True}).result()
-    with pytest.raises(CheckpointError, match=r"encoder/layers_0/mlp/wo/kernel has shape \(3, 3\) "
-                                              r"but the config implies \(20, 16\)"):
+    ts.open(
+        {
+            "driver": "zarr",
+            "kvstore": {"driver": "file", "path": str(ckpt / name)},
+            "metadata": {"shape": [3, 3], "chunks": [3, 3], "dtype": "<f4"},
+            "create": True,
+            "delete_existing": True,
+        }
+    ).result()
+    with pytest.raises(
+        CheckpointError,
+        match=r"encoder/layers_0/mlp/wo/kernel has shape \(3, 3\) "
+        r"but the config implies \(20, 16\)",
+    ):
         jaxprompt.load_pretrained(ckpt, config=config)
 
 
@@ -244,7 +312,9 @@ def test_bad_prompt_files(tmp_path):
     truncated = tmp_path / "p.safetensors"
     export_prompt(np.ones((4, 8), np.float32), "safetensors", truncated)
     truncated.write_bytes(truncated.read_bytes()[:-10])
-    with pytest.raises(CheckpointError, match="p.safetensors: tensor 'prompt_embeddings'.*truncated"):
+    with pytest.raises(
+        CheckpointError, match="p.safetensors: tensor 'prompt_embeddings'.*truncated"
+    ):
         load_prompt(truncated)
     lora = tmp_path / "lora"
     lora.mkdir()
@@ -261,6 +331,7 @@ def test_bad_prompt_files(tmp_path):
     not_t5x = tmp_path / "ckpt"
     not_t5x.mkdir()
     from flax import serialization
+
     (not_t5x / "checkpoint").write_bytes(serialization.msgpack_serialize({"params": {"w": 1}}))
     with pytest.raises(CheckpointError, match="not a T5X checkpoint: no optimizer/target"):
         jaxprompt.load_pretrained(not_t5x)

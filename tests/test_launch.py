@@ -18,11 +18,31 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "tools" / "launch_tpu.sh"
 def dry_run(tpu_type: str, *extra: str, check: bool = True, model: str = "gs://m"):
     if shutil.which("bash") is None:
         pytest.skip("bash is not available")
-    done = subprocess.run(["bash", str(SCRIPT), "--name", "pt", "--zone", "z", "--type", tpu_type,
-                           "--output", "gs://bucket/run", "--model", model, "--task", "rte",
-                           "--dry-run", *extra], capture_output=True, text=True, check=check,
-                          env=dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}:"
-                                                    f"{os.environ['PATH']}"), timeout=600)
+    done = subprocess.run(
+        [
+            "bash",
+            str(SCRIPT),
+            "--name",
+            "pt",
+            "--zone",
+            "z",
+            "--type",
+            tpu_type,
+            "--output",
+            "gs://bucket/run",
+            "--model",
+            model,
+            "--task",
+            "rte",
+            "--dry-run",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"),
+        timeout=600,
+    )
     return done.stdout if check else done
 
 
@@ -40,19 +60,29 @@ def test_pod_slices_run_every_worker_with_distributed(tpu_type):
     assert "--multihost=auto" in out and "--worker=0" not in out and "--worker=all" in out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
-                    reason="the plan compiles with libtpu (pip install 'jaxprompt[tpu]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason="the plan compiles with libtpu (pip install 'jaxprompt[tpu]')",
+)
 def test_a_step_that_does_not_fit_creates_no_vm(tmp_path):
     import jax
 
     import jaxprompt
     from jaxprompt.models.t5 import init_params
     from tests.helpers import tiny_config
-    tiny = tiny_config(num_layers=1, num_decoder_layers=None, feed_forward_proj="relu",
-                       tie_word_embeddings=True)
+
+    tiny = tiny_config(
+        num_layers=1, num_decoder_layers=None, feed_forward_proj="relu", tie_word_embeddings=True
+    )
     jaxprompt.save_hf_checkpoint(tmp_path / "m", tiny, init_params(tiny, jax.random.key(0)))
-    done = dry_run("v5e-1", "--", "--gin.train.batch_size=65536", "--gin.train.targets_length=4",
-                   check=False, model=str(tmp_path / "m"))
+    done = dry_run(
+        "v5e-1",
+        "--",
+        "--gin.train.batch_size=65536",
+        "--gin.train.targets_length=4",
+        check=False,
+        model=str(tmp_path / "m"),
+    )
     assert done.returncode == 1, done.stdout + done.stderr[-2000:]
     assert "verdict: does NOT fit" in done.stdout and "not launching" in done.stderr
     assert "gcloud compute tpus tpu-vm create" not in done.stdout

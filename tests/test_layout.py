@@ -34,8 +34,10 @@ def _imports(path: pathlib.Path, modules, top_level_only: bool) -> set[str]:
 
 def _module_graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {name: {m for m in _imports(path, modules, False) if m in modules and m != name}
-            for name, path in modules.items()}
+    return {
+        name: {m for m in _imports(path, modules, False) if m in modules and m != name}
+        for name, path in modules.items()
+    }
 
 
 def _package(module: str) -> str:
@@ -70,8 +72,12 @@ def test_no_import_cycles_between_packages():
     for module, imported in _module_graph().items():
         node = packages.setdefault(_package(module), set())
         node.update(_package(m) for m in imported if _package(m) != _package(module))
-    assert {"jaxprompt.checkpoints", "jaxprompt.prompts", "jaxprompt.evaluation",
-            "jaxprompt.training"} <= set(packages)
+    assert {
+        "jaxprompt.checkpoints",
+        "jaxprompt.prompts",
+        "jaxprompt.evaluation",
+        "jaxprompt.training",
+    } <= set(packages)
     _assert_acyclic(packages)
 
 
@@ -85,8 +91,9 @@ def test_modules_are_small_and_gin_stays_at_the_edge():
         if not name.startswith("jaxprompt.cli"):
             assert "gin" not in imports, f"{path} imports gin (only jaxprompt/cli/ may)"
         heavy = {"torch", "seqio", "tensorflow", "transformers", "peft"}
-        assert not heavy & {m.split(".")[0] for m in _imports(path, modules, True)}, \
+        assert not heavy & {m.split(".")[0] for m in _imports(path, modules, True)}, (
             f"{path} imports an optional extra at module level"
+        )
 
 
 def test_importing_jaxprompt_does_not_load_jax_and_public_names_resolve():
@@ -95,10 +102,17 @@ def test_importing_jaxprompt_does_not_load_jax_and_public_names_resolve():
     import subprocess
     import sys
 
-    probe = ("import sys, jaxprompt, jaxprompt.cli, jaxprompt.host_memory; "
-             "print(sorted(m for m in ('jax', 'flax', 'numpy', 'seqio') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=PACKAGE.parent).stdout.strip()
+    probe = (
+        "import sys, jaxprompt, jaxprompt.cli, jaxprompt.host_memory; "
+        "print(sorted(m for m in ('jax', 'flax', 'numpy', 'seqio') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+    ).stdout.strip()
     assert out == "[]", f"importing jaxprompt loaded {out}"
 
     import jaxprompt

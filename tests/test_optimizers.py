@@ -42,8 +42,10 @@ def test_adafactor_two_steps_match_hand_computation():
 
 def test_mask_never_moves_frozen_weights_and_keeps_no_state_for_them():
     tx = prompt_optimizer(OptimizerConfig(name="adamw", learning_rate=0.1, weight_decay=0.1))
-    combined = {"prompt": jnp.ones((5, 8)),
-                "frozen": {"embedding": jnp.ones((64, 8)), "kernel": jnp.ones((8, 16))}}
+    combined = {
+        "prompt": jnp.ones((5, 8)),
+        "frozen": {"embedding": jnp.ones((64, 8)), "kernel": jnp.ones((8, 16))},
+    }
     state = tx.init(combined)
     shapes = {tuple(x.shape) for x in jax.tree.leaves(state)}
     assert (64, 8) not in shapes and (8, 16) not in shapes
@@ -51,6 +53,7 @@ def test_mask_never_moves_frozen_weights_and_keeps_no_state_for_them():
     grads = jax.tree.map(jnp.ones_like, combined)
     updates, _ = tx.update(grads, state, combined)
     new = optax.apply_updates(combined, updates)
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
-                                     new["frozen"], combined["frozen"]))
+    assert jax.tree.all(
+        jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), new["frozen"], combined["frozen"])
+    )
     assert not jnp.array_equal(new["prompt"], combined["prompt"])

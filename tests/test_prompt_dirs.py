@@ -27,11 +27,22 @@ TEXTS = ["a truly great film", "dull and awful", "great fun", "bad", "great", "a
 
 def _train(workdir, name: str, mode: str):
     output_dir = workdir / name
-    assert main(["train", *gin_flags(workdir, f"--gin.StepConfig.prompt_mode='{mode}'",
-                                     f"--gin.from_files.name='{name}'",
-                                     "--gin.TrainerConfig.steps=4",
-                                     "--gin.TrainerConfig.eval_every=2"),
-                 f"--output_dir={output_dir}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *gin_flags(
+                    workdir,
+                    f"--gin.StepConfig.prompt_mode='{mode}'",
+                    f"--gin.from_files.name='{name}'",
+                    "--gin.TrainerConfig.steps=4",
+                    "--gin.TrainerConfig.eval_every=2",
+                ),
+                f"--output_dir={output_dir}",
+            ]
+        )
+        == 0
+    )
     best = output_dir / "best" / sorted(os.listdir(output_dir / "best"))[-1]
     return output_dir, best
 
@@ -42,8 +53,11 @@ def runs(tmp_path_factory):
     prefix_after_bos; and an inputs file holding only the task's field."""
     workdir = make_workdir(tmp_path_factory.mktemp("dirs"))
     (workdir / "inputs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    return workdir, _train(workdir, "plain_run", "prefix"), _train(workdir, "bos_run",
-                                                                   "prefix_after_bos")
+    return (
+        workdir,
+        _train(workdir, "plain_run", "prefix"),
+        _train(workdir, "bos_run", "prefix_after_bos"),
+    )
 
 
 def _scores(workdir, prompt, mode) -> np.ndarray:
@@ -51,8 +65,16 @@ def _scores(workdir, prompt, mode) -> np.ndarray:
     config, params = load_pretrained(str(workdir / "model"))
     vocab = vocabulary()
     ids = encode_batch(vocab, [f"review: {t}" for t in TEXTS], 16)
-    return np.asarray(score_candidates(config, params, {"prompt": prompt}, ids,
-                                       encode_batch(vocab, LABELS, 4), prompt_mode=mode))
+    return np.asarray(
+        score_candidates(
+            config,
+            params,
+            {"prompt": prompt},
+            ids,
+            encode_batch(vocab, LABELS, 4),
+            prompt_mode=mode,
+        )
+    )
 
 
 def test_every_prompt_directory_describes_itself(runs):
@@ -83,8 +105,9 @@ def test_after_bos_prompt_scores_the_same_in_eval_predict_and_serve(runs, tmp_pa
     workdir, (_, plain_best), (bos_dir, bos_best) = runs
     prompt = np.load(bos_best / "prompt.npy")
     reference = _scores(workdir, prompt, "prefix_after_bos")
-    assert not np.allclose(reference, _scores(workdir, prompt, "prefix"), atol=1e-4), \
+    assert not np.allclose(reference, _scores(workdir, prompt, "prefix"), atol=1e-4), (
         "the placement must matter for this test to mean anything"
+    )
 
     # eval with the directory alone: the trainer's own validation accuracy, same placement.
     out = tmp_path / "eval.json"
@@ -95,66 +118,137 @@ def test_after_bos_prompt_scores_the_same_in_eval_predict_and_serve(runs, tmp_pa
     assert result["metrics"]["accuracy"] == pytest.approx(trained)
 
     predictions = tmp_path / "predictions.jsonl"
-    assert main(["predict", "--prompt", str(bos_best), "--input", str(workdir / "inputs.jsonl"),
-                 "--output", str(predictions)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--prompt",
+                str(bos_best),
+                "--input",
+                str(workdir / "inputs.jsonl"),
+                "--output",
+                str(predictions),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [r["prediction"] for r in rows] == [LABELS[i] for i in reference.argmax(-1)]
 
     # The server, one mixed batch of both placements, labels from the directories.
     from jaxprompt.serving.runner import Example
     from jaxprompt.serving.server import PromptServer, ServeConfig
+
     bank = tmp_path / "bank"
     bank.mkdir()
     shutil.copytree(bos_best, bank / "bos")
     shutil.copytree(plain_best, bank / "plain")
     config, params = load_pretrained(str(workdir / "model"))
-    server = PromptServer(config, params, vocabulary(),
-                          ServeConfig(max_batch=16, inputs_length=16, targets_length=4,
-                                      max_prompt_length=8, length_buckets=(16,)))
+    server = PromptServer(
+        config,
+        params,
+        vocabulary(),
+        ServeConfig(
+            max_batch=16,
+            inputs_length=16,
+            targets_length=4,
+            max_prompt_length=8,
+            length_buckets=(16,),
+        ),
+    )
     server.load_bank_directory(str(bank))
     snapshot = server.registry.snapshot()
     assert snapshot.tasks["bos"].labels == tuple(LABELS)
     assert snapshot.tasks["bos"].prompt_mode == "prefix_after_bos"
     ids = encode_batch(vocabulary(), [f"review: {t}" for t in TEXTS], 16)
-    examples = [Example(task, row[:int((row > 0).sum())])
-                for row in ids for task in ("bos", "plain")]
+    examples = [
+        Example(task, row[: int((row > 0).sum())]) for row in ids for task in ("bos", "plain")
+    ]
     results = server.runner.run(snapshot, examples)
     plain = _scores(workdir, np.load(plain_best / "prompt.npy"), "prefix")
     for i, result in enumerate(results):
         expected = (reference if i % 2 == 0 else plain)[i // 2]
-        np.testing.assert_allclose([result.scores[label] for label in LABELS], expected,
-                                   atol=1e-4)
+        np.testing.assert_allclose([result.scores[label] for label in LABELS], expected, atol=1e-4)
 
 
 def test_predict_from_a_directory_equals_the_flags_it_replaces(runs, tmp_path, capsys):
     workdir, (_, plain_best), _ = runs
     short, long = tmp_path / "short.jsonl", tmp_path / "long.jsonl"
-    assert main(["predict", "--prompt", str(plain_best), "--input",
-                 str(workdir / "inputs.jsonl"), "--output", str(short)]) == 0
-    assert main(["predict", "--model", str(workdir / "model"), "--prompt",
-                 str(plain_best / "prompt.npy"), "--input", str(workdir / "inputs.jsonl"),
-                 "--output", str(long), "--input_template", "review: {text}", "--labels",
-                 "negative,positive", "--inputs_length", "16", "--targets_length", "4"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--prompt",
+                str(plain_best),
+                "--input",
+                str(workdir / "inputs.jsonl"),
+                "--output",
+                str(short),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(workdir / "model"),
+                "--prompt",
+                str(plain_best / "prompt.npy"),
+                "--input",
+                str(workdir / "inputs.jsonl"),
+                "--output",
+                str(long),
+                "--input_template",
+                "review: {text}",
+                "--labels",
+                "negative,positive",
+                "--inputs_length",
+                "16",
+                "--targets_length",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert short.read_text() == long.read_text()
     assert json.loads(short.read_text().splitlines()[0])["inputs"] == "review: a truly great film"
     capsys.readouterr()
     # A flag that overrides the prompt says so, naming both values.
-    assert main(["predict", "--prompt", str(plain_best), "--input",
-                 str(workdir / "inputs.jsonl"), "--output", str(long), "--labels",
-                 "bad,good"]) == 0
-    assert "--labels ('bad', 'good') overrides the prompt's labels ('negative', 'positive')" \
+    assert (
+        main(
+            [
+                "predict",
+                "--prompt",
+                str(plain_best),
+                "--input",
+                str(workdir / "inputs.jsonl"),
+                "--output",
+                str(long),
+                "--labels",
+                "bad,good",
+            ]
+        )
+        == 0
+    )
+    assert (
+        "--labels ('bad', 'good') overrides the prompt's labels ('negative', 'positive')"
         in capsys.readouterr().err
+    )
 
 
 def test_a_prompt_is_refused_with_another_model_or_vocabulary(runs, tmp_path, capsys):
     workdir, (_, plain_best), _ = runs
     config, params = load_pretrained(str(workdir / "model"))
     # The same weights in bfloat16 are the same model; a perturbed copy is another.
-    jaxprompt.save_hf_checkpoint(tmp_path / "bf16", config,
-                                 jax.tree.map(lambda x: x.astype("bfloat16"), params))
+    jaxprompt.save_hf_checkpoint(
+        tmp_path / "bf16", config, jax.tree.map(lambda x: x.astype("bfloat16"), params)
+    )
     perturbed = jax.tree.map(lambda x: x, params)
-    perturbed["encoder"]["layers_0"]["mlp"]["wo"]["kernel"] = \
+    perturbed["encoder"]["layers_0"]["mlp"]["wo"]["kernel"] = (
         params["encoder"]["layers_0"]["mlp"]["wo"]["kernel"] * 1.01
+    )
     jaxprompt.save_hf_checkpoint(tmp_path / "other", config, perturbed)
     command = ["eval", "--prompt", str(plain_best), "--output", str(tmp_path / "e.json")]
     assert main([*command, "--model", str(tmp_path / "bf16")]) == 0
@@ -172,15 +266,35 @@ def test_a_prompt_is_refused_with_another_model_or_vocabulary(runs, tmp_path, ca
     shutil.copytree(plain_best, tmp_path / "bank" / "plain")
     (tmp_path / "mixed.jsonl").write_text(json.dumps({"task": "plain", "text": "bad"}) + "\n")
     capsys.readouterr()
-    assert main(["predict", "--model", str(tmp_path / "other"), "--prompt_bank",
-                 str(tmp_path / "bank"), "--input", str(tmp_path / "mixed.jsonl"), "--output",
-                 str(tmp_path / "p.jsonl"), "--input_template", "review: {text}"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "other"),
+                "--prompt_bank",
+                str(tmp_path / "bank"),
+                "--input",
+                str(tmp_path / "mixed.jsonl"),
+                "--output",
+                str(tmp_path / "p.jsonl"),
+                "--input_template",
+                "review: {text}",
+            ]
+        )
+        == 2
+    )
     assert "--allow_other_model" in capsys.readouterr().err
 
     import sentencepiece
+
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(TEXTS * 20), model_prefix=str(tmp_path / "sp"), vocab_size=30,
-        model_type="char", minloglevel=2)
+        sentence_iterator=iter(TEXTS * 20),
+        model_prefix=str(tmp_path / "sp"),
+        vocab_size=30,
+        model_type="char",
+        minloglevel=2,
+    )
     capsys.readouterr()
     assert main([*command, "--vocabulary", str(tmp_path / "sp.model")]) == 2
     error = capsys.readouterr().err
@@ -195,18 +309,36 @@ def test_inspect_export_and_bare_files(runs, tmp_path, capsys):
     bare = tmp_path / "bare.npy"
     shutil.copy(plain_best / "prompt.npy", bare)
     assert main(["inspect", str(bare)]) == 0
-    assert "not recorded: model, vocabulary, placement (assumed 'prefix')" in \
-        capsys.readouterr().out
+    assert (
+        "not recorded: model, vocabulary, placement (assumed 'prefix')" in capsys.readouterr().out
+    )
     # Exports carry jaxprompt.json; PEFT refuses a placement it does not have.
-    assert main(["export", "--checkpoint", str(plain_dir), "--format", "peft", "--out",
-                 str(tmp_path / "peft")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(plain_dir),
+                "--format",
+                "peft",
+                "--out",
+                str(tmp_path / "peft"),
+            ]
+        )
+        == 0
+    )
     exported = read_prompt(tmp_path / "peft")
     assert exported.info == read_prompt(plain_best).info
     assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())[
-        "base_model_name_or_path"] == str(workdir / "model")
+        "base_model_name_or_path"
+    ] == str(workdir / "model")
     capsys.readouterr()
-    assert main(["export", "--prompt", str(bos_best), "--format", "peft", "--out",
-                 str(tmp_path / "no")]) == 2
+    assert (
+        main(
+            ["export", "--prompt", str(bos_best), "--format", "peft", "--out", str(tmp_path / "no")]
+        )
+        == 2
+    )
     assert "placement 'prefix_after_bos'" in capsys.readouterr().err
 
 
@@ -236,21 +368,51 @@ def test_serve_a_bank_of_prompt_directories_without_model_or_labels(runs, tmp_pa
     shutil.copytree(plain_best, bank / "plain")
     shutil.copytree(bos_best, bank / "later")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jaxprompt", "serve", "--prompt_bank", str(bank), "--port", "0",
-         "--inputs_length", "16", "--targets_length", "4", "--batch_buckets", "8",
-         "--length_buckets", "16", "--max_batch", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        [
+            sys.executable,
+            "-m",
+            "jaxprompt",
+            "serve",
+            "--prompt_bank",
+            str(bank),
+            "--port",
+            "0",
+            "--inputs_length",
+            "16",
+            "--targets_length",
+            "4",
+            "--batch_buckets",
+            "8",
+            "--length_buckets",
+            "16",
+            "--max_batch",
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
 
     def call(url, method, body):
-        request = urllib.request.Request(url, json.dumps(body).encode(), method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url,
+            json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     try:
-        url = next((m.group(1) for line in process.stdout
-                    if (m := re.search(r"listening on (http://\S+)", line))), None)
+        url = next(
+            (
+                m.group(1)
+                for line in process.stdout
+                if (m := re.search(r"listening on (http://\S+)", line))
+            ),
+            None,
+        )
         assert url, "the server did not start"
         answer = call(url + "/v1/predict", "POST", {"task": "plain", "inputs": ["review: bad"]})
         assert answer["method"] == "rank" and set(answer["scores"][0]) == set(LABELS)
@@ -258,7 +420,8 @@ def test_serve_a_bank_of_prompt_directories_without_model_or_labels(runs, tmp_pa
         assert added["labels"] == LABELS and added["prompt_mode"] == "prefix_after_bos"
         expected = _scores(workdir, np.load(bos_best / "prompt.npy"), "prefix_after_bos")[3]
         answer = call(url + "/v1/predict", "POST", {"task": "again", "inputs": ["review: bad"]})
-        np.testing.assert_allclose([answer["scores"][0][label] for label in LABELS], expected,
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            [answer["scores"][0][label] for label in LABELS], expected, atol=1e-4
+        )
     finally:
         process.kill()

@@ -24,10 +24,26 @@ def workdir(tmp_path_factory):
 
 
 def predict(workdir, prompt, *extra):
-    return main(["predict", "--model", str(workdir / "model"), "--prompt", str(prompt),
-                 "--input", str(workdir / "in.jsonl"), "--output", str(workdir / "out.jsonl"),
-                 "--labels", "negative,positive", "--targets_length", "4",
-                 "--input_template", "{text}", *extra])
+    return main(
+        [
+            "predict",
+            "--model",
+            str(workdir / "model"),
+            "--prompt",
+            str(prompt),
+            "--input",
+            str(workdir / "in.jsonl"),
+            "--output",
+            str(workdir / "out.jsonl"),
+            "--labels",
+            "negative,positive",
+            "--targets_length",
+            "4",
+            "--input_template",
+            "{text}",
+            *extra,
+        ]
+    )
 
 
 def test_an_empty_prompt_is_refused_everywhere(workdir, tmp_path, capsys):
@@ -53,8 +69,22 @@ def test_peft_adapter_without_task_type_is_read_with_a_warning(workdir, tmp_path
     prompt = tmp_path / "p.npy"
     np.save(prompt, np.random.default_rng(1).normal(size=(5, 16)).astype(np.float32))
     adapter = tmp_path / "adapter"
-    assert main(["export", "--prompt", str(prompt), "--format", "peft", "--out", str(adapter),
-                 "--base_model", str(workdir / "model")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--prompt",
+                str(prompt),
+                "--format",
+                "peft",
+                "--out",
+                str(adapter),
+                "--base_model",
+                str(workdir / "model"),
+            ]
+        )
+        == 0
+    )
     with caplog.at_level(logging.WARNING):
         jaxprompt.load_prompt(adapter)
     assert "PEFT itself would" not in caplog.text  # jaxprompt's export writes task_type
@@ -69,20 +99,26 @@ def test_peft_adapter_without_task_type_is_read_with_a_warning(workdir, tmp_path
 def test_a_tab_separated_csv_names_the_delimiter(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("text\tlabel\ngreat fun\t1\nbad\t0\n")
-    with pytest.raises(DataError, match=r"holds tabs: the file looks tab-separated.*name it "
-                                        r"\.tsv"):
+    with pytest.raises(
+        DataError,
+        match=r"holds tabs: the file looks tab-separated.*name it "
+        r"\.tsv",
+    ):
         from_files(train=str(path), name="tabs").examples("train")
 
 
 def test_an_output_being_written_by_another_command_is_refused(workdir, tmp_path, capsys):
     from jaxprompt.training.run_lock import output_lock
+
     prompt = tmp_path / "p.npy"
     np.save(prompt, np.random.default_rng(2).normal(size=(5, 16)).astype(np.float32))
     out = workdir / "out.jsonl"
     held = output_lock(str(out), "jaxprompt predict")  # as a running predict holds it
     assert predict(workdir, prompt, "--inputs_length", "16") == 2
-    assert f"in use by another jaxprompt predict (jaxprompt predict: pid {os.getpid()}" \
+    assert (
+        f"in use by another jaxprompt predict (jaxprompt predict: pid {os.getpid()}"
         in capsys.readouterr().err
+    )
     held.release()
     assert predict(workdir, prompt, "--inputs_length", "16") == 0
     assert not (workdir / ".out.jsonl.lock").exists()  # no lock file left beside the output

@@ -25,8 +25,7 @@ from tests.train_helpers import TINY, synthetic_batch, tiny_frozen
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 12
 # Checkpoints at 5 and 10, logs every 4: an interrupt between them exercises the pending loss.
-TRAINER = TrainerConfig(steps=STEPS, eval_every=0, checkpoint_every=5, log_every=4,
-                        progress=False)
+TRAINER = TrainerConfig(steps=STEPS, eval_every=0, checkpoint_every=5, log_every=4, progress=False)
 
 
 def prompt0():
@@ -46,13 +45,21 @@ def interrupting_batches(at_batch: int | None):
                 signal.raise_signal(signal.SIGINT)
             yield synthetic_batch(index)
             index += 1
+
     return batches
 
 
 def run(output_dir, batches, eval_fn=None, trainer=TRAINER, optimizer=OptimizerConfig()):
-    return train(model_config=TINY, frozen_params=tiny_frozen(), trainable={"prompt": prompt0()},
-                 train_batches=batches, output_dir=str(output_dir), trainer_config=trainer,
-                 optimizer_config=optimizer, eval_fn=eval_fn)
+    return train(
+        model_config=TINY,
+        frozen_params=tiny_frozen(),
+        trainable={"prompt": prompt0()},
+        train_batches=batches,
+        output_dir=str(output_dir),
+        trainer_config=trainer,
+        optimizer_config=optimizer,
+        eval_fn=eval_fn,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +69,16 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("at_batch", [0, 3, 6, 9])
-def test_interrupt_between_a_step_and_its_loss_check_resumes_exactly(tmp_path, uninterrupted,
-                                                                     at_batch):
+def test_interrupt_between_a_step_and_its_loss_check_resumes_exactly(
+    tmp_path, uninterrupted, at_batch
+):
     # Step at_batch still runs (it was dispatched); the loop stops before the next one. At 10
     # the periodic checkpoint is that same save.
-    with pytest.raises(TrainingInterrupted, match=rf"at step {at_batch + 1}; saved checkpoint "
-                                                  rf"{at_batch + 1}") as stopped:
+    with pytest.raises(
+        TrainingInterrupted,
+        match=rf"at step {at_batch + 1}; saved checkpoint "
+        rf"{at_batch + 1}",
+    ) as stopped:
         run(tmp_path, interrupting_batches(at_batch))
     assert stopped.value.signum == signal.SIGINT
     resumed = run(tmp_path, interrupting_batches(None))
@@ -84,24 +95,32 @@ def test_interrupt_during_evaluation_resumes_exactly(tmp_path, uninterrupted):
             signal.raise_signal(signal.SIGINT)
         return {"score": 1.0}
 
-    trainer = TrainerConfig(steps=STEPS, eval_every=4, log_every=4, eval_metric="score",
-                            eval_mode="max", progress=False)
-    whole = run(tmp_path / "whole", interrupting_batches(None), lambda t, f: {"score": 1.0},
-                trainer)
+    trainer = TrainerConfig(
+        steps=STEPS, eval_every=4, log_every=4, eval_metric="score", eval_mode="max", progress=False
+    )
+    whole = run(
+        tmp_path / "whole", interrupting_batches(None), lambda t, f: {"score": 1.0}, trainer
+    )
     with pytest.raises(TrainingInterrupted, match="at step 4; saved"):
         run(tmp_path / "cut", interrupting_batches(None), eval_fn, trainer)
     resumed = run(tmp_path / "cut", interrupting_batches(None), eval_fn, trainer)
-    np.testing.assert_array_equal(np.asarray(resumed.state.trainable["prompt"]),
-                                  np.asarray(whole.state.trainable["prompt"]))
+    np.testing.assert_array_equal(
+        np.asarray(resumed.state.trainable["prompt"]), np.asarray(whole.state.trainable["prompt"])
+    )
 
 
 def test_sigint_to_the_command_is_one_line_and_resumes(tmp_path):
     """A real SIGINT to `jaxprompt train` mid-run: exit 130, one line, no traceback; the
     same command then finishes with the uninterrupted run's prompt."""
     workdir = make_workdir(tmp_path)
-    flags = gin_flags(workdir, "--gin.TrainerConfig.steps=1500",
-                      "--gin.TrainerConfig.eval_every=0", "--gin.TrainerConfig.log_every=7",
-                      "--gin.TrainerConfig.checkpoint_every=5", "--gin.train.eval_split=None")
+    flags = gin_flags(
+        workdir,
+        "--gin.TrainerConfig.steps=1500",
+        "--gin.TrainerConfig.eval_every=0",
+        "--gin.TrainerConfig.log_every=7",
+        "--gin.TrainerConfig.checkpoint_every=5",
+        "--gin.train.eval_split=None",
+    )
     whole = jaxprompt_command(["train", *flags, f"--output_dir={tmp_path / 'whole'}"])
     assert whole.returncode == 0, whole.stderr[-2000:]
     out = tmp_path / "cut"
@@ -115,27 +134,39 @@ def test_sigint_to_the_command_is_one_line_and_resumes(tmp_path):
     assert "Traceback" not in err and re.search(r"Interrupted \(SIGINT\) at step \d+; saved", err)
     resumed = jaxprompt_command(["train", *flags, f"--output_dir={out}"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    np.testing.assert_array_equal(np.load(out / "checkpoints" / "1500" / "prompt.npy"),
-                                  np.load(tmp_path / "whole" / "checkpoints" / "1500" /
-                                          "prompt.npy"))
+    np.testing.assert_array_equal(
+        np.load(out / "checkpoints" / "1500" / "prompt.npy"),
+        np.load(tmp_path / "whole" / "checkpoints" / "1500" / "prompt.npy"),
+    )
 
 
 def test_a_second_run_on_the_same_directory_stops_at_once(tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "tests.train_worker", "train", str(out),
-                              str(STEPS), "2"], cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tests.train_worker", "train", str(out), str(STEPS), "2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     try:
         deadline = time.time() + 300
         while not (out / "model_info.json").exists() and time.time() < deadline:
             time.sleep(0.2)
-        second = subprocess.run([sys.executable, "-m", "tests.train_worker", "train", str(out),
-                                 str(STEPS), "-1"], cwd=REPO, capture_output=True, text=True,
-                                env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+        second = subprocess.run(
+            [sys.executable, "-m", "tests.train_worker", "train", str(out), str(STEPS), "-1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, JAX_PLATFORMS="cpu"),
+            timeout=300,
+        )
         assert second.returncode != 0
-        assert f"is in use by another jaxprompt train (jaxprompt train: pid {first.pid}" \
+        assert (
+            f"is in use by another jaxprompt train (jaxprompt train: pid {first.pid}"
             in second.stderr
+        )
     finally:
         first.kill()
         first.wait()
@@ -153,11 +184,14 @@ def test_lock_in_one_process_refuses_a_second_holder(tmp_path):
 
 
 def test_a_diverged_run_never_writes_a_non_finite_prompt(tmp_path):
-    trainer = TrainerConfig(steps=20, eval_every=0, checkpoint_every=1, log_every=1,
-                            progress=False)
+    trainer = TrainerConfig(steps=20, eval_every=0, checkpoint_every=1, log_every=1, progress=False)
     with pytest.raises(TrainingError, match="not finite|Non-finite") as stopped:
-        run(tmp_path, interrupting_batches(None), trainer=trainer,
-            optimizer=OptimizerConfig(name="adam", learning_rate=1e38))
+        run(
+            tmp_path,
+            interrupting_batches(None),
+            trainer=trainer,
+            optimizer=OptimizerConfig(name="adam", learning_rate=1e38),
+        )
     saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
     for step in saved:
         assert np.isfinite(np.load(tmp_path / "checkpoints" / str(step) / "prompt.npy")).all()

@@ -19,8 +19,7 @@ from jaxprompt.data.vocabulary import vocabulary
 from jaxprompt.evaluation.scoring import score_candidates
 from jaxprompt.experiments.runs import RunSettings
 from jaxprompt.prompts.artifact import INFO_FILE
-from jaxprompt.prompts.reparam import (PromptEncoderConfig, encode_prompt, fold,
-                                       init_prompt_encoder)
+from jaxprompt.prompts.reparam import PromptEncoderConfig, encode_prompt, fold, init_prompt_encoder
 from tests.cli_helpers import assert_peft_logits_match, gin_flags, make_workdir
 
 TEXTS = ["review: a truly great film", "review: dull and awful", "review: bad"]
@@ -39,18 +38,22 @@ def _numpy_encoder(prompt, p, layer_norm=True):
 def test_residual_mlp_equals_numpy(layer_norm):
     config = PromptEncoderConfig(bottleneck=12, layer_norm=layer_norm)
     params = jax.tree.map(np.asarray, init_prompt_encoder(jax.random.key(3), 8, config))
-    params = jax.tree.map(lambda x: x + np.random.default_rng(0).normal(size=x.shape)
-                          .astype(np.float32) * 0.1, params)  # non-trivial scale and bias
+    params = jax.tree.map(
+        lambda x: x + np.random.default_rng(0).normal(size=x.shape).astype(np.float32) * 0.1, params
+    )  # non-trivial scale and bias
     assert ("norm" in params) == layer_norm
     prompt = np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(encode_prompt(prompt, params, config)),
-                               _numpy_encoder(prompt, params, layer_norm), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(encode_prompt(prompt, params, config)),
+        _numpy_encoder(prompt, params, layer_norm),
+        atol=1e-5,
+    )
     folded = fold({"prompt": prompt, "prompt_encoder": params}, config)
     assert set(folded) == {"prompt"}
-    dropped = encode_prompt(prompt, params, PromptEncoderConfig(bottleneck=12, dropout=0.5),
-                            jax.random.key(0))
-    assert not np.allclose(np.asarray(dropped), np.asarray(encode_prompt(prompt, params,
-                                                                         config)))
+    dropped = encode_prompt(
+        prompt, params, PromptEncoderConfig(bottleneck=12, dropout=0.5), jax.random.key(0)
+    )
+    assert not np.allclose(np.asarray(dropped), np.asarray(encode_prompt(prompt, params, config)))
 
 
 def test_bad_encoder_settings_are_refused():
@@ -63,10 +66,15 @@ def test_bad_encoder_settings_are_refused():
 
 
 def _train(workdir, output_dir, steps, *extra):
-    flags = gin_flags(workdir, "--gin_file=runs/residual_prompt_tuning.gin",
-                      "--gin.train.prompt_encoder_bottleneck=24",
-                      f"--gin.TrainerConfig.steps={steps}", "--gin.TrainerConfig.eval_every=2",
-                      "--gin.StepConfig.enable_dropout=False", *extra)
+    flags = gin_flags(
+        workdir,
+        "--gin_file=runs/residual_prompt_tuning.gin",
+        "--gin.train.prompt_encoder_bottleneck=24",
+        f"--gin.TrainerConfig.steps={steps}",
+        "--gin.TrainerConfig.eval_every=2",
+        "--gin.StepConfig.enable_dropout=False",
+        *extra,
+    )
     assert main(["train", *flags, f"--output_dir={output_dir}"]) == 0
 
 
@@ -80,8 +88,10 @@ def residual_run(tmp_path_factory):
 def _restore(directory):
     """The orbax state as saved (the prompt and the encoder, unfolded)."""
     with ocp.CheckpointManager(directory.parent, item_names=("state", "meta")) as manager:
-        restored = manager.restore(int(directory.name), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        restored = manager.restore(
+            int(directory.name),
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
+        )
     return restored["state"]["trainable"]
 
 
@@ -95,8 +105,9 @@ def test_folded_prompt_scores_equal_the_unfolded_model(residual_run):
     assert folded.shape == (5, 16)
     # The encoder was trained: the folded prompt is the raw prompt plus a learned residual.
     params = jax.tree.map(np.asarray, trainable["prompt_encoder"])
-    np.testing.assert_allclose(folded, _numpy_encoder(np.asarray(trainable["prompt"]), params),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        folded, _numpy_encoder(np.asarray(trainable["prompt"]), params), atol=1e-5
+    )
     config, frozen = load_pretrained(str(workdir / "model"))
     vocab = vocabulary()
     ids = encode_batch(vocab, TEXTS, 16)
@@ -104,14 +115,17 @@ def test_folded_prompt_scores_equal_the_unfolded_model(residual_run):
     encoder = PromptEncoderConfig(bottleneck=24)
     from jaxprompt.training.step import forward
     from jaxprompt.models.t5 import T5
-    batch = {"encoder_input_tokens": ids,
-             "decoder_input_tokens": np.pad(labels[:1, :-1].repeat(3, 0), ((0, 0), (1, 0)))}
-    unfolded = forward(T5(config), trainable, frozen, batch, prompt_mode="prefix",
-                       prompt_encoder=encoder)
+
+    batch = {
+        "encoder_input_tokens": ids,
+        "decoder_input_tokens": np.pad(labels[:1, :-1].repeat(3, 0), ((0, 0), (1, 0))),
+    }
+    unfolded = forward(
+        T5(config), trainable, frozen, batch, prompt_mode="prefix", prompt_encoder=encoder
+    )
     plain = forward(T5(config), {"prompt": folded}, frozen, batch, prompt_mode="prefix")
     np.testing.assert_allclose(np.asarray(unfolded), np.asarray(plain), atol=1e-4)
-    raw = forward(T5(config), {"prompt": trainable["prompt"]}, frozen, batch,
-                  prompt_mode="prefix")
+    raw = forward(T5(config), {"prompt": trainable["prompt"]}, frozen, batch, prompt_mode="prefix")
     assert not np.allclose(np.asarray(raw), np.asarray(plain), atol=1e-3)
     # What eval reads is the folded prompt; jaxprompt.json names the method.
     info = json.loads((best / INFO_FILE).read_text())
@@ -152,6 +166,10 @@ def test_a_zero_norm_scale_starts_the_residual_branch_at_zero():
     np.testing.assert_array_equal(np.asarray(encode_prompt(prompt, params, config)), prompt)
     # The default (the authors') does not: its branch is as large as a unit-variance row.
     default = PromptEncoderConfig(bottleneck=12)
-    moved = np.asarray(encode_prompt(prompt, init_prompt_encoder(jax.random.key(0), 8, default),
-                                     default)) - prompt
+    moved = (
+        np.asarray(
+            encode_prompt(prompt, init_prompt_encoder(jax.random.key(0), 8, default), default)
+        )
+        - prompt
+    )
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), np.sqrt(8), rtol=1e-3)

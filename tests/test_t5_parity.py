@@ -11,23 +11,25 @@ from tests.torch_reference import TINY_T5_1_0, TINY_T5_1_1, build_torch_t5, rand
 import jaxprompt
 
 TOLERANCE = 1e-4
-ARCHS = {"t5_1_0": TINY_T5_1_0, "t5_1_1": TINY_T5_1_1, "mt5": TINY_T5_1_1,
-         "umt5": TINY_T5_1_1}
+ARCHS = {"t5_1_0": TINY_T5_1_0, "t5_1_1": TINY_T5_1_1, "mt5": TINY_T5_1_1, "umt5": TINY_T5_1_1}
 
 
 @pytest.fixture(scope="module", params=list(ARCHS))
 def pair(request, tmp_path_factory):
     """(torch model, jaxprompt config, params) sharing the same weights via save_pretrained."""
-    model = build_torch_t5(ARCHS[request.param], seed=1,
-                           family=request.param if "mt5" in request.param else "t5")
+    model = build_torch_t5(
+        ARCHS[request.param], seed=1, family=request.param if "mt5" in request.param else "t5"
+    )
     directory = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(directory)
     if "mt5" in request.param:  # what (U)MT5ForConditionalGeneration writes, loaded as such
         assert f'"model_type": "{request.param}"' in (directory / "config.json").read_text()
     config, params = jaxprompt.load_pretrained(directory)
     if request.param == "umt5":  # every layer's own table, each one different
-        tables = [params["encoder"][f"layers_{i}"]["relpos_bias"]["rel_embedding"]
-                  for i in range(config.num_layers)]
+        tables = [
+            params["encoder"][f"layers_{i}"]["relpos_bias"]["rel_embedding"]
+            for i in range(config.num_layers)
+        ]
         assert config.relative_bias_per_layer and not np.allclose(tables[0], tables[1])
     return model, config, params
 
@@ -45,11 +47,17 @@ def _torch_logits(model, encoder_ids, decoder_ids, inputs_embeds=None, attention
     with torch.no_grad():
         if inputs_embeds is None:
             ids = torch.tensor(encoder_ids)
-            out = model(input_ids=ids, attention_mask=(ids > 0).long(),
-                        decoder_input_ids=torch.tensor(decoder_ids))
+            out = model(
+                input_ids=ids,
+                attention_mask=(ids > 0).long(),
+                decoder_input_ids=torch.tensor(decoder_ids),
+            )
         else:
-            out = model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                        decoder_input_ids=torch.tensor(decoder_ids))
+            out = model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                decoder_input_ids=torch.tensor(decoder_ids),
+            )
     return out.logits.numpy()
 
 
@@ -63,8 +71,11 @@ def _valid_positions(logits, decoder_ids):
 def test_logits_match_transformers(pair):
     model, config, params = pair
     encoder_ids, decoder_ids = _batch(config.vocab_size)
-    ours = np.asarray(jaxprompt.T5(config).apply({"params": params}, jnp.asarray(encoder_ids),
-                                                 jnp.asarray(decoder_ids)))
+    ours = np.asarray(
+        jaxprompt.T5(config).apply(
+            {"params": params}, jnp.asarray(encoder_ids), jnp.asarray(decoder_ids)
+        )
+    )
     theirs = _torch_logits(model, encoder_ids, decoder_ids)
     assert ours.shape == theirs.shape == (3, 19, config.vocab_size)
     assert ours.dtype == np.float32
@@ -83,9 +94,15 @@ def test_prompt_matches_transformers_inputs_embeds(pair, per_example, mode):
     shape = (3, prompt_length, config.d_model) if per_example else (prompt_length, config.d_model)
     prompt = rng.normal(size=shape).astype(np.float32)
 
-    ours = np.asarray(jaxprompt.T5(config).apply(
-        {"params": params}, jnp.asarray(encoder_ids), jnp.asarray(decoder_ids),
-        prompt=jnp.asarray(prompt), prompt_mode=mode))
+    ours = np.asarray(
+        jaxprompt.T5(config).apply(
+            {"params": params},
+            jnp.asarray(encoder_ids),
+            jnp.asarray(decoder_ids),
+            prompt=jnp.asarray(prompt),
+            prompt_mode=mode,
+        )
+    )
 
     ids = torch.tensor(encoder_ids)
     embeds = model.get_input_embeddings()(ids)
@@ -104,8 +121,11 @@ def test_prompt_matches_transformers_inputs_embeds(pair, per_example, mode):
     print(f"max abs logits diff with prompt ({mode}, per_example={per_example}): {diff.max():.3e}")
     assert diff.max() < TOLERANCE
     # The prompt must matter: the same ids without a prompt give different logits.
-    plain = np.asarray(jaxprompt.T5(config).apply({"params": params}, jnp.asarray(encoder_ids),
-                                                  jnp.asarray(decoder_ids)))
+    plain = np.asarray(
+        jaxprompt.T5(config).apply(
+            {"params": params}, jnp.asarray(encoder_ids), jnp.asarray(decoder_ids)
+        )
+    )
     assert np.abs(plain - ours).max() > 1e-3
 
 
@@ -119,6 +139,7 @@ def test_relative_position_buckets_match_transformers():
             length = 300
             ours = relative_position_buckets(length, length, bidirectional, buckets, max_distance)
             relative = torch.arange(length)[None, :] - torch.arange(length)[:, None]
-            theirs = T5Attention._relative_position_bucket(relative, bidirectional, buckets,
-                                                           max_distance).numpy()
+            theirs = T5Attention._relative_position_bucket(
+                relative, bidirectional, buckets, max_distance
+            ).numpy()
             np.testing.assert_array_equal(ours, theirs)

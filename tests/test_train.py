@@ -29,11 +29,13 @@ from jaxprompt.training.loop import train as run_training
 
 def _setup(prompt_length=6):
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
-    prompt = jax.random.uniform(jax.random.key(5), (prompt_length, TINY.d_model), minval=-0.5,
-                                maxval=0.5)
+    prompt = jax.random.uniform(
+        jax.random.key(5), (prompt_length, TINY.d_model), minval=-0.5, maxval=0.5
+    )
     state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
-    steps = train.shard_steps(T5(TINY), optimizer, train.StepConfig(), state,
-                              partitioning.make_mesh())
+    steps = train.shard_steps(
+        T5(TINY), optimizer, train.StepConfig(), state, partitioning.make_mesh()
+    )
     return optimizer, state, steps
 
 
@@ -75,24 +77,35 @@ def test_prompt_step_computes_no_weight_gradients():
 
     def all_params_step(prompt, frozen, batch, rng):
         def loss(prompt, frozen):
-            return train.loss_fn({"prompt": prompt}, frozen, batch, rng, model=model,
-                                 step_config=step_config)[0]
+            return train.loss_fn(
+                {"prompt": prompt}, frozen, batch, rng, model=model, step_config=step_config
+            )[0]
+
         return jax.value_and_grad(loss, argnums=(0, 1))(prompt, frozen)
 
-    full_flops = _flops(jax.jit(all_params_step).lower(
-        prompt, frozen, batch, jax.random.PRNGKey(0)).compile())
-    print(f"train step FLOPs: prompt-only {prompt_flops:.3e}, all params {full_flops:.3e}, "
-          f"ratio {prompt_flops / full_flops:.3f}")
+    full_flops = _flops(
+        jax.jit(all_params_step).lower(prompt, frozen, batch, jax.random.PRNGKey(0)).compile()
+    )
+    print(
+        f"train step FLOPs: prompt-only {prompt_flops:.3e}, all params {full_flops:.3e}, "
+        f"ratio {prompt_flops / full_flops:.3f}"
+    )
     assert prompt_flops <= 0.8 * full_flops
 
 
 def test_same_result_on_one_and_eight_devices(tmp_path):
     losses, prompt = three_steps((1, 1), jax.devices()[:1])
     out = tmp_path / "sharded.npz"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    subprocess.run([sys.executable, "-m", "tests.train_worker", "sharded", str(out)], cwd=REPO,
-                   env=env, check=True, timeout=600)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "tests.train_worker", "sharded", str(out)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=600,
+    )
     results = np.load(out)
     initial = jax.random.uniform(jax.random.key(5), prompt.shape, minval=-0.5, maxval=0.5)
     assert np.abs(prompt - np.asarray(initial)).max() > 0.05  # the prompt really moved
@@ -106,9 +119,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     expected = np.asarray(uninterrupted.state.trainable["prompt"])
 
     resumed_dir = tmp_path / "b"
-    process = subprocess.Popen([sys.executable, "-m", "tests.train_worker", "train",
-                                str(resumed_dir), "10", "6"], cwd=REPO,
-                               env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.train_worker", "train", str(resumed_dir), "10", "6"],
+        cwd=REPO,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     marker = resumed_dir / "checkpoints" / "5" / "prompt.npy"
     deadline = time.time() + 300
     while not marker.exists() and process.poll() is None and time.time() < deadline:
@@ -122,24 +137,36 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     result = trainer_run(str(resumed_dir), steps=10)
     assert result.step == 10
     np.testing.assert_array_equal(np.asarray(result.state.trainable["prompt"]), expected)
-    np.testing.assert_array_equal(np.load(resumed_dir / "checkpoints" / "10" / "prompt.npy"),
-                                  expected)
+    np.testing.assert_array_equal(
+        np.load(resumed_dir / "checkpoints" / "10" / "prompt.npy"), expected
+    )
 
 
 def test_output_dir_of_another_model_or_prompt_is_refused(tmp_path):
     trainer_run(str(tmp_path), steps=2)
     before = sorted(os.listdir(tmp_path / "checkpoints"))
     with pytest.raises(CheckpointError, match="(?s)fingerprint.*Nothing was overwritten"):
-        run_training(model_config=TINY, frozen_params=tiny_frozen(seed=1),
-                     trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=synthetic_batches,
-                     output_dir=str(tmp_path), trainer_config=TrainerConfig(steps=4,
-                                                                            progress=False))
-    with pytest.raises(CheckpointError, match=r"prompt_shape: checkpoint has \[6, 16\], this "
-                                              r"run has \[9, 16\]"):
-        run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                     trainable={'prompt': jnp.zeros((9, TINY.d_model))}, train_batches=synthetic_batches,
-                     output_dir=str(tmp_path), trainer_config=TrainerConfig(steps=4,
-                                                                            progress=False))
+        run_training(
+            model_config=TINY,
+            frozen_params=tiny_frozen(seed=1),
+            trainable={"prompt": jnp.zeros((6, TINY.d_model))},
+            train_batches=synthetic_batches,
+            output_dir=str(tmp_path),
+            trainer_config=TrainerConfig(steps=4, progress=False),
+        )
+    with pytest.raises(
+        CheckpointError,
+        match=r"prompt_shape: checkpoint has \[6, 16\], this "
+        r"run has \[9, 16\]",
+    ):
+        run_training(
+            model_config=TINY,
+            frozen_params=tiny_frozen(),
+            trainable={"prompt": jnp.zeros((9, TINY.d_model))},
+            train_batches=synthetic_batches,
+            output_dir=str(tmp_path),
+            trainer_config=TrainerConfig(steps=4, progress=False),
+        )
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
@@ -150,35 +177,57 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
                 batch["decoder_loss_weights"] = batch["decoder_loss_weights"] * np.nan
             yield batch
 
-    with pytest.raises(TrainingError, match="(?s)Non-finite loss \\(nan\\) at step 7.*last good "
-                                            "checkpoint is step 5"):
-        run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                     trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=batches,
-                     output_dir=str(tmp_path), trainer_config=TrainerConfig(
-                         steps=10, eval_every=0, checkpoint_every=5, progress=False))
+    with pytest.raises(
+        TrainingError,
+        match="(?s)Non-finite loss \\(nan\\) at step 7.*last good checkpoint is step 5",
+    ):
+        run_training(
+            model_config=TINY,
+            frozen_params=tiny_frozen(),
+            trainable={"prompt": jnp.zeros((6, TINY.d_model))},
+            train_batches=batches,
+            output_dir=str(tmp_path),
+            trainer_config=TrainerConfig(
+                steps=10, eval_every=0, checkpoint_every=5, progress=False
+            ),
+        )
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5"]
 
 
 def test_empty_data_and_bad_prompt_shape(tmp_path):
     with pytest.raises(TrainingError, match="training data source is empty"):
-        run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                     trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=[],
-                     output_dir=str(tmp_path / "a"),
-                     trainer_config=TrainerConfig(steps=3, progress=False))
+        run_training(
+            model_config=TINY,
+            frozen_params=tiny_frozen(),
+            trainable={"prompt": jnp.zeros((6, TINY.d_model))},
+            train_batches=[],
+            output_dir=str(tmp_path / "a"),
+            trainer_config=TrainerConfig(steps=3, progress=False),
+        )
     with pytest.raises(TrainingError, match=r"prompt must be \[P, 16\].*got \(6, 8\)"):
-        run_training(model_config=TINY, frozen_params=tiny_frozen(), trainable={'prompt': jnp.zeros((6, 8))},
-                     train_batches=synthetic_batches, output_dir=str(tmp_path / "b"),
-                     trainer_config=TrainerConfig(steps=3, progress=False))
+        run_training(
+            model_config=TINY,
+            frozen_params=tiny_frozen(),
+            trainable={"prompt": jnp.zeros((6, 8))},
+            train_batches=synthetic_batches,
+            output_dir=str(tmp_path / "b"),
+            trainer_config=TrainerConfig(steps=3, progress=False),
+        )
 
 
 def test_best_checkpoint_follows_the_validation_metric(tmp_path):
     def eval_batches():
         return [synthetic_batch(1000 + i) for i in range(2)]
 
-    result = run_training(model_config=TINY, frozen_params=tiny_frozen(),
-                          trainable={'prompt': jnp.zeros((6, TINY.d_model))}, train_batches=synthetic_batches,
-                          output_dir=str(tmp_path), eval_batches=eval_batches,
-                          trainer_config=TrainerConfig(steps=12, eval_every=4, progress=False))
+    result = run_training(
+        model_config=TINY,
+        frozen_params=tiny_frozen(),
+        trainable={"prompt": jnp.zeros((6, TINY.d_model))},
+        train_batches=synthetic_batches,
+        output_dir=str(tmp_path),
+        eval_batches=eval_batches,
+        trainer_config=TrainerConfig(steps=12, eval_every=4, progress=False),
+    )
     from jaxprompt.training.metrics_log import read_metrics
 
     records = read_metrics(str(tmp_path))
@@ -206,12 +255,16 @@ def test_two_process_multihost_matches_one_process(tmp_path):
     close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-5)
     for i in range(2):
         close(np.load(output_dir / f"prompt_process_{i}.npy"), expected)
-        jax.tree.map(close, load_deep_prompt(str(output_dir / f"deep_prompt_process_{i}.npz")),
-                     expected_deep)
+        jax.tree.map(
+            close, load_deep_prompt(str(output_dir / f"deep_prompt_process_{i}.npz")), expected_deep
+        )
     # Orbax wrote one checkpoint from both processes; it restores to the same prompt.
     close(np.load(output_dir / "checkpoints" / "3" / "prompt.npy"), expected)
-    jax.tree.map(close, load_deep_prompt(str(output_dir / "checkpoints" / "3" /
-                                             "deep_prompt.npz")), expected_deep)
+    jax.tree.map(
+        close,
+        load_deep_prompt(str(output_dir / "checkpoints" / "3" / "deep_prompt.npz")),
+        expected_deep,
+    )
 
 
 def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng():
@@ -229,8 +282,9 @@ def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng()
     params, batch = tiny_frozen(), synthetic_batch(0)
 
     def mean_nll(p):
-        logits = model.apply({"params": p}, batch["encoder_input_tokens"],
-                             batch["decoder_input_tokens"])
+        logits = model.apply(
+            {"params": p}, batch["encoder_input_tokens"], batch["decoder_input_tokens"]
+        )
         log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         picked = jnp.take_along_axis(log_p, batch["decoder_target_tokens"][..., None], -1)[..., 0]
         weights = batch["decoder_loss_weights"]
@@ -244,13 +298,20 @@ def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng()
     new, _, metrics = step(copy(params), sgd.init(params), batch)
     nll = metrics["loss"]
     np.testing.assert_allclose(float(nll), float(expected_nll), rtol=1e-5)
-    moved = jax.tree.map(lambda a, b, g: np.testing.assert_allclose(
-        np.asarray(b), np.asarray(a - lr * g), rtol=1e-4, atol=1e-6) or bool(np.any(g != 0)),
-        params, new, grads)
+    moved = jax.tree.map(
+        lambda a, b, g: (
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a - lr * g), rtol=1e-4, atol=1e-6)
+            or bool(np.any(g != 0))
+        ),
+        params,
+        new,
+        grads,
+    )
     assert all(jax.tree.leaves(moved)), "a weight received no gradient"
 
-    with_rng = lambda key: step(copy(params), sgd.init(params), batch,
-                                jax.random.PRNGKey(key))[2]["loss"]
+    with_rng = lambda key: step(copy(params), sgd.init(params), batch, jax.random.PRNGKey(key))[2][
+        "loss"
+    ]
     assert float(with_rng(1)) == float(with_rng(1))
     assert float(with_rng(1)) != float(with_rng(2))
     assert abs(float(with_rng(1)) - float(expected_nll)) > 1e-4

@@ -1,8 +1,8 @@
 """Subprocess entry points for trainer tests (run as `python -m tests.train_worker ...`).
 
-  sharded OUT.npz              3 train steps on meshes (8,1), (2,4), (1,8) of 8 CPU devices
-  train OUT_DIR STEPS SLOW_AFTER   trainer.train with a data source that slows down after
-                               SLOW_AFTER batches (so a test can kill it mid-run)
+sharded OUT.npz              3 train steps on meshes (8,1), (2,4), (1,8) of 8 CPU devices
+train OUT_DIR STEPS SLOW_AFTER   trainer.train with a data source that slows down after
+                             SLOW_AFTER batches (so a test can kill it mid-run)
 """
 
 from __future__ import annotations
@@ -49,10 +49,14 @@ def trainer_run(output_dir: str, steps: int, slow_after: int = -1):
             yield batch
 
     prompt = jax.random.uniform(jax.random.key(5), (6, TINY.d_model), minval=-0.5, maxval=0.5)
-    return train(model_config=TINY, frozen_params=tiny_frozen(), trainable={'prompt': prompt},
-                 train_batches=batches, output_dir=output_dir,
-                 trainer_config=TrainerConfig(steps=steps, eval_every=0, checkpoint_every=5,
-                                              progress=False))
+    return train(
+        model_config=TINY,
+        frozen_params=tiny_frozen(),
+        trainable={"prompt": prompt},
+        train_batches=batches,
+        output_dir=output_dir,
+        trainer_config=TrainerConfig(steps=steps, eval_every=0, checkpoint_every=5, progress=False),
+    )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def median_seconds(fn, repeats: int) -> float:
 def random_batch(args, vocab_size: int, seed: int = 0) -> dict:
     """A training batch of random ids [batch, inputs] / [batch, targets], EOS-terminated."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     encoder = rng.integers(3, vocab_size, (args.batch, args.inputs)).astype(np.int32)
     encoder[:, -1] = 1
@@ -52,15 +53,20 @@ def random_batch(args, vocab_size: int, seed: int = 0) -> dict:
     target[:, -1] = 1
     decoder_input = np.zeros_like(target)
     decoder_input[:, 1:] = target[:, :-1]
-    return {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder_input,
-            "decoder_target_tokens": target,
-            "decoder_loss_weights": np.ones_like(target, np.float32)}
+    return {
+        "encoder_input_tokens": encoder,
+        "decoder_input_tokens": decoder_input,
+        "decoder_target_tokens": target,
+        "decoder_loss_weights": np.ones_like(target, np.float32),
+    }
 
 
 def model_config(name: str):
     """A preset's T5Config, or "tiny": the embedded pretrained model's (the quickstart's)."""
     from jaxprompt.config import T5Config
+
     if name == "tiny":
-        return T5Config.from_hf_config(os.path.join(REPO, "jaxprompt", "assets", "t5_tiny_lm",
-                                                    "config.json"))
+        return T5Config.from_hf_config(
+            os.path.join(REPO, "jaxprompt", "assets", "t5_tiny_lm", "config.json")
+        )
     return T5Config.preset(name)

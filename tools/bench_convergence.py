@@ -53,8 +53,7 @@ METHODS = {  # name: RunConfig fields beyond the quickstart's (prompt_length: P)
 }
 
 
-def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int,
-            tag: str = "") -> dict:
+def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int, tag: str = "") -> dict:
     import numpy as np
 
     from jaxprompt import data
@@ -68,20 +67,39 @@ def run_one(runs: str, method: str, seed: int, steps: int, eval_every: int,
     vocab = data.vocabulary(os.path.join(TINY_MODEL, "spiece.model"))
     run = RunConfig(steps=steps, eval_every=eval_every, seed=seed, **overrides)
     output_dir = os.path.join(runs, method + tag, f"seed{seed}")
-    test, result, _ = tune_and_evaluate(config, params, vocab, sst2_task(), length,
-                                        "class_labels", run, output_dir,
-                                        model_path=TINY_MODEL, progress=False)
+    test, result, _ = tune_and_evaluate(
+        config,
+        params,
+        vocab,
+        sst2_task(),
+        length,
+        "class_labels",
+        run,
+        output_dir,
+        model_path=TINY_MODEL,
+        progress=False,
+    )
     rows = [json.loads(line) for line in open(os.path.join(output_dir, "metrics.jsonl"))]
     curve = [(r["step"], r["accuracy"]) for r in rows if r["split"] == "validation"]
     # Seconds per step from the logged windows that hold neither the compile (the first)
     # nor an evaluation: a window starts at the log before it, so one ending at a multiple
     # of eval_every began after the previous evaluation had finished.
-    train = [r for r in rows if r["split"] == "train" and r["step"] % eval_every == 0
-             and r["step"] > eval_every]
+    train = [
+        r
+        for r in rows
+        if r["split"] == "train" and r["step"] % eval_every == 0 and r["step"] > eval_every
+    ]
     seconds = statistics.median(1 / r["steps_per_second"] for r in train) if train else None
-    return {"method": method + tag, "seed": seed, "steps": steps, "validation_curve": curve,
-            "best_step": result.best_step, "best_validation": result.best_metric,
-            "test_at_best": test, "seconds_per_step": seconds}
+    return {
+        "method": method + tag,
+        "seed": seed,
+        "steps": steps,
+        "validation_curve": curve,
+        "best_step": result.best_step,
+        "best_validation": result.best_metric,
+        "test_at_best": test,
+        "seconds_per_step": seconds,
+    }
 
 
 def _finished(out: str) -> list[dict]:
@@ -107,44 +125,73 @@ def report(out: str) -> None:
         print("no finished plain runs yet")
         return
     target = statistics.mean(r["validation_curve"][-1][1] for r in plain)
-    print(f"target: the plain recipe's final ({plain[0]['steps']}-step) validation accuracy, "
-          f"mean over {len(plain)} seeds: {target:.2f}\n")
-    print("| method | seeds | steps to target (median) | best validation | test at best | "
-          "s/step |")
+    print(
+        f"target: the plain recipe's final ({plain[0]['steps']}-step) validation accuracy, "
+        f"mean over {len(plain)} seeds: {target:.2f}\n"
+    )
+    print("| method | seeds | steps to target (median) | best validation | test at best | s/step |")
     print("|---|---|---|---|---|---|")
     present = {r["method"] for r in results}
     for method in [m for m in METHODS if m in present] + sorted(present - set(METHODS)):
         runs = [r for r in results if r["method"] == method]
         if not runs:
             continue
-        reached = [next((s for s, a in r["validation_curve"] if a >= target), float("inf"))
-                   for r in runs]
+        reached = [
+            next((s for s, a in r["validation_curve"] if a >= target), float("inf")) for r in runs
+        ]
         median = statistics.median(reached)
         seconds = [r["seconds_per_step"] for r in runs if r["seconds_per_step"]]
         steps = "not reached" if median == float("inf") else str(int(median))
         reach = sum(x != float("inf") for x in reached)
         per_step = f"{statistics.median(seconds):.2f}" if seconds else "-"
-        print(f"| {method} | {len(runs)} | {steps} ({reach}/{len(runs)} reach it) | "
-              f"{_mean_sd([r['best_validation'] for r in runs])} | "
-              f"{_mean_sd([r['test_at_best'] for r in runs])} | {per_step} |")
+        print(
+            f"| {method} | {len(runs)} | {steps} ({reach}/{len(runs)} reach it) | "
+            f"{_mean_sd([r['best_validation'] for r in runs])} | "
+            f"{_mean_sd([r['test_at_best'] for r in runs])} | {per_step} |"
+        )
     _plot(results, target, os.path.join(out, "convergence.png"))
 
 
 def _plot(results, target: float, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = dict(zip(METHODS, ["tab:blue", "tab:red", "tab:green", "tab:gray", "tab:orange",
-                                "tab:purple", "tab:brown", "tab:cyan"]))
+
+    colors = dict(
+        zip(
+            METHODS,
+            [
+                "tab:blue",
+                "tab:red",
+                "tab:green",
+                "tab:gray",
+                "tab:orange",
+                "tab:purple",
+                "tab:brown",
+                "tab:cyan",
+            ],
+        )
+    )
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         steps, accuracy = zip(*r["validation_curve"])
-        ax.plot(steps, accuracy, color=colors.get(r["method"], "black"), alpha=0.7, lw=1.2,
-                label=r["method"] if r["seed"] == min(x["seed"] for x in results
-                                                       if x["method"] == r["method"]) else None)
+        ax.plot(
+            steps,
+            accuracy,
+            color=colors.get(r["method"], "black"),
+            alpha=0.7,
+            lw=1.2,
+            label=r["method"]
+            if r["seed"] == min(x["seed"] for x in results if x["method"] == r["method"])
+            else None,
+        )
     ax.axhline(target, color="black", ls=":", lw=1, label="plain's final validation (mean)")
-    ax.set(xlabel="step", ylabel="SST-2 validation accuracy (%)",
-           title="Prompt tuning vs residual prompt tuning, embedded T5, one line per seed")
+    ax.set(
+        xlabel="step",
+        ylabel="SST-2 validation accuracy (%)",
+        title="Prompt tuning vs residual prompt tuning, embedded T5, one line per seed",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -153,10 +200,16 @@ def _plot(results, target: float, path: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", default=os.path.join("..", "jaxprompt_runs", "convergence"),
-                   help="training directories (resumable; outside the repository)")
-    p.add_argument("--results", default=os.path.join("bench_results", "convergence"),
-                   help="one JSON per finished run, the plot")
+    p.add_argument(
+        "--runs",
+        default=os.path.join("..", "jaxprompt_runs", "convergence"),
+        help="training directories (resumable; outside the repository)",
+    )
+    p.add_argument(
+        "--results",
+        default=os.path.join("bench_results", "convergence"),
+        help="one JSON per finished run, the plot",
+    )
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--first_seed", type=int, default=0)
@@ -172,14 +225,15 @@ def main() -> None:
                 if os.path.exists(done):
                     continue
                 os.makedirs(args.results, exist_ok=True)
-                result = run_one(args.runs, method, seed, args.steps, args.eval_every,
-                                 args.tag)
+                result = run_one(args.runs, method, seed, args.steps, args.eval_every, args.tag)
                 with open(done + ".tmp", "w") as f:
                     json.dump(result, f, indent=1)
                 os.replace(done + ".tmp", done)
-                print(f"{method} seed {seed}: best validation {result['best_validation']:.2f} "
-                      f"at step {result['best_step']}, test {result['test_at_best']:.2f}",
-                      flush=True)
+                print(
+                    f"{method} seed {seed}: best validation {result['best_validation']:.2f} "
+                    f"at step {result['best_step']}, test {result['test_at_best']:.2f}",
+                    flush=True,
+                )
     report(args.results)
 
 

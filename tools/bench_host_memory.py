@@ -40,14 +40,20 @@ def child(steps: int) -> dict:
     task = sst2_task()
     lengths = data.Lengths(run.inputs_length, run.targets_length)
     batches = data.train_batches(task.name, run.batch_size, lengths, seed=0, vocab=vocab)(0)
-    prompt = init_prompt(jax.random.key(0), params["token_embedder"]["embedding"],
-                         PromptConfig(length=100, init="sampled_vocab"))
+    prompt = init_prompt(
+        jax.random.key(0),
+        params["token_embedder"]["embedding"],
+        PromptConfig(length=100, init="sampled_vocab"),
+    )
     optimizer = make_optimizer(OptimizerConfig(learning_rate=run.learning_rate))
     state = init_train_state({"prompt": prompt}, optimizer, 0)
-    steps_fn = shard_steps(T5(config), optimizer, StepConfig(enable_dropout=False), state,
-                           partitioning.make_mesh(None))
-    batch_list = [{k: jnp.asarray(b[k]) for k in BATCH_KEYS}
-                  for b in (next(batches) for _ in range(steps + 3))]
+    steps_fn = shard_steps(
+        T5(config), optimizer, StepConfig(enable_dropout=False), state, partitioning.make_mesh(None)
+    )
+    batch_list = [
+        {k: jnp.asarray(b[k]) for k in BATCH_KEYS}
+        for b in (next(batches) for _ in range(steps + 3))
+    ]
     for batch in batch_list[:3]:
         state, _ = steps_fn.train_step(state, params, batch)
     jax.block_until_ready(state)
@@ -56,10 +62,12 @@ def child(steps: int) -> dict:
         state, _ = steps_fn.train_step(state, params, batch)
     jax.block_until_ready(state)
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-    return {"ms_per_step": 1000 * seconds / steps,
-            "faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
-            "kernel_s_per_step": (after.ru_stime - before.ru_stime) / steps,
-            "peak_rss_mib": after.ru_maxrss / 1024}
+    return {
+        "ms_per_step": 1000 * seconds / steps,
+        "faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
+        "kernel_s_per_step": (after.ru_stime - before.ru_stime) / steps,
+        "peak_rss_mib": after.ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -73,6 +81,7 @@ def main() -> None:
         return
 
     from jaxprompt.host_memory import TUNABLES
+
     configurations = {"glibc default": None, "jaxprompt TUNABLES": TUNABLES}
     results = {name: [] for name in configurations}
     for round_index in range(args.rounds):
@@ -81,24 +90,36 @@ def main() -> None:
             env["JAX_PLATFORMS"] = "cpu"
             if tunables:
                 env["GLIBC_TUNABLES"] = tunables
-            out = subprocess.run([sys.executable, __file__, "--child", "--steps",
-                                  str(args.steps)], env=env, check=True, capture_output=True,
-                                 text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--steps", str(args.steps)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             results[name].append(json.loads(out.strip().splitlines()[-1]))
             print(f"round {round_index + 1} {name}: {results[name][-1]}", flush=True)
     medians = {name: median_result(runs) for name, runs in results.items()}
     base, tuned = medians["glibc default"], medians["jaxprompt TUNABLES"]
-    print(f"\nquickstart step (P=100, batch 32, 64/4 tokens, float32), medians of "
-          f"{args.rounds} rounds x {args.steps} steps:")
+    print(
+        f"\nquickstart step (P=100, batch 32, 64/4 tokens, float32), medians of "
+        f"{args.rounds} rounds x {args.steps} steps:"
+    )
     print("| malloc | ms/step | page faults/step | kernel s/step | peak RSS MiB |")
     print("| --- | --- | --- | --- | --- |")
     for name, m in medians.items():
-        print(f"| {name} | {m['ms_per_step']:.0f} | {m['faults_per_step']:.0f} | "
-              f"{m['kernel_s_per_step']:.2f} | {m['peak_rss_mib']:.0f} |")
-    ratios = [b["ms_per_step"] / t["ms_per_step"]
-              for b, t in zip(results["glibc default"], results["jaxprompt TUNABLES"])]
-    print(f"speed-up {base['ms_per_step'] / tuned['ms_per_step']:.2f}x "
-          f"(per round {min(ratios):.2f}-{max(ratios):.2f})")
+        print(
+            f"| {name} | {m['ms_per_step']:.0f} | {m['faults_per_step']:.0f} | "
+            f"{m['kernel_s_per_step']:.2f} | {m['peak_rss_mib']:.0f} |"
+        )
+    ratios = [
+        b["ms_per_step"] / t["ms_per_step"]
+        for b, t in zip(results["glibc default"], results["jaxprompt TUNABLES"])
+    ]
+    print(
+        f"speed-up {base['ms_per_step'] / tuned['ms_per_step']:.2f}x "
+        f"(per round {min(ratios):.2f}-{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,11 @@ def main() -> None:
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     print(f"loaded {count:,} params ({nbytes / 2**20:.0f} MiB) from {args.path}")
     print(f"load time: {seconds:.2f} s")
-    print(f"RSS before load: {baseline:.0f} MiB; peak RSS: {peak:.0f} MiB; "
-          f"peak - before = {peak - baseline:.0f} MiB = {(peak - baseline) * 2**20 / nbytes:.2f}x "
-          "the weights")
+    print(
+        f"RSS before load: {baseline:.0f} MiB; peak RSS: {peak:.0f} MiB; "
+        f"peak - before = {peak - baseline:.0f} MiB = {(peak - baseline) * 2**20 / nbytes:.2f}x "
+        "the weights"
+    )
 
 
 if __name__ == "__main__":

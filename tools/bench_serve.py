@@ -32,6 +32,7 @@ POLICIES = ("mixed", "per_task", "single")
 def make_bank(directory: str, tasks: int, prompt_length: int, seed: int) -> None:
     import numpy as np
     from jaxprompt.checkpoints import load_pretrained
+
     config, params = load_pretrained("tiny")
     embedding = np.asarray(params["token_embedder"]["embedding"], np.float32)
     rng = np.random.default_rng(seed)
@@ -45,15 +46,33 @@ def make_bank(directory: str, tasks: int, prompt_length: int, seed: int) -> None
 
 
 def start_server(bank: str, policy: str, args) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "jaxprompt.cli.main", "serve", "--model", "tiny",
-               "--prompt_bank", bank, "--port", "0", "--batching", policy,
-               "--max_batch", str(args.max_batch), "--max_wait_ms", str(args.max_wait_ms),
-               "--inputs_length", str(args.inputs_length),
-               "--batch_buckets", ",".join(str(b) for b in (1, 4, 16, args.max_batch)
-                                           if b <= args.max_batch),
-               "--max_queue", "4096"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, cwd=REPO)
+    command = [
+        sys.executable,
+        "-m",
+        "jaxprompt.cli.main",
+        "serve",
+        "--model",
+        "tiny",
+        "--prompt_bank",
+        bank,
+        "--port",
+        "0",
+        "--batching",
+        policy,
+        "--max_batch",
+        str(args.max_batch),
+        "--max_wait_ms",
+        str(args.max_wait_ms),
+        "--inputs_length",
+        str(args.inputs_length),
+        "--batch_buckets",
+        ",".join(str(b) for b in (1, 4, 16, args.max_batch) if b <= args.max_batch),
+        "--max_queue",
+        "4096",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
+    )
     for line in process.stdout:
         found = re.search(r"listening on (http://\S+)", line)
         if found:
@@ -63,6 +82,7 @@ def start_server(bank: str, policy: str, args) -> tuple[subprocess.Popen, str]:
 
 async def drive(url: str, sentences: list[str], args) -> dict:
     import aiohttp
+
     latencies, examples = [], 0
     sent = 0
     deadline = time.monotonic() + args.seconds
@@ -72,8 +92,10 @@ async def drive(url: str, sentences: list[str], args) -> dict:
         nonlocal sent, examples
         while sent < args.requests and time.monotonic() < deadline:
             sent += 1
-            body = {"task": f"task{rng.randrange(args.tasks)}",
-                    "inputs": [rng.choice(sentences) for _ in range(args.inputs_per_request)]}
+            body = {
+                "task": f"task{rng.randrange(args.tasks)}",
+                "inputs": [rng.choice(sentences) for _ in range(args.inputs_per_request)],
+            }
             start = time.perf_counter()
             async with session.post(url + "/v1/predict", json=body) as response:
                 answer = await response.json()
@@ -90,15 +112,20 @@ async def drive(url: str, sentences: list[str], args) -> dict:
         await asyncio.gather(*(client(session) for _ in range(args.clients)))
         seconds = time.perf_counter() - start
     latencies.sort()
-    return {"requests": len(latencies), "seconds": seconds,
-            "requests_per_s": len(latencies) / seconds, "examples_per_s": examples / seconds,
-            "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+    return {
+        "requests": len(latencies),
+        "seconds": seconds,
+        "requests_per_s": len(latencies) / seconds,
+        "examples_per_s": examples / seconds,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=4, help="K tasks in the bank and traffic")
     parser.add_argument("--clients", type=int, default=32, help="C concurrent clients")
     parser.add_argument("--requests", type=int, default=800, help="requests per policy")
@@ -111,8 +138,12 @@ def main() -> None:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    sentences = [line.split("\t")[0] for line in open(os.path.join(
-        REPO, "jaxprompt", "assets", "sst2", "test.tsv")).read().splitlines()[1:]]
+    sentences = [
+        line.split("\t")[0]
+        for line in open(os.path.join(REPO, "jaxprompt", "assets", "sst2", "test.tsv"))
+        .read()
+        .splitlines()[1:]
+    ]
     results = {}
     with tempfile.TemporaryDirectory() as bank:
         make_bank(bank, args.tasks, args.prompt_length, args.seed)
@@ -124,19 +155,26 @@ def main() -> None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(60)
             r = results[policy]
-            print(f"{policy:9s} {r['requests']:5d} requests in {r['seconds']:6.1f} s: "
-                  f"{r['requests_per_s']:7.1f} req/s {r['examples_per_s']:7.1f} ex/s  "
-                  f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms", flush=True)
-    print(f"\nK={args.tasks} tasks, C={args.clients} clients, {args.inputs_per_request} "
-          f"input(s)/request, max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, "
-          f"inputs {args.inputs_length} tokens, prompts {args.prompt_length}, model: embedded")
+            print(
+                f"{policy:9s} {r['requests']:5d} requests in {r['seconds']:6.1f} s: "
+                f"{r['requests_per_s']:7.1f} req/s {r['examples_per_s']:7.1f} ex/s  "
+                f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms",
+                flush=True,
+            )
+    print(
+        f"\nK={args.tasks} tasks, C={args.clients} clients, {args.inputs_per_request} "
+        f"input(s)/request, max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, "
+        f"inputs {args.inputs_length} tokens, prompts {args.prompt_length}, model: embedded"
+    )
     if "mixed" in results:
         mixed = results["mixed"]
         for other in ("per_task", "single"):
             if other in results:
                 o = results[other]
-                print(f"mixed vs {other}: throughput x{mixed['examples_per_s'] / o['examples_per_s']:.2f}, "
-                      f"p99 {mixed['p99_ms']:.0f} vs {o['p99_ms']:.0f} ms")
+                print(
+                    f"mixed vs {other}: throughput x{mixed['examples_per_s'] / o['examples_per_s']:.2f}, "
+                    f"p99 {mixed['p99_ms']:.0f} vs {o['p99_ms']:.0f} ms"
+                )
 
 
 if __name__ == "__main__":

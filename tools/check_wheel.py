@@ -28,15 +28,43 @@ print("parsed runs/paper_xxl_v5e_8.gin (and its includes) from the installed whe
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                        "--no-build-isolation", "-w", str(tmp / "dist"), str(REPO)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(tmp / "dist"),
+                str(REPO),
+            ],
+            check=True,
+        )
         wheel = next((tmp / "dist").glob("jaxprompt-*.whl"))
         target = tmp / "site"
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                        str(target), str(wheel)], check=True)
-        done = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp, text=True,
-                              env={"PYTHONPATH": str(target), "TARGET": str(target),
-                                   "PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(target),
+                str(wheel),
+            ],
+            check=True,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", CHECK],
+            cwd=tmp,
+            text=True,
+            env={"PYTHONPATH": str(target), "TARGET": str(target), "PATH": "/usr/bin:/bin"},
+        )
         return done.returncode
 
 

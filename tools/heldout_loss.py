@@ -39,8 +39,16 @@ def objective_nll(model, params, batches) -> float:
         sums = cross_entropy(logits, target, weights)
         return sums["nll"], sums["weight"]
 
-    totals = [summed(params, b["encoder_input_tokens"], b["decoder_input_tokens"],
-                     b["decoder_target_tokens"], b["decoder_loss_weights"]) for b in batches]
+    totals = [
+        summed(
+            params,
+            b["encoder_input_tokens"],
+            b["decoder_input_tokens"],
+            b["decoder_target_tokens"],
+            b["decoder_loss_weights"],
+        )
+        for b in batches
+    ]
     return float(sum(t for t, _ in totals) / sum(w for _, w in totals))
 
 
@@ -58,17 +66,23 @@ def main() -> None:
 
     superglue = os.path.join(args.shared, "data", "superglue")
     processor = sentencepiece.SentencePieceProcessor(model_file=DEFAULT_VOCABULARY)
-    texts = {"seen": jsonl_texts(os.path.join(superglue, "rte", "train.jsonl"), "premise"),
-             "unseen": jsonl_texts(os.path.join(superglue, "boolq", "val.jsonl"), "passage", 1500)}
+    texts = {
+        "seen": jsonl_texts(os.path.join(superglue, "rte", "train.jsonl"), "premise"),
+        "unseen": jsonl_texts(os.path.join(superglue, "boolq", "val.jsonl"), "passage", 1500),
+    }
     pc = PretrainConfig(batch=64, lm_fraction=0.5, mlm_weight=0.0, seed=123)
-    batches = {name: [make_batch([token_stream(t, processor)], s, pc)
-                      for s in range(12)] for name, t in texts.items()}
+    batches = {
+        name: [make_batch([token_stream(t, processor)], s, pc) for s in range(12)]
+        for name, t in texts.items()
+    }
     print("model | seen (RTE train premises) | unseen (BoolQ val passages) | gap")
     for path in args.models:
         config, params = load_pretrained(path, dtype=np.float32)
         nll = {name: objective_nll(T5(config), params, b) for name, b in batches.items()}
-        print(f"{path} | {nll['seen']:.3f} | {nll['unseen']:.3f} | "
-              f"{nll['unseen'] - nll['seen']:.3f}", flush=True)
+        print(
+            f"{path} | {nll['seen']:.3f} | {nll['unseen']:.3f} | {nll['unseen'] - nll['seen']:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def main() -> None:
             yield entry.hf_name, (array.T if entry.transpose else array)
 
     os.makedirs(args.out, exist_ok=True)
-    write_safetensors(os.path.join(args.out, SAFETENSORS_FILE), tensors(),
-                      metadata={"format": "pt"})
+    write_safetensors(
+        os.path.join(args.out, SAFETENSORS_FILE), tensors(), metadata={"format": "pt"}
+    )
     with open(os.path.join(args.out, CONFIG_FILE), "w") as f:
         json.dump(config.to_hf_config(), f, indent=2, sort_keys=True)
     count = sum(int(np.prod(s.shape)) for s in shapes.values())

@@ -74,8 +74,9 @@ def source_groups(texts: list[str]) -> list[list[str]]:
     return list(groups.values())
 
 
-def split(labelled: dict[str, str], train_rows: int, validation_rows: int, seed: int = 0
-          ) -> tuple[list[str], list[str]]:
+def split(
+    labelled: dict[str, str], train_rows: int, validation_rows: int, seed: int = 0
+) -> tuple[list[str], list[str]]:
     """(train, validation) TSV rows from disjoint source-sentence groups."""
     groups = source_groups(list(labelled))
     random.Random(seed).shuffle(groups)
@@ -98,16 +99,19 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=500)
     args = parser.parse_args()
     source = os.path.join(args.shared, "data", "sst2")
-    labelled = sentence_rows(read_rows(os.path.join(source, "train.tsv")) +
-                             read_rows(os.path.join(source, "dev.tsv")))
+    labelled = sentence_rows(
+        read_rows(os.path.join(source, "train.tsv")) + read_rows(os.path.join(source, "dev.tsv"))
+    )
     train, validation = split(labelled, args.train, args.validation)
     os.makedirs(args.out, exist_ok=True)
     for name, rows in (("train.tsv", train), ("dev.tsv", validation)):
         with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
             f.write("sentence\tlabel\n" + "\n".join(rows) + "\n")
     shutil.copyfile(os.path.join(source, "test.tsv"), os.path.join(args.out, "test.tsv"))
-    print(f"wrote {len(train)} train rows, {len(validation)} validation rows (from disjoint "
-          f"source sentences) and the test file to {args.out}")
+    print(
+        f"wrote {len(train)} train rows, {len(validation)} validation rows (from disjoint "
+        f"source sentences) and the test file to {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ import sys
 import _common  # noqa: F401  (puts the repository on sys.path)
 
 SIZES = ("small", "base", "large", "xl", "xxl")
-ABLATION = (("as configured", {}, None),
-            ("remat minimal", {"remat_policy": "minimal"}, None),
-            ("no remat", {"remat_policy": "none"}, None),
-            ("float32 weights", {}, "float32"),
-            ("per-layer (no scan)", {"scan_layers": False}, None),
-            ("float32 compute", {"dtype": "float32"}, None))
+ABLATION = (
+    ("as configured", {}, None),
+    ("remat minimal", {"remat_policy": "minimal"}, None),
+    ("no remat", {"remat_policy": "none"}, None),
+    ("float32 weights", {}, "float32"),
+    ("per-layer (no scan)", {"scan_layers": False}, None),
+    ("float32 compute", {"dtype": "float32"}, None),
+)
 
 
 def main() -> int:
@@ -50,8 +52,10 @@ def main() -> int:
     else:
         variants = [(label, [], fields, dtype) for label, fields, dtype in ABLATION]
     print(f"{args.topology}: {' '.join(args.gin_file)} {' '.join(bindings)}")
-    print(f"{'plan':<24}{'train peak GiB':>15}{'eval peak GiB':>14}{'step ms':>9}"
-          f"{'bound':>9}{'hours':>8}")
+    print(
+        f"{'plan':<24}{'train peak GiB':>15}{'eval peak GiB':>14}{'step ms':>9}"
+        f"{'bound':>9}{'hours':>8}"
+    )
     for label, extra, fields, dtype in variants:
         run = with_model(configured_run(args.gin_file, bindings + extra), **fields)
         if dtype:
@@ -62,9 +66,11 @@ def main() -> int:
             print(f"{label:<24}does not fit: {train.error[:100]}", flush=True)
             continue
         e = estimate(run, *shapes, devices, peaks)
-        print(f"{label:<24}{train.peak_gib:15.2f}{evaluation.peak_gib:14.2f}"
-              f"{1000 * e.step_s:9.1f}{e.bound:>9}{e.step_s * run.trainer.steps / 3600:8.2f}",
-              flush=True)
+        print(
+            f"{label:<24}{train.peak_gib:15.2f}{evaluation.peak_gib:14.2f}"
+            f"{1000 * e.step_s:9.1f}{e.bound:>9}{e.step_s * run.trainer.steps / 3600:8.2f}",
+            flush=True,
+        )
     return 0
 
 

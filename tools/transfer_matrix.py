@@ -37,17 +37,31 @@ def main() -> None:
         data.set_data_dir(args.data_dir)
     config, params = load_pretrained(args.model, dtype=np.float32)
     vocab = data.vocabulary()
-    tasks = {name: sst2_task() if name == "sst2" else data.get_task(name)
-             for name in args.tasks.split(",")}
-    run = RunConfig(steps=args.steps, eval_every=max(args.steps // 3, 1),
-                    test_split="test" if "sst2" in tasks else "validation")
+    tasks = {
+        name: sst2_task() if name == "sst2" else data.get_task(name)
+        for name in args.tasks.split(",")
+    }
+    run = RunConfig(
+        steps=args.steps,
+        eval_every=max(args.steps // 3, 1),
+        test_split="test" if "sst2" in tasks else "validation",
+    )
     sources, matrix = {}, {}
     for name, task in tasks.items():
-        run_task = dataclasses.replace(run, test_split=run.test_split
-                                       if run.test_split in task.splits else "validation")
+        run_task = dataclasses.replace(
+            run, test_split=run.test_split if run.test_split in task.splits else "validation"
+        )
         matrix[name, name], _, prompt = tune_and_evaluate(
-            config, params, vocab, task, args.prompt_length, "class_labels", run_task,
-            os.path.join(args.out, f"source_{name}"), progress=False)
+            config,
+            params,
+            vocab,
+            task,
+            args.prompt_length,
+            "class_labels",
+            run_task,
+            os.path.join(args.out, f"source_{name}"),
+            progress=False,
+        )
         path = os.path.join(args.out, f"source_{name}.npy")
         np.save(path, prompt)
         sources[name] = path
@@ -55,12 +69,21 @@ def main() -> None:
         for target, task in tasks.items():
             if source == target:
                 continue  # the diagonal is the source run itself (class-label init)
-            run_task = dataclasses.replace(run, test_split=run.test_split
-                                           if run.test_split in task.splits else "validation")
+            run_task = dataclasses.replace(
+                run, test_split=run.test_split if run.test_split in task.splits else "validation"
+            )
             matrix[source, target], _, _ = tune_and_evaluate(
-                config, params, vocab, task, args.prompt_length, "from_file", run_task,
-                os.path.join(args.out, f"{source}_to_{target}"), prompt_file=path,
-                progress=False)
+                config,
+                params,
+                vocab,
+                task,
+                args.prompt_length,
+                "from_file",
+                run_task,
+                os.path.join(args.out, f"{source}_to_{target}"),
+                prompt_file=path,
+                progress=False,
+            )
     names = list(tasks)
     print("source \\ target | " + " | ".join(names))
     for source in names:

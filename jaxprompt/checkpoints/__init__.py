@@ -11,11 +11,13 @@ from jaxprompt.config import T5Config
 
 
 def _local_path(path: str) -> str:
-    """"tiny", a Hub id (`org/name[@revision]`, jaxprompt.checkpoints.hub) or a path."""
+    """ "tiny", a Hub id (`org/name[@revision]`, jaxprompt.checkpoints.hub) or a path."""
     if path in ("tiny", "t5_tiny_lm"):  # the embedded pretrained model (tools/pretrain_tiny.py)
-        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "assets", "t5_tiny_lm")
+        return os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "t5_tiny_lm"
+        )
     from jaxprompt.checkpoints.hub import is_hub_id, resolve
+
     return resolve(path) if is_hub_id(path) else path
 
 
@@ -24,6 +26,7 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
     Hub snapshot's) own spiece.model, "byte" if its tokenizer_config.json names ByT5's
     tokenizer, else the bundled T5 vocabulary."""
     from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY
+
     if vocabulary:
         return vocabulary
     if model is not None and not os.fspath(model).startswith("gs://"):
@@ -34,12 +37,14 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
             return own
         if _tokenizer_class(directory) == "ByT5Tokenizer":
             from jaxprompt.data.vocabulary import BYTE_VOCABULARY
+
             return BYTE_VOCABULARY
     return DEFAULT_VOCABULARY
 
 
 def _tokenizer_class(directory: str) -> str | None:
     import json
+
     try:
         with open(os.path.join(directory, "tokenizer_config.json"), encoding="utf-8") as f:
             value = json.load(f)
@@ -57,23 +62,28 @@ def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
     from jaxprompt.checkpoints.hf import load_hf_config, stored_dtype
     from jaxprompt.checkpoints.t5x import t5x_shapes
     from jaxprompt.config import PRESETS
+
     path = _local_path(os.fspath(path))
     if path in PRESETS:
         return PRESETS[path], "float32"
     if not path.startswith("gs://") and not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file or directory, nor a preset name "
-                              f"({', '.join(PRESETS)}).")
+        raise CheckpointError(
+            f"{path}: no such file or directory, nor a preset name ({', '.join(PRESETS)})."
+        )
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return load_hf_config(path), stored_dtype(path)
     if path.startswith("gs://") or is_t5x_checkpoint(path):
         config, dtype = t5x_shapes(path)
         return config, str(np.dtype(dtype))
-    raise CheckpointError(f"{path}: not a checkpoint jaxprompt can read (a Hugging Face T5 "
-                          "directory, a T5X checkpoint or a preset name).")
+    raise CheckpointError(
+        f"{path}: not a checkpoint jaxprompt can read (a Hugging Face T5 "
+        "directory, a T5X checkpoint or a preset name)."
+    )
 
 
-def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None = None,
-                    shardings=None) -> tuple[T5Config, dict]:
+def load_pretrained(
+    path: str | os.PathLike, dtype=None, config: T5Config | None = None, shardings=None
+) -> tuple[T5Config, dict]:
     """Loads a pretrained T5: returns (T5Config, params) for `jaxprompt.T5(config)`.
 
     Args:
@@ -92,17 +102,27 @@ def load_pretrained(path: str | os.PathLike, dtype=None, config: T5Config | None
     if path.startswith("gs://"):
         return load_t5x_checkpoint(path, config, dtype, shardings)
     if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file or directory. Pass a Hugging Face T5 "
-                              "directory (config.json + model.safetensors), a Hub id "
-                              "(org/name[@revision]) or a T5X checkpoint.")
+        raise CheckpointError(
+            f"{path}: no such file or directory. Pass a Hugging Face T5 "
+            "directory (config.json + model.safetensors), a Hub id "
+            "(org/name[@revision]) or a T5X checkpoint."
+        )
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return load_hf_checkpoint(path, dtype)
     if is_t5x_checkpoint(path):
         return load_t5x_checkpoint(path, config, dtype, shardings)
     raise CheckpointError(
         f"{path}: not a checkpoint jaxprompt can read. Expected a Hugging Face T5 directory "
-        "with config.json and model.safetensors, or a T5X checkpoint (checkpoint_N/checkpoint).")
+        "with config.json and model.safetensors, or a T5X checkpoint (checkpoint_N/checkpoint)."
+    )
 
 
-__all__ = ["CheckpointError", "load_pretrained", "model_vocabulary", "load_hf_checkpoint", "load_t5x_checkpoint",
-           "read_model_shapes", "save_hf_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "load_pretrained",
+    "model_vocabulary",
+    "load_hf_checkpoint",
+    "load_t5x_checkpoint",
+    "read_model_shapes",
+    "save_hf_checkpoint",
+]

@@ -13,6 +13,17 @@ class CheckpointError(ValueError):
 # What decoding a corrupt or foreign file can raise from numpy (its .npy header is parsed
 # as Python literals: SyntaxError, tokenize.TokenError), json, zipfile, msgpack, struct or
 # our own parsers; readers turn these into their own error naming the file.
-PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError,
-                OverflowError, RecursionError, UnicodeDecodeError, SyntaxError,
-                tokenize.TokenError)
+PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    EOFError,
+    OSError,
+    OverflowError,
+    RecursionError,
+    UnicodeDecodeError,
+    SyntaxError,
+    tokenize.TokenError,
+)

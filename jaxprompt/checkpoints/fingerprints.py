@@ -13,8 +13,10 @@ from jaxprompt.distributed import fetch
 def _sampled_leaves(params: dict, samples_per_leaf: int):
     """(path, leaf, sample) per leaf in path order: a strided sample of at most
     `samples_per_leaf` values (reading all of an 11B model would take minutes)."""
-    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
-                             key=lambda item: jax.tree_util.keystr(item[0])):
+    for path, leaf in sorted(
+        jax.tree_util.tree_flatten_with_path(params)[0],
+        key=lambda item: jax.tree_util.keystr(item[0]),
+    ):
         flat = leaf.reshape(-1)
         stride = max(1, flat.shape[0] // samples_per_leaf)
         yield jax.tree_util.keystr(path), leaf, fetch(flat[::stride][:samples_per_leaf])
@@ -36,6 +38,7 @@ def content_fingerprint(params: dict, samples_per_leaf: int = 1024) -> str:
     float32 or bfloat16 match, while another model (or a perturbed copy) does not."""
     import ml_dtypes
     import numpy as np
+
     digest = hashlib.sha256()
     for path, leaf, sample in _sampled_leaves(params, samples_per_leaf):
         digest.update(f"{path}{tuple(leaf.shape)}".encode())

@@ -49,12 +49,20 @@ def hf_parameter_map(config: T5Config) -> list[MappedParam]:
     attention_names = {"q": "query", "k": "key", "v": "value", "o": "out"}
 
     def attention(hf_prefix, flax_prefix):
-        return [MappedParam(f"{hf_prefix}.{hf}.weight", flax_prefix + (flax, "kernel"), True)
-                for hf, flax in attention_names.items()]
+        return [
+            MappedParam(f"{hf_prefix}.{hf}.weight", flax_prefix + (flax, "kernel"), True)
+            for hf, flax in attention_names.items()
+        ]
 
     def mlp(hf_prefix, flax_prefix):
-        return [MappedParam(f"{hf_prefix}.DenseReluDense.{name}.weight",
-                            flax_prefix + ("mlp", name, "kernel"), True) for name in mlp_names]
+        return [
+            MappedParam(
+                f"{hf_prefix}.DenseReluDense.{name}.weight",
+                flax_prefix + ("mlp", name, "kernel"),
+                True,
+            )
+            for name in mlp_names
+        ]
 
     def norm(hf_name, flax_prefix, flax_name):
         return MappedParam(hf_name, flax_prefix + (flax_name, "scale"), False)
@@ -76,11 +84,15 @@ def hf_parameter_map(config: T5Config) -> list[MappedParam]:
     for stack in ("encoder", "decoder"):
         layers = config.num_layers if stack == "encoder" else config.num_decoder_layers
         for i in range(layers if config.relative_bias_per_layer else 1):  # UMT5: every layer
-            entries.append(MappedParam(
-                f"{stack}.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight",
-                (stack, f"layers_{i}", "relpos_bias", "rel_embedding")
-                if config.relative_bias_per_layer else (stack, "relpos_bias", "rel_embedding"),
-                True))
+            entries.append(
+                MappedParam(
+                    f"{stack}.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight",
+                    (stack, f"layers_{i}", "relpos_bias", "rel_embedding")
+                    if config.relative_bias_per_layer
+                    else (stack, "relpos_bias", "rel_embedding"),
+                    True,
+                )
+            )
         entries.append(norm(f"{stack}.final_layer_norm.weight", (stack,), f"{stack}_norm"))
     if not config.tie_word_embeddings:
         entries.append(MappedParam("lm_head.weight", ("decoder", "logits_dense", "kernel"), True))
@@ -111,7 +123,8 @@ class _TensorSource:
             raise CheckpointError(
                 f"{directory}: no weights found. Expected {SAFETENSORS_FILE}, "
                 f"{SAFETENSORS_INDEX_FILE} or {TORCH_FILE} next to {CONFIG_FILE} "
-                "(as written by transformers' save_pretrained).")
+                "(as written by transformers' save_pretrained)."
+            )
 
     def _add_safetensors(self, path: str) -> None:
         reader = SafetensorsFile(path)
@@ -128,8 +141,9 @@ class _TensorSource:
         for shard in sorted(set(weight_map.values())):
             shard_path = os.path.join(self.directory, shard)
             if not os.path.exists(shard_path):
-                raise CheckpointError(f"{index_path} names shard {shard}, which is missing "
-                                      f"from {self.directory}.")
+                raise CheckpointError(
+                    f"{index_path} names shard {shard}, which is missing from {self.directory}."
+                )
             self._add_safetensors(shard_path)
 
     def _add_torch(self, path: str) -> None:
@@ -139,12 +153,14 @@ class _TensorSource:
             raise CheckpointError(
                 f"{path} is a PyTorch pickle and torch is not installed. Install the torch "
                 "extra (pip install 'jaxprompt[torch]') or convert the checkpoint to "
-                "safetensors.") from e
+                "safetensors."
+            ) from e
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as e:  # torch raises UnpicklingError, RuntimeError, ...
-            raise CheckpointError(f"{path}: torch.load(weights_only=True) refused the file: "
-                                  f"{e}") from e
+            raise CheckpointError(
+                f"{path}: torch.load(weights_only=True) refused the file: {e}"
+            ) from e
 
         def to_numpy(tensor):
             if tensor.dtype == torch.bfloat16:
@@ -168,8 +184,10 @@ class _TensorSource:
 def load_hf_config(directory: str) -> T5Config:
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.exists(path):
-        raise CheckpointError(f"{directory}: no {CONFIG_FILE}; a Hugging Face T5 directory "
-                              "holds config.json and model.safetensors.")
+        raise CheckpointError(
+            f"{directory}: no {CONFIG_FILE}; a Hugging Face T5 directory "
+            "holds config.json and model.safetensors."
+        )
     try:
         return T5Config.from_hf_config(path)
     except ConfigError as e:
@@ -193,8 +211,9 @@ def stored_dtype(directory: str) -> str:
     return str(header.get(name).dtype)
 
 
-def iter_hf_params(directory: str, config: T5Config, dtype=None
-                   ) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
+def iter_hf_params(
+    directory: str, config: T5Config, dtype=None
+) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
     """Yields (Flax path, array [Flax layout]) one parameter at a time, after checking all shapes.
 
     Every missing tensor and every shape mismatch is collected first and reported in one
@@ -211,8 +230,11 @@ def iter_hf_params(directory: str, config: T5Config, dtype=None
         if name == "lm_head.weight" and name not in available and "shared.weight" in available:
             # transformers >= 5 builds T5.1.1 with lm_head tied to shared.weight and saves
             # it once; such a model's output layer is the embedding, unscaled.
-            logger.info("%s: no lm_head.weight; using shared.weight as the untied output "
-                        "layer, as transformers does.", directory)
+            logger.info(
+                "%s: no lm_head.weight; using shared.weight as the untied output "
+                "layer, as transformers does.",
+                directory,
+            )
             name = "shared.weight"
         if name not in available:
             problems.append(f"missing tensor {entry.hf_name!r}")
@@ -228,14 +250,19 @@ def iter_hf_params(directory: str, config: T5Config, dtype=None
             f"{source.description} does not match {os.path.join(directory, CONFIG_FILE)}:\n  - "
             + "\n  - ".join(problems)
             + "\nCheck that config.json belongs to these weights (and that it is a "
-              "T5ForConditionalGeneration checkpoint).")
+            "T5ForConditionalGeneration checkpoint)."
+        )
     used = {name for _, name in plan} | set(_EMBEDDING_ALIASES)
     if config.tie_word_embeddings:
         used.add("lm_head.weight")  # Some writers store the tied head again.
     unused = sorted(available - used)
     if unused:
-        logger.warning("%s: ignoring %d tensors that T5 does not use: %s", source.description,
-                       len(unused), ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
+        logger.warning(
+            "%s: ignoring %d tensors that T5 does not use: %s",
+            source.description,
+            len(unused),
+            ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""),
+        )
     for entry, name in plan:
         array = source.get(name)
         array = array.T if entry.transpose else array
@@ -259,8 +286,9 @@ def load_hf_checkpoint(directory: str | os.PathLike, dtype=None) -> tuple[T5Conf
     return config, traverse_util.unflatten_dict(flat)
 
 
-def save_hf_checkpoint(directory: str | os.PathLike, config: T5Config, params: dict,
-                       dtype=None) -> None:
+def save_hf_checkpoint(
+    directory: str | os.PathLike, config: T5Config, params: dict, dtype=None
+) -> None:
     """Writes config.json + model.safetensors that transformers' T5 loads (inverse of loading)."""
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -269,14 +297,17 @@ def save_hf_checkpoint(directory: str | os.PathLike, config: T5Config, params: d
     def tensors():
         for entry in hf_parameter_map(config):
             if entry.flax_path not in flat:
-                raise CheckpointError(f"params lack {'/'.join(entry.flax_path)} needed for "
-                                      f"{entry.hf_name}; are they unscanned T5 params?")
+                raise CheckpointError(
+                    f"params lack {'/'.join(entry.flax_path)} needed for "
+                    f"{entry.hf_name}; are they unscanned T5 params?"
+                )
             array = np.asarray(jax.device_get(flat[entry.flax_path]))
             if dtype is not None:
                 array = array.astype(dtype)
             yield entry.hf_name, (array.T if entry.transpose else array)
 
-    write_safetensors(os.path.join(directory, SAFETENSORS_FILE), list(tensors()),
-                      metadata={"format": "pt"})
+    write_safetensors(
+        os.path.join(directory, SAFETENSORS_FILE), list(tensors()), metadata={"format": "pt"}
+    )
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
         json.dump(config.to_hf_config(), f, indent=2, sort_keys=True)

@@ -15,16 +15,26 @@ import re
 from jaxprompt.checkpoints.errors import CheckpointError
 
 HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(@(?P<revision>[\w./-]+))?$")
-CONFIG_AND_TOKENIZER = ["config.json", "generation_config.json", "spiece.model",
-                        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+CONFIG_AND_TOKENIZER = [
+    "config.json",
+    "generation_config.json",
+    "spiece.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
 SAFETENSORS = ["*.safetensors", "*.safetensors.index.json"]
 PYTORCH = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
 
 
 def is_hub_id(name: str) -> bool:
     """`org/name[@revision]` that is not a local path."""
-    return (not os.path.exists(name) and "://" not in name and not name.startswith((".", "/"))
-            and HUB_ID.match(name) is not None)
+    return (
+        not os.path.exists(name)
+        and "://" not in name
+        and not name.startswith((".", "/"))
+        and HUB_ID.match(name) is not None
+    )
 
 
 def split_id(name: str) -> tuple[str, str | None]:
@@ -40,27 +50,35 @@ def resolve(name: str) -> str:
         import huggingface_hub
         from huggingface_hub import errors
     except ImportError:
-        raise CheckpointError(f"{name} is a Hugging Face Hub id; pip install huggingface_hub "
-                              "to resolve it (or pass a local directory).") from None
+        raise CheckpointError(
+            f"{name} is a Hugging Face Hub id; pip install huggingface_hub "
+            "to resolve it (or pass a local directory)."
+        ) from None
     repo, revision = split_id(name)
     try:
-        path = huggingface_hub.snapshot_download(repo, revision=revision,
-                                                 allow_patterns=CONFIG_AND_TOKENIZER + SAFETENSORS)
+        path = huggingface_hub.snapshot_download(
+            repo, revision=revision, allow_patterns=CONFIG_AND_TOKENIZER + SAFETENSORS
+        )
         if not any(f.endswith(".safetensors") for f in os.listdir(path)):
-            path = huggingface_hub.snapshot_download(repo, revision=revision,
-                                                     allow_patterns=CONFIG_AND_TOKENIZER + PYTORCH)
+            path = huggingface_hub.snapshot_download(
+                repo, revision=revision, allow_patterns=CONFIG_AND_TOKENIZER + PYTORCH
+            )
     except (errors.LocalEntryNotFoundError, getattr(errors, "IncompleteSnapshotError", OSError)):
         raise CheckpointError(
             f"{name}: not in the local Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE})"
             " and the Hub cannot be reached; on a connected machine run `huggingface-cli "
             f"download {repo}{' --revision ' + revision if revision else ''}` and copy its "
-            "cache (HF_HOME) here.") from None
+            "cache (HF_HOME) here."
+        ) from None
     except errors.RevisionNotFoundError:
-        raise CheckpointError(f"{name}: the Hub repository {repo} has no revision "
-                              f"{revision!r}.") from None
+        raise CheckpointError(
+            f"{name}: the Hub repository {repo} has no revision {revision!r}."
+        ) from None
     except errors.RepositoryNotFoundError:
-        raise CheckpointError(f"{name}: no such Hugging Face Hub repository (or it is private:"
-                              " log in with `huggingface-cli login` or set HF_TOKEN).") from None
+        raise CheckpointError(
+            f"{name}: no such Hugging Face Hub repository (or it is private:"
+            " log in with `huggingface-cli login` or set HF_TOKEN)."
+        ) from None
     except errors.HfHubHTTPError as e:
         raise CheckpointError(f"{name}: the Hub answered {str(e).splitlines()[0]}") from None
     return path

@@ -26,9 +26,15 @@ import numpy as np
 from jaxprompt.checkpoints.errors import PARSE_ERRORS, CheckpointError
 
 _DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8),
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }
 _NAMES = {dtype: name for name, dtype in _DTYPES.items()}
@@ -44,19 +50,23 @@ class SafetensorsFile:
             with open(self.path, "rb") as f:
                 prefix = f.read(8)
                 if len(prefix) < 8:
-                    raise CheckpointError(f"{self.path}: truncated safetensors file "
-                                          f"({size} bytes, no header).")
+                    raise CheckpointError(
+                        f"{self.path}: truncated safetensors file ({size} bytes, no header)."
+                    )
                 (header_length,) = struct.unpack("<Q", prefix)
                 if header_length > size - 8:
                     raise CheckpointError(
                         f"{self.path}: truncated or not a safetensors file (header claims "
-                        f"{header_length} bytes, the file has {size}).")
+                        f"{header_length} bytes, the file has {size})."
+                    )
                 header = json.loads(f.read(header_length))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{self.path}: cannot read safetensors header: {e}") from e
         if not isinstance(header, dict):
-            raise CheckpointError(f"{self.path}: not a safetensors file (its header is a JSON "
-                                  f"{type(header).__name__}, not an object).")
+            raise CheckpointError(
+                f"{self.path}: not a safetensors file (its header is a JSON "
+                f"{type(header).__name__}, not an object)."
+            )
         self.metadata = header.pop("__metadata__", None) or {}
         self._data_start = 8 + header_length
         self._tensors = header
@@ -66,21 +76,24 @@ class SafetensorsFile:
         except CheckpointError:
             raise
         except PARSE_ERRORS as e:
-            raise CheckpointError(f"{self.path}: corrupt safetensors header ({type(e).__name__}: "
-                                  f"{str(e)[:200]}).") from None
+            raise CheckpointError(
+                f"{self.path}: corrupt safetensors header ({type(e).__name__}: {str(e)[:200]})."
+            ) from None
 
     def _check(self, data_size: int) -> None:
         for name, info in self._tensors.items():
             if info.get("dtype") not in _DTYPES:
-                raise CheckpointError(f"{self.path}: tensor {name!r} has unsupported dtype "
-                                      f"{info.get('dtype')!r}.")
+                raise CheckpointError(
+                    f"{self.path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}."
+                )
             begin, end = info["data_offsets"]
             expected = int(np.prod(info["shape"], dtype=np.int64)) * _DTYPES[info["dtype"]].itemsize
             if begin < 0 or end > data_size or end - begin != expected:
                 raise CheckpointError(
                     f"{self.path}: tensor {name!r} {tuple(info['shape'])} needs bytes "
                     f"[{begin}, {end}) but the file holds {data_size} data bytes: the file is "
-                    "truncated or corrupt; download or save it again.")
+                    "truncated or corrupt; download or save it again."
+                )
 
     def keys(self) -> list[str]:
         return list(self._tensors)
@@ -95,12 +108,20 @@ class SafetensorsFile:
         shape = tuple(info["shape"])
         if int(np.prod(shape, dtype=np.int64)) == 0:
             return np.zeros(shape, dtype)
-        return np.memmap(self.path, dtype=dtype, mode="r",
-                         offset=self._data_start + info["data_offsets"][0], shape=shape)
+        return np.memmap(
+            self.path,
+            dtype=dtype,
+            mode="r",
+            offset=self._data_start + info["data_offsets"][0],
+            shape=shape,
+        )
 
 
-def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray] | Iterable,
-                      metadata: Mapping[str, str] | None = None) -> None:
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: Mapping[str, np.ndarray] | Iterable,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Writes tensors (a dict, or (name, array) pairs) to `path`.
 
     Arrays are written little-endian and C-contiguous, copying at most one tensor at a
@@ -116,8 +137,11 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
         if dtype not in _NAMES:
             raise CheckpointError(f"Cannot write {name!r} of dtype {array.dtype} to safetensors.")
         nbytes = array.size * dtype.itemsize
-        header[name] = {"dtype": _NAMES[dtype], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": _NAMES[dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}

@@ -43,8 +43,9 @@ def _read_tree(file: str) -> dict:
         raise CheckpointError(f"{file}: not a T5X checkpoint (cannot decode msgpack: {e}).") from e
     if not isinstance(tree, dict) or "target" not in tree.get("optimizer", {}):
         keys = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
-        raise CheckpointError(f"{file}: not a T5X checkpoint: no optimizer/target in its tree "
-                              f"(top level: {keys}).")
+        raise CheckpointError(
+            f"{file}: not a T5X checkpoint: no optimizer/target in its tree (top level: {keys})."
+        )
     return tree["optimizer"]["target"]
 
 
@@ -54,7 +55,7 @@ def _is_tensorstore_spec(leaf) -> bool:
 
 def _kvstore(directory: str, relative: str) -> dict:
     if directory.startswith("gs://"):
-        bucket, _, prefix = directory[len("gs://"):].partition("/")
+        bucket, _, prefix = directory[len("gs://") :].partition("/")
         return {"driver": "gcs", "bucket": bucket, "path": f"{prefix.rstrip('/')}/{relative}"}
     return {"driver": "file", "path": os.path.join(directory, relative)}
 
@@ -72,14 +73,17 @@ class _Leaf:
     def store(self):
         if self._store is None:
             import tensorstore as ts
+
             spec = dict(self.spec)
             spec["kvstore"] = _kvstore(self.directory, self.spec["kvstore"]["path"])
             spec.pop("metadata", None)  # Read the array's own .zarray.
             try:
                 self._store = ts.open(spec, open=True, read=True).result()
             except Exception as e:
-                raise CheckpointError(f"{spec['kvstore'].get('path')}: cannot open the "
-                                      f"tensorstore array of {self.name}: {e}") from e
+                raise CheckpointError(
+                    f"{spec['kvstore'].get('path')}: cannot open the "
+                    f"tensorstore array of {self.name}: {e}"
+                ) from e
         return self._store
 
     @property
@@ -99,20 +103,25 @@ def _leaves(path: str) -> tuple[str, dict[tuple[str, ...], _Leaf]]:
     directory = os.path.dirname(os.path.abspath(file))
     target = _read_tree(file)
     flat: dict[tuple[str, ...], object] = {}
-    for key, value in traverse_util.flatten_dict(target, is_leaf=lambda _, v: _is_tensorstore_spec(v)
-                                                 or not isinstance(v, dict)).items():
+    for key, value in traverse_util.flatten_dict(
+        target, is_leaf=lambda _, v: _is_tensorstore_spec(v) or not isinstance(v, dict)
+    ).items():
         flat[key] = _Leaf(directory, "/".join(key), value)
     return file, flat
 
 
-def infer_config(shapes: dict[tuple[str, ...], tuple[int, ...]], base: T5Config | None = None,
-                 source: str = "") -> T5Config:
+def infer_config(
+    shapes: dict[tuple[str, ...], tuple[int, ...]], base: T5Config | None = None, source: str = ""
+) -> T5Config:
     """The T5Config the parameter shapes determine; other fields from `base` or defaults."""
+
     def shape(*key):
         if key not in shapes:
-            raise CheckpointError(f"{source}: no {'/'.join(key)}; is this a T5 (encoder-decoder) "
-                                  "T5X checkpoint? Scanned (`layers`) checkpoints are not "
-                                  "supported yet.")
+            raise CheckpointError(
+                f"{source}: no {'/'.join(key)}; is this a T5 (encoder-decoder) "
+                "T5X checkpoint? Scanned (`layers`) checkpoints are not "
+                "supported yet."
+            )
         return shapes[key]
 
     vocab, d_model = shape("token_embedder", "embedding")
@@ -120,26 +129,40 @@ def infer_config(shapes: dict[tuple[str, ...], tuple[int, ...]], base: T5Config 
     inner = shape("encoder", "layers_0", "attention", "query", "kernel")[1]
     gated = ("encoder", "layers_0", "mlp", "wi_0", "kernel") in shapes
     d_ff = shape("encoder", "layers_0", "mlp", "wi_0" if gated else "wi", "kernel")[1]
-    count = lambda stack: len({k[1] for k in shapes if k[0] == stack and
-                               re.fullmatch(r"layers_\d+", k[1])})
-    inferred = dict(vocab_size=vocab, d_model=d_model, num_heads=heads, d_kv=inner // heads,
-                    d_ff=d_ff, num_layers=count("encoder"), num_decoder_layers=count("decoder"),
-                    feed_forward_proj="gated-gelu" if gated else "relu",
-                    tie_word_embeddings=("decoder", "logits_dense", "kernel") not in shapes,
-                    relative_attention_num_buckets=buckets)
+    count = lambda stack: len(
+        {k[1] for k in shapes if k[0] == stack and re.fullmatch(r"layers_\d+", k[1])}
+    )
+    inferred = dict(
+        vocab_size=vocab,
+        d_model=d_model,
+        num_heads=heads,
+        d_kv=inner // heads,
+        d_ff=d_ff,
+        num_layers=count("encoder"),
+        num_decoder_layers=count("decoder"),
+        feed_forward_proj="gated-gelu" if gated else "relu",
+        tie_word_embeddings=("decoder", "logits_dense", "kernel") not in shapes,
+        relative_attention_num_buckets=buckets,
+    )
     if base is not None:
         differing = {k: (getattr(base, k), v) for k, v in inferred.items() if getattr(base, k) != v}
         if differing:
             raise CheckpointError(
-                f"{source}: the given config does not match the checkpoint: " + ", ".join(
-                    f"{k} config {a} vs checkpoint {b}" for k, (a, b) in differing.items()))
+                f"{source}: the given config does not match the checkpoint: "
+                + ", ".join(f"{k} config {a} vs checkpoint {b}" for k, (a, b) in differing.items())
+            )
         return base
     config = T5Config(**inferred)
-    logger.warning("%s: T5X checkpoints carry no config; inferred %s from the shapes and "
-                   "assumed relative_attention_max_distance=%d, layer_norm_epsilon=%g, "
-                   "dropout_rate=%g (pass config= to override).", source, inferred,
-                   config.relative_attention_max_distance, config.layer_norm_epsilon,
-                   config.dropout_rate)
+    logger.warning(
+        "%s: T5X checkpoints carry no config; inferred %s from the shapes and "
+        "assumed relative_attention_max_distance=%d, layer_norm_epsilon=%g, "
+        "dropout_rate=%g (pass config= to override).",
+        source,
+        inferred,
+        config.relative_attention_max_distance,
+        config.layer_norm_epsilon,
+        config.dropout_rate,
+    )
     return config
 
 
@@ -148,13 +171,17 @@ def t5x_shapes(path: str | os.PathLike) -> tuple[T5Config, np.dtype]:
     file, leaves = _leaves(os.fspath(path))
     config = infer_config({key: leaf.shape for key, leaf in leaves.items()}, None, file)
     embedding = leaves[("token_embedder", "embedding")]
-    dtype = (embedding.inline.dtype if embedding.inline is not None
-             else embedding.store.dtype.numpy_dtype)
+    dtype = (
+        embedding.inline.dtype
+        if embedding.inline is not None
+        else embedding.store.dtype.numpy_dtype
+    )
     return config, dtype
 
 
-def load_t5x_checkpoint(path: str | os.PathLike, config: T5Config | None = None, dtype=None,
-                        shardings=None) -> tuple[T5Config, dict]:
+def load_t5x_checkpoint(
+    path: str | os.PathLike, config: T5Config | None = None, dtype=None, shardings=None
+) -> tuple[T5Config, dict]:
     """Reads a T5X checkpoint into (T5Config, params).
 
     Args:
@@ -170,14 +197,18 @@ def load_t5x_checkpoint(path: str | os.PathLike, config: T5Config | None = None,
     config = infer_config(shapes, config, file)
     expected = traverse_util.flatten_dict(param_shapes(config))
     problems = [f"missing {'/'.join(k)}" for k in expected if k not in leaves]
-    problems += [f"{'/'.join(k)} has shape {shapes[k]} but the config implies {v.shape}"
-                 for k, v in expected.items() if k in leaves and shapes[k] != v.shape]
+    problems += [
+        f"{'/'.join(k)} has shape {shapes[k]} but the config implies {v.shape}"
+        for k, v in expected.items()
+        if k in leaves and shapes[k] != v.shape
+    ]
     if problems:
         raise CheckpointError(f"{file}: " + "; ".join(problems))
     extra = sorted("/".join(k) for k in leaves if k not in expected)
     if extra:
-        logger.info("%s: ignoring %d parameters T5 does not use (e.g. %s)", file, len(extra),
-                    extra[0])
+        logger.info(
+            "%s: ignoring %d parameters T5 does not use (e.g. %s)", file, len(extra), extra[0]
+        )
     if callable(shardings):
         shardings = shardings(config)
     flat_shardings = traverse_util.flatten_dict(shardings) if shardings is not None else {}
@@ -190,9 +221,12 @@ def load_t5x_checkpoint(path: str | os.PathLike, config: T5Config | None = None,
             params[key] = jax.device_put(array.astype(dtype) if dtype is not None else array)
         else:
             params[key] = jax.make_array_from_callback(
-                leaf.shape, sharding,
-                lambda index, leaf=leaf: (leaf.read(index).astype(dtype) if dtype is not None
-                                          else leaf.read(index)))
+                leaf.shape,
+                sharding,
+                lambda index, leaf=leaf: (
+                    leaf.read(index).astype(dtype) if dtype is not None else leaf.read(index)
+                ),
+            )
     return config, traverse_util.unflatten_dict(params)
 
 

@@ -23,20 +23,22 @@ def trainable_from_prompts(args, artifacts, config):
     for artifact in artifacts:
         if artifact.prompt is not None:
             check_width(artifact.prompt, config.d_model, artifact.source)
-            check_prompt_use(artifact.prompt.shape[0], args.inputs_length,
-                             source=artifact.source)
+            check_prompt_use(artifact.prompt.shape[0], args.inputs_length, source=artifact.source)
     if len(artifacts) > 1:
         if not getattr(args, "ensemble", None):
             raise CliError("Several --prompt need --ensemble vote|mean.")
         if len({p.shape for p in prompts}) > 1 or len(prompts) != len(artifacts):
-            raise CliError(f"Ensembled prompts must share a shape; got "
-                           f"{[None if a.prompt is None else a.prompt.shape for a in artifacts]}.")
+            raise CliError(
+                f"Ensembled prompts must share a shape; got "
+                f"{[None if a.prompt is None else a.prompt.shape for a in artifacts]}."
+            )
         prompt = jnp.stack([jnp.asarray(p) for p in prompts])
     else:
         prompt = jnp.asarray(prompts[0]) if prompts else None
     deep = load_deep_prompt_arg(args, config)
     if deep is None and len(artifacts) == 1 and "deep_prompt" in artifacts[0].trainable:
         from jaxprompt.prompts.deep import check_deep_prompt
+
         deep = artifacts[0].trainable["deep_prompt"]
         check_deep_prompt(deep, config)
     return make_trainable(prompt, deep)
@@ -49,6 +51,7 @@ def load_deep_prompt_arg(args, config):
     if len(args.prompt or []) > 1:
         raise CliError("--deep_prompt cannot be combined with an ensemble of --prompt.")
     from jaxprompt.prompts.deep import load_deep_prompt
+
     return load_deep_prompt(args.deep_prompt, config)
 
 
@@ -65,15 +68,19 @@ def int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
 def start_mesh(args, config, params):
     """--multihost / --mesh: (mesh or None, params placed on it, whether this host writes)."""
     from jaxprompt import distributed
+
     distributed.maybe_initialize({"auto": None, "on": True, "off": False}[args.multihost])
     import jax
+
     if not args.mesh and jax.process_count() == 1:
         return None, params, True
     from jaxprompt import partitioning
     from jaxprompt.models.t5 import param_axes, param_shapes
+
     mesh = partitioning.make_mesh(int_list(args.mesh, "--mesh"))
-    params = distributed.place(params, partitioning.tree_shardings(
-        param_shapes(config), param_axes(config), mesh))
+    params = distributed.place(
+        params, partitioning.tree_shardings(param_shapes(config), param_axes(config), mesh)
+    )
     return mesh, params, distributed.is_leader()
 
 
@@ -81,32 +88,58 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     """--model, --prompt, --deep_prompt, --vocabulary, --method, batch and lengths, and the
     overrides of a prompt's own model and vocabulary."""
     add_prompt_use_flags(p)
-    p.add_argument("--model", help="'tiny', a Hub id (org/name[@revision]), a Hugging Face T5 "
-                                   "directory or a T5X checkpoint (default: the model the "
-                                   "prompt directory names)")
-    p.add_argument("--prompt", action="append",
-                   help="prompt directory (best/<step>/, a run's output dir, an export) or "
-                        "file (any format); repeat with --ensemble; none: bare model")
+    p.add_argument(
+        "--model",
+        help="'tiny', a Hub id (org/name[@revision]), a Hugging Face T5 "
+        "directory or a T5X checkpoint (default: the model the "
+        "prompt directory names)",
+    )
+    p.add_argument(
+        "--prompt",
+        action="append",
+        help="prompt directory (best/<step>/, a run's output dir, an export) or "
+        "file (any format); repeat with --ensemble; none: bare model",
+    )
     p.add_argument("--deep_prompt", help="deep_prompt.npz of a deep-prompt run")
-    p.add_argument("--vocabulary", help="SentencePiece model (default: the model's own spiece.model, else T5's)")
-    p.add_argument("--method", choices=["rank", "greedy"],
-                   help="rank classification or greedy decoding (default: the prompt's, else "
-                        "by task)")
+    p.add_argument(
+        "--vocabulary",
+        help="SentencePiece model (default: the model's own spiece.model, else T5's)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["rank", "greedy"],
+        help="rank classification or greedy decoding (default: the prompt's, else by task)",
+    )
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--inputs_length", type=int,
-                   help="input tokens (default: the prompt's, else 512)")
-    p.add_argument("--targets_length", type=int,
-                   help="target tokens (default: the prompt's, else 16)")
-    p.add_argument("--multihost", choices=["auto", "on", "off"], default="auto",
-                   help="jax.distributed on a pod slice: every host runs the command, each "
-                        "builds only its rows, process 0 writes the output")
-    p.add_argument("--mesh", help="data,model mesh to split batches and the frozen model "
-                                  "(default on a pod slice: all devices on data)")
+    p.add_argument(
+        "--inputs_length", type=int, help="input tokens (default: the prompt's, else 512)"
+    )
+    p.add_argument(
+        "--targets_length", type=int, help="target tokens (default: the prompt's, else 16)"
+    )
+    p.add_argument(
+        "--multihost",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="jax.distributed on a pod slice: every host runs the command, each "
+        "builds only its rows, process 0 writes the output",
+    )
+    p.add_argument(
+        "--mesh",
+        help="data,model mesh to split batches and the frozen model "
+        "(default on a pod slice: all devices on data)",
+    )
 
 
 def add_prompt_use_flags(p) -> None:
-    p.add_argument("--allow_other_model", action="store_true",
-                   help="use a prompt with a model whose fingerprint differs from the one it "
-                        "was trained on (e.g. a re-saved copy of the same weights)")
-    p.add_argument("--allow_other_vocabulary", action="store_true",
-                   help="use a prompt with a vocabulary other than the one it was trained with")
+    p.add_argument(
+        "--allow_other_model",
+        action="store_true",
+        help="use a prompt with a model whose fingerprint differs from the one it "
+        "was trained on (e.g. a re-saved copy of the same weights)",
+    )
+    p.add_argument(
+        "--allow_other_vocabulary",
+        action="store_true",
+        help="use a prompt with a vocabulary other than the one it was trained with",
+    )

@@ -26,19 +26,30 @@ _REGISTERED = False
 
 def gin_config_dir() -> str:
     """The folder of jaxprompt's gin files: the package's data (any install)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "gin_configs")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin_configs")
 
 
-def user_files_task(train: str | None = None, validation: str | None = None,
-                    test: str | None = None, input_template: str = "{text}",
-                    target_field: str = "label", verbalizer: dict | None = None,
-                    name: str = "user_task"):
+def user_files_task(
+    train: str | None = None,
+    validation: str | None = None,
+    test: str | None = None,
+    input_template: str = "{text}",
+    target_field: str = "label",
+    verbalizer: dict | None = None,
+    name: str = "user_task",
+):
     """gin's `@from_files()`: jaxprompt.data.from_files, imported only when used."""
     from jaxprompt.data.user_files import from_files
-    return from_files(train=train, validation=validation, test=test,
-                      input_template=input_template, target_field=target_field,
-                      verbalizer=verbalizer, name=name)
+
+    return from_files(
+        train=train,
+        validation=validation,
+        test=test,
+        input_template=input_template,
+        target_field=target_field,
+        verbalizer=verbalizer,
+        name=name,
+    )
 
 
 def register_gin_configurables() -> None:
@@ -61,8 +72,10 @@ def resolve_gin_file(name: str) -> str:
     shipped = os.path.join(gin_config_dir(), name)
     if os.path.exists(shipped):
         return shipped
-    raise CliError(f"gin file {name!r} not found, neither as a path nor under "
-                   f"{gin_config_dir()} (e.g. runs/prompt_tuning.gin).")
+    raise CliError(
+        f"gin file {name!r} not found, neither as a path nor under "
+        f"{gin_config_dir()} (e.g. runs/prompt_tuning.gin)."
+    )
 
 
 def _not_a_search_miss(record: logging.LogRecord) -> bool:
@@ -107,18 +120,34 @@ def _short(selector: str) -> str:
 def configured_run(files: list[str], bindings: list[str]) -> Run:
     """Parses the flags and builds the Run; refuses bindings that nothing reads."""
     parse_gin(files, bindings)
-    run = Run(settings=_configured("train"), optimizer=_configured("OptimizerConfig"),
-              step=_configured("StepConfig"), trainer=_configured("TrainerConfig"),
-              model_bindings=dict(gin.get_bindings("T5Config")))
+    run = Run(
+        settings=_configured("train"),
+        optimizer=_configured("OptimizerConfig"),
+        step=_configured("StepConfig"),
+        trainer=_configured("TrainerConfig"),
+        model_bindings=dict(gin.get_bindings("T5Config")),
+    )
     read = {_short(selector) for _, selector in gin.config._OPERATIVE_CONFIG} | {"T5Config"}
-    unread = sorted({f"{_short(selector)}.{param}" for (_, selector), params in
-                     gin.config._CONFIG.items() for param in params
-                     if _short(selector) not in read})
+    unread = sorted(
+        {
+            f"{_short(selector)}.{param}"
+            for (_, selector), params in gin.config._CONFIG.items()
+            for param in params
+            if _short(selector) not in read
+        }
+    )
     if unread:
-        raise CliError(f"gin configuration: nothing reads {unread} (e.g. from_files.* without "
-                       "train.task = @from_files()); remove the binding(s).")
+        raise CliError(
+            f"gin configuration: nothing reads {unread} (e.g. from_files.* without "
+            "train.task = @from_files()); remove the binding(s)."
+        )
     return run
 
 
-__all__ = ["configured_run", "gin_config_dir", "parse_gin", "register_gin_configurables",
-           "resolve_gin_file"]
+__all__ = [
+    "configured_run",
+    "gin_config_dir",
+    "parse_gin",
+    "register_gin_configurables",
+    "resolve_gin_file",
+]

@@ -17,10 +17,13 @@ def _describe_prompt(artifact) -> None:
         kind = f"prompt of a training run ({os.path.dirname(artifact.info_path)})"
     if prompt is not None:
         norms = np.linalg.norm(prompt, axis=1)
-        print(f"{path}: {kind}, shape {prompt.shape} (P, H), float32 as read; "
-              f"finite: {bool(np.isfinite(prompt).all())}")
-        print(f"  row L2 norm: mean {norms.mean():.4g}, min {norms.min():.4g}, "
-              f"max {norms.max():.4g}")
+        print(
+            f"{path}: {kind}, shape {prompt.shape} (P, H), float32 as read; "
+            f"finite: {bool(np.isfinite(prompt).all())}"
+        )
+        print(
+            f"  row L2 norm: mean {norms.mean():.4g}, min {norms.min():.4g}, max {norms.max():.4g}"
+        )
         print("  per position: " + " ".join(f"{n:.3g}" for n in norms))
     else:
         print(f"{path}: {kind} without an input prompt")
@@ -33,8 +36,10 @@ def _describe_prompt(artifact) -> None:
             print(f"  {field:<12} {value}")
     missing = artifact.missing()
     if missing:
-        print(f"  not recorded: {', '.join(missing)}"
-              + ("" if artifact.info else " (a bare prompt file: pass them as flags)"))
+        print(
+            f"  not recorded: {', '.join(missing)}"
+            + ("" if artifact.info else " (a bare prompt file: pass them as flags)")
+        )
 
 
 def _describe_model(path: str) -> None:
@@ -59,8 +64,9 @@ def run(args) -> int:
     from jaxprompt.prompts.files import PromptFileError
 
     path = args.path
-    if is_hub_id(path) or (os.path.isdir(path)
-                           and os.path.exists(os.path.join(path, "config.json"))):
+    if is_hub_id(path) or (
+        os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json"))
+    ):
         _describe_model(path)
         return 0
     try:
@@ -85,15 +91,19 @@ def _neighbours(args, path: str, prompt) -> None:
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
     check_width(prompt, config.d_model, path)
-    ids, scores = nearest_tokens(prompt, params["token_embedder"]["embedding"], args.neighbours,
-                                 vocab_size=vocab.vocab_size)
+    ids, scores = nearest_tokens(
+        prompt, params["token_embedder"]["embedding"], args.neighbours, vocab_size=vocab.vocab_size
+    )
     print(f"  nearest tokens by cosine similarity to {args.model}'s embedding:")
     for position, (row_ids, row_scores) in enumerate(zip(ids, scores)):
-        words = ", ".join(f"{vocab.decode([int(i)]) or _piece(vocab, int(i))}"
-                          f" ({s:.2f})" for i, s in zip(row_ids, row_scores))
+        words = ", ".join(
+            f"{vocab.decode([int(i)]) or _piece(vocab, int(i))} ({s:.2f})"
+            for i, s in zip(row_ids, row_scores)
+        )
         print(f"  {position:4d}: {words}")
-    heatmap = args.heatmap or os.path.splitext(os.path.basename(path.rstrip("/")))[0] + \
-        "_similarity.png"
+    heatmap = (
+        args.heatmap or os.path.splitext(os.path.basename(path.rstrip("/")))[0] + "_similarity.png"
+    )
     print(f"  position similarity heatmap: {plot_similarity(prompt, heatmap)}")
 
 
@@ -104,11 +114,15 @@ def _piece(vocab, token: int) -> str:
 
 
 def add_parser(sub) -> None:
-    inspect = sub.add_parser("inspect", help="describe a prompt (directory or file) or a "
-                                             "checkpoint")
+    inspect = sub.add_parser(
+        "inspect", help="describe a prompt (directory or file) or a checkpoint"
+    )
     inspect.add_argument("path")
     inspect.add_argument("--model", help="with a prompt: show each position's nearest tokens")
     inspect.add_argument("--neighbours", type=int, default=5)
-    inspect.add_argument("--vocabulary", help="SentencePiece model (default: the model's own spiece.model, else T5's)")
+    inspect.add_argument(
+        "--vocabulary",
+        help="SentencePiece model (default: the model's own spiece.model, else T5's)",
+    )
     inspect.add_argument("--heatmap", help="PNG of position similarities (with --model)")
     inspect.set_defaults(func=run)

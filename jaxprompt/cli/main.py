@@ -23,8 +23,9 @@ COMMANDS = (train, plan, evaluate, predict, serve, export, inspect, quickstart)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxprompt", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="jaxprompt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     for command in COMMANDS:
@@ -37,7 +38,7 @@ def _split_gin_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     rest, bindings = [], []
     for arg in argv:
         if arg.startswith("--gin.") and "=" in arg:
-            key, value = arg[len("--gin."):].split("=", 1)
+            key, value = arg[len("--gin.") :].split("=", 1)
             bindings.append(f"{key} = {value}")
         else:
             rest.append(arg)
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.version:
         from jaxprompt import __version__
+
         print(__version__)
         return 0
     if not args.command:
@@ -67,15 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     from jaxprompt.prompts.files import PromptFileError
     from jaxprompt.prompts.init import PromptError
     from jaxprompt.training.loop import TrainingError
-    known = (CliError, CheckpointError, ConfigError, DeepPromptError, PartitioningError,
-             PromptError, PromptFileError, TopologyError, TrainingError)
+
+    known = (
+        CliError,
+        CheckpointError,
+        ConfigError,
+        DeepPromptError,
+        PartitioningError,
+        PromptError,
+        PromptFileError,
+        TopologyError,
+        TrainingError,
+    )
     try:
         from jaxprompt.data.readers import DataError
+
         known += (DataError,)
     except ImportError:
         pass
     from jaxprompt.training.interrupts import TrainingInterrupted
     from jaxprompt.training.run_lock import DirectoryInUse
+
     known += (DirectoryInUse,)
     try:
         return args.func(args)
@@ -90,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as e:
         from jaxprompt.extras import missing_extra_message
+
         message = missing_extra_message(e, f"jaxprompt {args.command}")
         if message is None:
             raise

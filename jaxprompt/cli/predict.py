@@ -5,20 +5,29 @@ from __future__ import annotations
 import json
 
 from jaxprompt.cli.common import CliError, add_model_flags, start_mesh, trainable_from_prompts
-from jaxprompt.cli.prompt_args import (apply_prompt_settings, check_prompts, prompt_mode,
-                                       read_prompts, recorded, warn)
+from jaxprompt.cli.prompt_args import (
+    apply_prompt_settings,
+    check_prompts,
+    prompt_mode,
+    read_prompts,
+    recorded,
+    warn,
+)
 
 
 def model_inputs(args, records, artifacts) -> list[str]:
     """Each row's model input: --input_template, else the prompt's task format (its
     template, or a built-in task's own format), else the row's "inputs" field."""
     from jaxprompt.data.user_files import recipe_formatter
+
     artifact = recorded(artifacts)
     task = (artifact.info.task if artifact else None) or {}
     own = recipe_formatter(task.get("name"), task.get("recipe")) if task else None
     if args.input_template is not None and own is not None:
-        warn(f"--input_template {args.input_template!r} overrides the format of the prompt's "
-             f"task {task.get('name')!r} ({artifact.info_path}).")
+        warn(
+            f"--input_template {args.input_template!r} overrides the format of the prompt's "
+            f"task {task.get('name')!r} ({artifact.info_path})."
+        )
     if args.input_template is not None or own is None:
         template = args.input_template or "{inputs}"
         own = lambda row: [template.format(**row)]
@@ -27,9 +36,11 @@ def model_inputs(args, records, artifacts) -> list[str]:
         try:
             inputs += own(row)
         except KeyError as e:
-            raise CliError(f"{args.input}, line {line}: missing field {e} for the input format "
-                           f"of {args.input_template or task.get('name') or '{inputs}'!r}; the "
-                           f"row has {sorted(row)}.") from None
+            raise CliError(
+                f"{args.input}, line {line}: missing field {e} for the input format "
+                f"of {args.input_template or task.get('name') or '{inputs}'!r}; the "
+                f"row has {sorted(row)}."
+            ) from None
     return inputs
 
 
@@ -55,24 +66,43 @@ def run(args) -> int:
         if args.deep_prompt:
             raise CliError("--prompt_bank serves input prompts; --deep_prompt cannot join it.")
         from jaxprompt.evaluation.bank import bank_from_entries, predict_mixed
+
         missing = [line for line, row in records if "task" not in row]
         if missing:
-            raise CliError(f"{args.input}, line {missing[0]}: no 'task' field; with "
-                           "--prompt_bank every line names its task.")
+            raise CliError(
+                f"{args.input}, line {missing[0]}: no 'task' field; with "
+                "--prompt_bank every line names its task."
+            )
         inputs = model_inputs(args, records, [])
         bank = bank_from_entries(bank_entries, vocab, args.targets_length)
-        predictions = predict_mixed(config, params, bank, vocab, [r["task"] for _, r in records],
-                                    inputs, inputs_length=args.inputs_length,
-                                    targets_length=args.targets_length,
-                                    batch_size=args.batch_size, mesh=mesh)
+        predictions = predict_mixed(
+            config,
+            params,
+            bank,
+            vocab,
+            [r["task"] for _, r in records],
+            inputs,
+            inputs_length=args.inputs_length,
+            targets_length=args.targets_length,
+            batch_size=args.batch_size,
+            mesh=mesh,
+        )
     else:
         inputs = model_inputs(args, records, artifacts)
         trainable = trainable_from_prompts(args, artifacts, config)
         predictions = evaluation.predict(
-            config, params, trainable, vocab, inputs, label_names=args.labels,
-            method=args.method, batch_size=args.batch_size,
+            config,
+            params,
+            trainable,
+            vocab,
+            inputs,
+            label_names=args.labels,
+            method=args.method,
+            batch_size=args.batch_size,
             lengths=data.Lengths(args.inputs_length, args.targets_length),
-            prompt_mode=prompt_mode(artifacts), mesh=mesh)
+            prompt_mode=prompt_mode(artifacts),
+            mesh=mesh,
+        )
     if not writes:  # another process of a pod slice: process 0 writes
         return 0
     with open(args.output, "w") as f:
@@ -87,11 +117,18 @@ def add_parser(sub) -> None:
     add_model_flags(predict)
     predict.add_argument("--input", required=True, help=".jsonl/.csv/.tsv of inputs")
     predict.add_argument("--output", required=True, help="predictions .jsonl")
-    predict.add_argument("--input_template",
-                         help="format of the model input from each row's fields (default: the "
-                              "prompt's task format, else '{inputs}')")
-    predict.add_argument("--labels", help="comma-separated candidate targets for rank "
-                                          "classification (default: the prompt's labels)")
-    predict.add_argument("--prompt_bank", help="directory of <task>.npy prompts (+ bank.json "
-                                               "labels); each input line names its task")
+    predict.add_argument(
+        "--input_template",
+        help="format of the model input from each row's fields (default: the "
+        "prompt's task format, else '{inputs}')",
+    )
+    predict.add_argument(
+        "--labels",
+        help="comma-separated candidate targets for rank "
+        "classification (default: the prompt's labels)",
+    )
+    predict.add_argument(
+        "--prompt_bank",
+        help="directory of <task>.npy prompts (+ bank.json labels); each input line names its task",
+    )
     predict.set_defaults(func=run)

@@ -17,11 +17,14 @@ DEFAULT_LENGTHS = {"inputs": 512, "targets": 16}
 def read_prompts(paths) -> list:
     """--prompt paths -> PromptArtifacts; an ensemble's prompts must share a placement."""
     from jaxprompt.prompts.artifact import read_prompt
+
     artifacts = [read_prompt(path) for path in paths or []]
     modes = {a.prompt_mode for a in artifacts}
     if len(modes) > 1:
-        raise CliError(f"The prompts {[a.source for a in artifacts]} were trained with "
-                       f"different placements {sorted(modes)}; an ensemble needs one.")
+        raise CliError(
+            f"The prompts {[a.source for a in artifacts]} were trained with "
+            f"different placements {sorted(modes)}; an ensemble needs one."
+        )
     return artifacts
 
 
@@ -56,18 +59,29 @@ def apply_prompt_settings(args, artifacts) -> None:
     if args.model is None:
         raise CliError("--model is required (the prompt records no model).")
     lengths = own("lengths") or {}
-    args.inputs_length = choose(args.inputs_length, lengths.get("inputs"),
-                                DEFAULT_LENGTHS["inputs"], "--inputs_length", "inputs length",
-                                where)
-    args.targets_length = choose(args.targets_length, lengths.get("targets"),
-                                 DEFAULT_LENGTHS["targets"], "--targets_length",
-                                 "targets length", where)
+    args.inputs_length = choose(
+        args.inputs_length,
+        lengths.get("inputs"),
+        DEFAULT_LENGTHS["inputs"],
+        "--inputs_length",
+        "inputs length",
+        where,
+    )
+    args.targets_length = choose(
+        args.targets_length,
+        lengths.get("targets"),
+        DEFAULT_LENGTHS["targets"],
+        "--targets_length",
+        "targets length",
+        where,
+    )
     args.method = choose(args.method, own("decoding"), None, "--method", "decoding", where)
     if hasattr(args, "labels"):
         given = tuple(args.labels.split(",")) if args.labels else None
         labels = own("labels")
-        args.labels = choose(given, tuple(labels) if labels else None, None, "--labels",
-                             "labels", where)
+        args.labels = choose(
+            given, tuple(labels) if labels else None, None, "--labels", "labels", where
+        )
     if hasattr(args, "task") and args.task is None and info is not None and info.task:
         args.task = info.task["name"]
 
@@ -84,11 +98,16 @@ def check_prompts(args, artifacts, params, vocab) -> None:
     from jaxprompt.checkpoints.fingerprints import content_fingerprint
     from jaxprompt.data.vocabulary import vocabulary_fingerprint
     from jaxprompt.prompts.artifact import check_use
+
     model_fingerprint = content_fingerprint(params)
     vocab_fingerprint = vocabulary_fingerprint(vocab)
     for artifact in artifacts:
-        check_use(artifact, model_fingerprint=model_fingerprint, model=args.model,
-                  vocabulary_fingerprint=vocab_fingerprint,
-                  vocabulary=getattr(vocab, "path", "the vocabulary"),
-                  allow_other_model=args.allow_other_model,
-                  allow_other_vocabulary=args.allow_other_vocabulary)
+        check_use(
+            artifact,
+            model_fingerprint=model_fingerprint,
+            model=args.model,
+            vocabulary_fingerprint=vocab_fingerprint,
+            vocabulary=getattr(vocab, "path", "the vocabulary"),
+            allow_other_model=args.allow_other_model,
+            allow_other_vocabulary=args.allow_other_vocabulary,
+        )

@@ -37,15 +37,20 @@ def download_rows(fmt: TaskFormat, split: str) -> list[dict]:
         try:
             return rows_from_dataset(datasets.load_dataset(path, config, split=split))
         except (ConnectionError, FileNotFoundError, ValueError) as e:
-            raise DataError(f"Task {fmt.name!r}: datasets.load_dataset({path!r}, {config!r}, "
-                            f"split={split!r}) failed ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200]}).") from None
+            raise DataError(
+                f"Task {fmt.name!r}: datasets.load_dataset({path!r}, {config!r}, "
+                f"split={split!r}) failed ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200]})."
+            ) from None
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise DataError(f"Task {fmt.name!r}: --download needs Hugging Face datasets (pip "
-                        "install 'jaxprompt[download]') or tensorflow_datasets.") from None
+        raise DataError(
+            f"Task {fmt.name!r}: --download needs Hugging Face datasets (pip "
+            "install 'jaxprompt[download]') or tensorflow_datasets."
+        ) from None
     from jaxprompt.data.readers import read_tfds
+
     builder = tfds.builder(f"{fmt.benchmark}/{fmt.subset}")
     builder.download_and_prepare()
     return read_tfds(fmt, split, None) or []

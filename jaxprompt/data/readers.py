@@ -67,30 +67,45 @@ def _super_glue_examples(fmt: TaskFormat, row: dict, where: str):
         _require(row, ("passage",), where)
         for question in row["passage"]["questions"]:
             for answer in question["answers"]:
-                yield {"paragraph": row["passage"]["text"], "question": question["question"],
-                       "answer": answer["text"],
-                       "label": _label_index(labels, answer.get("label"), where),
-                       "idx": {"paragraph": idx, "question": question["idx"],
-                               "answer": answer["idx"]}}
+                yield {
+                    "paragraph": row["passage"]["text"],
+                    "question": question["question"],
+                    "answer": answer["text"],
+                    "label": _label_index(labels, answer.get("label"), where),
+                    "idx": {"paragraph": idx, "question": question["idx"], "answer": answer["idx"]},
+                }
     elif subset == "record":
         _require(row, ("passage", "qas"), where)
         text = row["passage"]["text"]
-        entities = sorted({text[e["start"]:e["end"] + 1] for e in row["passage"]["entities"]})
+        entities = sorted({text[e["start"] : e["end"] + 1] for e in row["passage"]["entities"]})
         for qa in row["qas"]:
-            yield {"passage": text, "query": qa["query"], "entities": entities,
-                   "answers": sorted({a["text"] for a in qa.get("answers", [])}),
-                   "idx": {"passage": idx, "query": qa["idx"]}}
+            yield {
+                "passage": text,
+                "query": qa["query"],
+                "entities": entities,
+                "answers": sorted({a["text"] for a in qa.get("answers", [])}),
+                "idx": {"passage": idx, "query": qa["idx"]},
+            }
     elif subset == "wsc.fixed":
         _require(row, ("text", "target"), where)
         target = row["target"]
-        yield {"text": row["text"], "span1_index": target["span1_index"],
-               "span1_text": target["span1_text"], "span2_index": target["span2_index"],
-               "span2_text": target["span2_text"],
-               "label": _label_index(labels, row.get("label"), where), "idx": idx}
+        yield {
+            "text": row["text"],
+            "span1_index": target["span1_index"],
+            "span1_text": target["span1_text"],
+            "span2_index": target["span2_index"],
+            "span2_text": target["span2_text"],
+            "label": _label_index(labels, row.get("label"), where),
+            "idx": idx,
+        }
     else:
-        keys = {"boolq": ("question", "passage"), "cb": ("premise", "hypothesis"),
-                "copa": ("premise", "choice1", "choice2", "question"),
-                "rte": ("premise", "hypothesis"), "wic": ("sentence1", "sentence2", "word")}[subset]
+        keys = {
+            "boolq": ("question", "passage"),
+            "cb": ("premise", "hypothesis"),
+            "copa": ("premise", "choice1", "choice2", "question"),
+            "rte": ("premise", "hypothesis"),
+            "wic": ("sentence1", "sentence2", "word"),
+        }[subset]
         _require(row, keys, where)
         example = {k: row[k] for k in keys}
         example.update(label=_label_index(labels, row.get("label"), where), idx=idx)
@@ -133,8 +148,13 @@ def _glue_rows(fmt: TaskFormat, path: str):
 
 def local_task_dir(fmt: TaskFormat, data_dir: str) -> str | None:
     """The folder of `fmt` under data_dir (official name, TFDS name, or lower case)."""
-    candidates = [fmt.local_dir, fmt.local_dir.lower(), fmt.subset, fmt.subset.split(".")[0],
-                  fmt.local_dir.lower().replace("-", "")]
+    candidates = [
+        fmt.local_dir,
+        fmt.local_dir.lower(),
+        fmt.subset,
+        fmt.subset.split(".")[0],
+        fmt.local_dir.lower().replace("-", ""),
+    ]
     for name in candidates:
         path = os.path.join(data_dir, name)
         if os.path.isdir(path):
@@ -145,14 +165,15 @@ def local_task_dir(fmt: TaskFormat, data_dir: str) -> str | None:
 def read_local(fmt: TaskFormat, split: str, data_dir: str) -> list[dict]:
     directory = local_task_dir(fmt, data_dir)
     if directory is None:
-        raise DataError(f"No folder for {fmt.name} under {data_dir} (looked for "
-                        f"{fmt.local_dir!r} or {fmt.subset!r}).")
+        raise DataError(
+            f"No folder for {fmt.name} under {data_dir} (looked for "
+            f"{fmt.local_dir!r} or {fmt.subset!r})."
+        )
     if split not in SPLIT_FILES[fmt.benchmark]:
         raise DataError(f"Unknown split {split!r}; use one of {list(SPLIT_FILES[fmt.benchmark])}.")
     path = os.path.join(directory, SPLIT_FILES[fmt.benchmark][split])
     if not os.path.exists(path):
-        raise DataError(f"{path} does not exist: {fmt.name} has no {split!r} split in "
-                        f"{directory}.")
+        raise DataError(f"{path} does not exist: {fmt.name} has no {split!r} split in {directory}.")
     rows = _super_glue_rows if fmt.benchmark == "super_glue" else _glue_rows
     return list(rows(fmt, path))
 

@@ -19,7 +19,6 @@ from jaxprompt.data.readers import DataError, read_local, read_tfds
 from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY, EXTRA_IDS
 
 
-
 @dataclasses.dataclass(frozen=True)
 class TextTask:
     name: str
@@ -40,12 +39,16 @@ class TextTask:
 
 
 TEXT_TASKS: dict[str, TextTask] = {}
-_SETTINGS = {"data_dir": os.environ.get("JAXPROMPT_DATA_DIR"),
-             "tfds_data_dir": os.environ.get("TFDS_DATA_DIR"), "download": False}
+_SETTINGS = {
+    "data_dir": os.environ.get("JAXPROMPT_DATA_DIR"),
+    "tfds_data_dir": os.environ.get("TFDS_DATA_DIR"),
+    "download": False,
+}
 
 
-def set_data_dir(data_dir: str | None = None, tfds_data_dir: str | None = None,
-                 download: bool | None = None) -> None:
+def set_data_dir(
+    data_dir: str | None = None, tfds_data_dir: str | None = None, download: bool | None = None
+) -> None:
     """Where built-in tasks look for local files (and prepared TFDS datasets), and whether a
     task found in neither is downloaded (jaxprompt.data.download)."""
     if data_dir is not None:
@@ -65,6 +68,7 @@ def _builtin_examples(task_name: str, split: str) -> tuple[dict, ...]:
         data_dir = _SETTINGS["data_dir"]
         if not data_dir and _SETTINGS["download"]:
             from jaxprompt.data.download import download_rows
+
             raw = download_rows(fmt, split)
         elif not data_dir:
             raise DataError(
@@ -72,7 +76,8 @@ def _builtin_examples(task_name: str, split: str) -> tuple[dict, ...]:
                 "locally and no data_dir is set. Pass --download (gin: train.download = True) "
                 "to fetch it, or --data_dir (or JAXPROMPT_DATA_DIR) naming a folder holding "
                 f"{fmt.local_dir}/ in the original "
-                f"{'SuperGLUE JSONL' if fmt.benchmark == 'super_glue' else 'GLUE TSV'} layout.")
+                f"{'SuperGLUE JSONL' if fmt.benchmark == 'super_glue' else 'GLUE TSV'} layout."
+            )
         else:
             raw = read_local(fmt, split, data_dir)
     return tuple(formatted for example in raw for formatted in fmt.format(example))
@@ -80,23 +85,30 @@ def _builtin_examples(task_name: str, split: str) -> tuple[dict, ...]:
 
 for _fmt in TASK_FORMATS.values():
     TEXT_TASKS[_fmt.name] = TextTask(
-        _fmt.name, _fmt.label_names, _fmt.metrics,
+        _fmt.name,
+        _fmt.label_names,
+        _fmt.metrics,
         functools.partial(lambda name, split: list(_builtin_examples(name, split)), _fmt.name),
-        recipe={"builtin": _fmt.name})
+        recipe={"builtin": _fmt.name},
+    )
 
 
 def get_task(name: str) -> TextTask:
     if name not in TEXT_TASKS:
-        raise DataError(f"Unknown task {name!r}. Built-in tasks: {', '.join(sorted(TEXT_TASKS))}; "
-                        "or build one from your files with jaxprompt.data.from_files(...).")
+        raise DataError(
+            f"Unknown task {name!r}. Built-in tasks: {', '.join(sorted(TEXT_TASKS))}; "
+            "or build one from your files with jaxprompt.data.from_files(...)."
+        )
     return TEXT_TASKS[name]
 
 
 def check_vocabulary(vocab, model_vocab_size: int) -> None:
     if vocab.vocab_size > model_vocab_size:
-        raise DataError(f"The vocabulary has {vocab.vocab_size} ids but the model's embedding "
-                        f"has {model_vocab_size} rows: they do not belong together. Use the "
-                        "model's own spiece.model.")
+        raise DataError(
+            f"The vocabulary has {vocab.vocab_size} ids but the model's embedding "
+            f"has {model_vocab_size} rows: they do not belong together. Use the "
+            "model's own spiece.model."
+        )
 
 
 def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
@@ -105,25 +117,30 @@ def register_seqio_task(task: TextTask, vocab_path: str = DEFAULT_VOCABULARY):
     import seqio
     import tensorflow as tf
 
-
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
         del shuffle_files, seed  # Shuffling happens in seqio, after the source.
         examples = task.examples(split)
-        return tf.data.Dataset.from_tensor_slices({
-            "inputs": np.array([e["inputs"] for e in examples], dtype=object),
-            "targets": np.array([e["targets"] for e in examples], dtype=object),
-            "idx": np.arange(len(examples), dtype=np.int32)})
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "inputs": np.array([e["inputs"] for e in examples], dtype=object),
+                "targets": np.array([e["targets"] for e in examples], dtype=object),
+                "idx": np.arange(len(examples), dtype=np.int32),
+            }
+        )
 
     vocab = seqio.SentencePieceVocabulary(vocab_path, extra_ids=EXTRA_IDS)
-    features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
-                "targets": seqio.Feature(vocab, add_eos=True)}
+    features = {
+        "inputs": seqio.Feature(vocab, add_eos=True, required=True),
+        "targets": seqio.Feature(vocab, add_eos=True),
+    }
     if task.name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(task.name)
     return seqio.TaskRegistry.add(
         task.name,
         source=seqio.FunctionDataSource(dataset_fn, splits=task.splits),
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
-        output_features=features)
+        output_features=features,
+    )
 
 
 def register_builtin_tasks(vocab_path: str = DEFAULT_VOCABULARY) -> None:

@@ -30,13 +30,17 @@ def read_records(path: str) -> list[tuple[int, dict]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at "
-                        f"offset {e.start}); jaxprompt reads UTF-8, so save the file as "
-                        "UTF-8.") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, line {line}: not UTF-8 text (byte {raw[e.start]:#04x} at "
+            f"offset {e.start}); jaxprompt reads UTF-8, so save the file as "
+            "UTF-8."
+        ) from None
     if "\x00" in text:
-        raise DataError(f"{path}, line {text[:text.index(chr(0))].count(chr(10)) + 1}: a NUL "
-                        "byte; this is not a text file.")
+        raise DataError(
+            f"{path}, line {text[: text.index(chr(0))].count(chr(10)) + 1}: a NUL "
+            "byte; this is not a text file."
+        )
     return _parse_records(path, extension, text)
 
 
@@ -49,31 +53,40 @@ def _parse_records(path: str, extension: str, text: str) -> list[tuple[int, dict
                     try:
                         row = json.loads(line)
                     except (json.JSONDecodeError, RecursionError) as e:
-                        raise DataError(f"{path}, line {line_number}: not valid JSON "
-                                        f"({str(e)[:200]}).") from None
+                        raise DataError(
+                            f"{path}, line {line_number}: not valid JSON ({str(e)[:200]})."
+                        ) from None
                     if not isinstance(row, dict):
-                        raise DataError(f"{path}, line {line_number}: a JSON object "
-                                        f"({{\"field\": value, ...}}) per line; found a "
-                                        f"{type(row).__name__}.")
+                        raise DataError(
+                            f"{path}, line {line_number}: a JSON object "
+                            f'({{"field": value, ...}}) per line; found a '
+                            f"{type(row).__name__}."
+                        )
                     records.append((line_number, row))
         elif extension in (".csv", ".tsv"):
             reader = csv.DictReader(f, delimiter="\t" if extension == ".tsv" else ",")
             if extension == ".csv" and any("\t" in name for name in reader.fieldnames or ()):
-                raise DataError(f"{path}: the header {reader.fieldnames} holds tabs: the file "
-                                "looks tab-separated, not comma-separated; name it .tsv (or "
-                                "write it with commas).")
+                raise DataError(
+                    f"{path}: the header {reader.fieldnames} holds tabs: the file "
+                    "looks tab-separated, not comma-separated; name it .tsv (or "
+                    "write it with commas)."
+                )
             try:
                 for row in reader:
                     if None in row:
-                        raise DataError(f"{path}, line {reader.line_num}: more columns than "
-                                        f"the header {reader.fieldnames}.")
+                        raise DataError(
+                            f"{path}, line {reader.line_num}: more columns than "
+                            f"the header {reader.fieldnames}."
+                        )
                     records.append((reader.line_num, row))
             except csv.Error as e:
-                raise DataError(f"{path}, line {reader.line_num}: not valid "
-                                f"{extension[1:].upper()} ({e}).") from None
+                raise DataError(
+                    f"{path}, line {reader.line_num}: not valid {extension[1:].upper()} ({e})."
+                ) from None
         else:
-            raise DataError(f"{path}: unsupported file type {extension!r}; use .csv, .tsv or "
-                            ".jsonl.")
+            raise DataError(
+                f"{path}: unsupported file type {extension!r}; use .csv, .tsv or .jsonl."
+            )
     return records
 
 
@@ -81,8 +94,9 @@ def _template_fields(template: str) -> list[str]:
     return [field for _, field, _, _ in string.Formatter().parse(template) if field]
 
 
-def format_records(path: str, input_template: str, target_field: str,
-                   verbalizer: dict[str, str] | None) -> list[dict]:
+def format_records(
+    path: str, input_template: str, target_field: str, verbalizer: dict[str, str] | None
+) -> list[dict]:
     """Formatted examples; every missing field or unknown label is an error naming its line."""
     fields = _template_fields(input_template)
     label_names = tuple(dict.fromkeys(verbalizer.values())) if verbalizer else None
@@ -96,27 +110,43 @@ def format_records(path: str, input_template: str, target_field: str,
         key = str(value).lower() if isinstance(value, bool) else str(value)
         if verbalizer is not None:
             if key not in verbalizer:
-                raise DataError(f"{where}: label {value!r} is not in the verbalizer "
-                                f"{sorted(verbalizer)}.")
+                raise DataError(
+                    f"{where}: label {value!r} is not in the verbalizer {sorted(verbalizer)}."
+                )
             target = verbalizer[key]
             label = label_names.index(target)
         else:
             target, label = key, -1
-        examples.append({"inputs": input_template.format(**row), "targets": target,
-                         "label": label, "group": line_number})
+        examples.append(
+            {
+                "inputs": input_template.format(**row),
+                "targets": target,
+                "label": label,
+                "group": line_number,
+            }
+        )
     if not examples:
         raise DataError(f"{path} holds no examples.")
     return examples
 
 
-def from_files(train: str | None = None, validation: str | None = None, test: str | None = None,
-               input_template: str = "{text}", target_field: str = "label",
-               verbalizer: dict[str, str] | None = None, name: str = "user_task",
-               metrics: tuple[str, ...] | None = None) -> TextTask:
+def from_files(
+    train: str | None = None,
+    validation: str | None = None,
+    test: str | None = None,
+    input_template: str = "{text}",
+    target_field: str = "label",
+    verbalizer: dict[str, str] | None = None,
+    name: str = "user_task",
+    metrics: tuple[str, ...] | None = None,
+) -> TextTask:
     """Builds, registers (by name, in jaxprompt.data.TEXT_TASKS) and returns a task from
     local files. `register_seqio_task(task)` also makes it a seqio Task."""
-    files = {split: path for split, path in
-             (("train", train), ("validation", validation), ("test", test)) if path}
+    files = {
+        split: path
+        for split, path in (("train", train), ("validation", validation), ("test", test))
+        if path
+    }
     if not files:
         raise DataError("from_files needs at least one of train=, validation=, test=.")
     verbalizer = {str(k): v for k, v in verbalizer.items()} if verbalizer else None
@@ -130,11 +160,21 @@ def from_files(train: str | None = None, validation: str | None = None, test: st
         return cache[split]
 
     metrics = tuple(metrics or (("accuracy",) if verbalizer else ("exact_match",)))
-    recipe = {"files": {split: os.path.abspath(path) for split, path in files.items()},
-              "input_template": input_template, "target_field": target_field,
-              "verbalizer": verbalizer, "metrics": list(metrics)}
-    task = TextTask(name, tuple(dict.fromkeys(verbalizer.values())) if verbalizer else None,
-                    metrics, load, tuple(files), recipe)
+    recipe = {
+        "files": {split: os.path.abspath(path) for split, path in files.items()},
+        "input_template": input_template,
+        "target_field": target_field,
+        "verbalizer": verbalizer,
+        "metrics": list(metrics),
+    }
+    task = TextTask(
+        name,
+        tuple(dict.fromkeys(verbalizer.values())) if verbalizer else None,
+        metrics,
+        load,
+        tuple(files),
+        recipe,
+    )
     TEXT_TASKS[name] = task
     return task
 
@@ -143,21 +183,30 @@ def task_from_recipe(name: str, recipe: dict | None) -> TextTask:
     """The task a prompt directory names, built again from its recipe (TextTask.recipe):
     a built-in task by name, or the user's files with the same template and verbalizer."""
     from jaxprompt.data.tasks import get_task
+
     if not recipe or "builtin" in recipe:
         return get_task(recipe["builtin"] if recipe else name)
     missing = [path for path in recipe["files"].values() if not os.path.exists(path)]
     if missing:
-        raise DataError(f"Task {name!r}: its files {missing} are gone; pass --task (or "
-                        "another task) explicitly.")
-    return from_files(**recipe["files"], input_template=recipe["input_template"],
-                      target_field=recipe["target_field"], verbalizer=recipe["verbalizer"],
-                      name=name, metrics=tuple(recipe["metrics"]))
+        raise DataError(
+            f"Task {name!r}: its files {missing} are gone; pass --task (or "
+            "another task) explicitly."
+        )
+    return from_files(
+        **recipe["files"],
+        input_template=recipe["input_template"],
+        target_field=recipe["target_field"],
+        verbalizer=recipe["verbalizer"],
+        name=name,
+        metrics=tuple(recipe["metrics"]),
+    )
 
 
 def recipe_formatter(name: str, recipe: dict | None):
     """row -> model inputs [str, ...] for `jaxprompt predict`: the template of a user task,
     or a built-in task's own format (the row holds the dataset's fields; no label needed)."""
     from jaxprompt.data.formats import TASK_FORMATS
+
     if recipe and "input_template" in recipe:
         return lambda row: [recipe["input_template"].format(**row)]
     fmt = TASK_FORMATS.get((recipe or {}).get("builtin", name))

@@ -20,8 +20,9 @@ from typing import Iterable, Sequence
 
 from jaxprompt.data.readers import DataError
 
-DEFAULT_VOCABULARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                  "assets", "spiece.model")  # T5's; see assets/PROVENANCE.md
+DEFAULT_VOCABULARY = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "spiece.model"
+)  # T5's; see assets/PROVENANCE.md
 EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 = 32,100 ids (embeddings: 32,128).
 EOS_ID = 1  # the one definition: padding is 0, EOS 1, in every T5 vocabulary
 
@@ -42,10 +43,14 @@ class Vocabulary:
             with open(path, "rb") as f:
                 model = model_pb2.ModelProto.FromString(f.read())
             for i in reversed(range(extra_ids)):
-                model.pieces.add(piece=f"▁<extra_id_{i}>", score=0.0,
-                                 type=model_pb2.ModelProto.SentencePiece.USER_DEFINED)
+                model.pieces.add(
+                    piece=f"▁<extra_id_{i}>",
+                    score=0.0,
+                    type=model_pb2.ModelProto.SentencePiece.USER_DEFINED,
+                )
             self.tokenizer = sentencepiece.SentencePieceProcessor(
-                model_proto=model.SerializeToString())
+                model_proto=model.SerializeToString()
+            )
         except (RuntimeError, OSError, DecodeError) as e:
             raise DataError(f"{path} is not a SentencePiece model ({e}).") from e
 
@@ -63,7 +68,7 @@ class Vocabulary:
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
         if EOS_ID in ids:
-            ids = ids[:ids.index(EOS_ID) + 1]
+            ids = ids[: ids.index(EOS_ID) + 1]
         pieces = self.tokenizer.get_piece_size()
         return self.tokenizer.decode([self.tokenizer.unk_id() if i >= pieces else i for i in ids])
 
@@ -92,7 +97,7 @@ class ByteVocabulary:
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
         if EOS_ID in ids:
-            ids = ids[:ids.index(EOS_ID)]
+            ids = ids[: ids.index(EOS_ID)]
         data = bytes(i - BYTE_OFFSET for i in ids if BYTE_OFFSET <= i < BYTE_OFFSET + 256)
         return data.decode("utf-8", errors="ignore")
 
@@ -101,9 +106,13 @@ def vocabulary_fingerprint(vocab) -> str:
     """A hash of the vocabulary's pieces (SentencePiece: its serialized model, sentinels
     included), the same for copies of one model file wherever they lie."""
     import hashlib
+
     tokenizer = getattr(vocab, "tokenizer", None)
-    content = (tokenizer.serialized_model_proto() if tokenizer is not None
-               else repr(type(vocab).__name__).encode() + str(vocab.vocab_size).encode())
+    content = (
+        tokenizer.serialized_model_proto()
+        if tokenizer is not None
+        else repr(type(vocab).__name__).encode() + str(vocab.vocab_size).encode()
+    )
     return hashlib.sha256(content).hexdigest()[:32]
 
 

@@ -53,16 +53,22 @@ class PromptBank:
 def encode_labels(vocab, labels: Sequence[str], length: int | None = None) -> np.ndarray:
     """[C, S] ids of a task's labels, EOS-terminated; S: `length` (as `predict` encodes
     label_names at the targets length), default the longest label's."""
-    return encode_batch(vocab, labels,
-                        length or max(len(vocab.encode(label)) + 1 for label in labels))
+    return encode_batch(
+        vocab, labels, length or max(len(vocab.encode(label)) + 1 for label in labels)
+    )
 
 
-def make_bank(prompts: Mapping[str, np.ndarray],
-              labels: Mapping[str, Sequence[str]] | None = None,
-              prompt_modes: Mapping[str, str] | None = None, *, vocab=None,
-              targets_length: int | None = None, label_ids: Mapping[str, np.ndarray] | None = None,
-              prompt_length: int | None = None,
-              label_shape: tuple[int, int] | None = None) -> PromptBank:
+def make_bank(
+    prompts: Mapping[str, np.ndarray],
+    labels: Mapping[str, Sequence[str]] | None = None,
+    prompt_modes: Mapping[str, str] | None = None,
+    *,
+    vocab=None,
+    targets_length: int | None = None,
+    label_ids: Mapping[str, np.ndarray] | None = None,
+    prompt_length: int | None = None,
+    label_shape: tuple[int, int] | None = None,
+) -> PromptBank:
     """A bank of prompts {task: [P, H]} with labels and placements per task.
 
     label_ids: {task: [C, S]} ids of the labels, else encoded from `labels` with `vocab`
@@ -78,40 +84,57 @@ def make_bank(prompts: Mapping[str, np.ndarray],
     labels = {t: tuple(v) for t, v in (labels or {}).items() if v}
     if label_ids is None:
         if labels and vocab is None:
-            raise ValueError("A bank with labels needs the vocabulary to encode them "
-                             "(make_bank(..., vocab=)).")
+            raise ValueError(
+                "A bank with labels needs the vocabulary to encode them (make_bank(..., vocab=))."
+            )
         label_ids = {t: encode_labels(vocab, v, targets_length) for t, v in labels.items()}
     length = prompt_length or max((np.shape(p)[0] for p in prompts.values()), default=1)
     width = widths.pop() if widths else 1
     bank = np.zeros((len(names), length, width), np.float32)
     mask = np.zeros((len(names), length), bool)
     ids = [label_ids.get(name) for name in names]
-    num, longest = label_shape or (max([1] + [i.shape[0] for i in ids if i is not None]),
-                                   max([1] + [i.shape[1] for i in ids if i is not None]))
+    num, longest = label_shape or (
+        max([1] + [i.shape[0] for i in ids if i is not None]),
+        max([1] + [i.shape[1] for i in ids if i is not None]),
+    )
     candidates = np.zeros((len(names), num, longest), np.int32)
     for row, name in enumerate(names):
         prompt = np.asarray(prompts[name], np.float32)
-        bank[row, length - len(prompt):] = prompt
-        mask[row, length - len(prompt):] = True
+        bank[row, length - len(prompt) :] = prompt
+        mask[row, length - len(prompt) :] = True
         if ids[row] is not None:
-            candidates[row, :ids[row].shape[0], :ids[row].shape[1]] = ids[row]
+            candidates[row, : ids[row].shape[0], : ids[row].shape[1]] = ids[row]
     modes = prompt_modes or {}
     after_bos = np.asarray([modes.get(n, "prefix") == "prefix_after_bos" for n in names], bool)
     return PromptBank(names, bank, mask, after_bos, labels, candidates)
 
 
-def bank_from_entries(entries: Mapping[str, BankEntry], vocab,
-                      targets_length: int | None = None) -> PromptBank:
+def bank_from_entries(
+    entries: Mapping[str, BankEntry], vocab, targets_length: int | None = None
+) -> PromptBank:
     """`jaxprompt.prompts.bank_directory.read_bank_directory`'s entries as one PromptBank."""
-    return make_bank({t: e.prompt for t, e in entries.items()},
-                     {t: e.labels for t, e in entries.items() if e.labels},
-                     {t: e.prompt_mode for t, e in entries.items()}, vocab=vocab,
-                     targets_length=targets_length)
+    return make_bank(
+        {t: e.prompt for t, e in entries.items()},
+        {t: e.labels for t, e in entries.items() if e.labels},
+        {t: e.prompt_mode for t, e in entries.items()},
+        vocab=vocab,
+        targets_length=targets_length,
+    )
 
 
-def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
-                  tasks: Sequence[str], inputs: Sequence[str], *, inputs_length: int = 512,
-                  targets_length: int = 16, batch_size: int = 32, mesh=None) -> list[str]:
+def predict_mixed(
+    config: T5Config,
+    params: dict,
+    bank: PromptBank,
+    vocab,
+    tasks: Sequence[str],
+    inputs: Sequence[str],
+    *,
+    inputs_length: int = 512,
+    targets_length: int = 16,
+    batch_size: int = 32,
+    mesh=None,
+) -> list[str]:
     """Predictions for a stream of (task, input) pairs, batches mixing tasks freely.
 
     Tasks with labels in the bank are ranked on their own labels; the others are decoded
@@ -128,25 +151,37 @@ def predict_mixed(config: T5Config, params: dict, bank: PromptBank, vocab,
         rows = bank.rows([tasks[i] for i in group])
 
         def run(ids, start, rows=rows, rank=rank):
-            chunk = rows[start:start + batch_size]
+            chunk = rows[start : start + batch_size]
             chunk = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[0])])
-            per_row = lambda table: placement.rows(lambda r: table[chunk[r]],
-                                                   (batch_size,) + table.shape[1:], table.dtype)
+            per_row = lambda table: placement.rows(
+                lambda r: table[chunk[r]], (batch_size,) + table.shape[1:], table.dtype
+            )
             prompt = {"prompt": per_row(bank.prompts)}
             mask, modes = per_row(bank.prompt_mask), per_row(bank.after_bos)
             if rank:
-                scores = placement.gather(score_own_candidates(
-                    config, params, prompt, ids, per_row(bank.candidates), prompt_mask=mask,
-                    prompt_mode=modes))
-                return [bank.labels[bank.names[k]][int(np.argmax(s))]
-                        for k, s in zip(chunk, scores)]
-            tokens = greedy_decode(config, params, prompt, ids, targets_length,
-                                   prompt_mode=modes, prompt_mask=mask)
+                scores = placement.gather(
+                    score_own_candidates(
+                        config,
+                        params,
+                        prompt,
+                        ids,
+                        per_row(bank.candidates),
+                        prompt_mask=mask,
+                        prompt_mode=modes,
+                    )
+                )
+                return [
+                    bank.labels[bank.names[k]][int(np.argmax(s))] for k, s in zip(chunk, scores)
+                ]
+            tokens = greedy_decode(
+                config, params, prompt, ids, targets_length, prompt_mode=modes, prompt_mask=mask
+            )
             return decode_tokens(vocab, placement.gather(tokens))
 
         texts = [inputs[i] for i in group]
-        for i, text in zip(group, over_batches(vocab, texts, batch_size, inputs_length,
-                                               placement, run)):
+        for i, text in zip(
+            group, over_batches(vocab, texts, batch_size, inputs_length, placement, run)
+        ):
             predictions[i] = text
     return predictions
 

@@ -12,8 +12,13 @@ from jaxprompt.data.pipeline import Lengths, encode_batch
 from jaxprompt.data.tasks import TextTask
 from jaxprompt.evaluation.metrics import compute_metrics
 from jaxprompt.evaluation.placement import default_placement
-from jaxprompt.evaluation.scoring import (combine_ensemble, decode_tokens,
-                                          ensemble_scores, greedy_decode, score_candidates)
+from jaxprompt.evaluation.scoring import (
+    combine_ensemble,
+    decode_tokens,
+    ensemble_scores,
+    greedy_decode,
+    score_candidates,
+)
 from jaxprompt.prompts.trainable import as_trainable
 
 
@@ -25,10 +30,21 @@ class EvalResult:
     method: str
 
 
-def predict(config: T5Config, params: dict, trainable, vocab, inputs: Sequence[str], *,
-            label_names: Sequence[str] | None = None, method: str | None = None,
-            lengths: Lengths = Lengths(), batch_size: int = 32,
-            prompt_mode: str = "prefix", ensemble: str | None = None, mesh=None) -> list[str]:
+def predict(
+    config: T5Config,
+    params: dict,
+    trainable,
+    vocab,
+    inputs: Sequence[str],
+    *,
+    label_names: Sequence[str] | None = None,
+    method: str | None = None,
+    lengths: Lengths = Lengths(),
+    batch_size: int = 32,
+    prompt_mode: str = "prefix",
+    ensemble: str | None = None,
+    mesh=None,
+) -> list[str]:
     """Predicted target strings for `inputs` (rank over label_names, or greedy decoding).
 
     `trainable`: the trainable tree ({"prompt", "deep_prompt"}, any subset; {} or None for
@@ -54,42 +70,65 @@ def predict(config: T5Config, params: dict, trainable, vocab, inputs: Sequence[s
 
     def run(ids, start):
         if ensemble:
-            scores = ensemble_scores(config, params, trainable["prompt"], ids, candidates,
-                                     prompt_mode)
+            scores = ensemble_scores(
+                config, params, trainable["prompt"], ids, candidates, prompt_mode
+            )
             return [label_names[i] for i in combine_ensemble(placement.gather(scores), ensemble)]
         if method == "rank":
-            scores = score_candidates(config, params, trainable, ids, candidates,
-                                      prompt_mode=prompt_mode)
+            scores = score_candidates(
+                config, params, trainable, ids, candidates, prompt_mode=prompt_mode
+            )
             return [label_names[i] for i in placement.gather(scores).argmax(axis=-1)]
-        tokens = greedy_decode(config, params, trainable, ids, lengths.targets,
-                               prompt_mode=prompt_mode)
+        tokens = greedy_decode(
+            config, params, trainable, ids, lengths.targets, prompt_mode=prompt_mode
+        )
         return decode_tokens(vocab, placement.gather(tokens))
 
     return over_batches(vocab, inputs, batch_size, lengths.inputs, placement, run)
 
 
-def over_batches(vocab, texts: Sequence[str], batch_size: int, inputs_length: int, placement,
-                 run: Callable[[Any, int], list]) -> list:
+def over_batches(
+    vocab,
+    texts: Sequence[str],
+    batch_size: int,
+    inputs_length: int,
+    placement,
+    run: Callable[[Any, int], list],
+) -> list:
     """`run(ids, start)` on every batch of `texts` (ids [batch_size, inputs_length], the
     last batch padded with empty inputs; `start`: the index of its first text), its
     outputs for the real rows concatenated. On a pod slice each process encodes only the
     rows its devices hold (`placement`)."""
     outputs: list = []
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+        chunk = list(texts[start : start + batch_size])
         real = len(chunk)
         chunk += [""] * (batch_size - real)
-        ids = placement.rows(lambda rows: encode_batch(vocab, chunk[rows], inputs_length),
-                             (batch_size, inputs_length), np.int32)
+        ids = placement.rows(
+            lambda rows: encode_batch(vocab, chunk[rows], inputs_length),
+            (batch_size, inputs_length),
+            np.int32,
+        )
         outputs += list(run(ids, start))[:real]
     return outputs
 
 
-def evaluate(config: T5Config, params: dict, trainable, task: TextTask, vocab, *,
-             split: str = "validation", method: str | None = None,
-             lengths: Lengths = Lengths(), batch_size: int = 32, prompt_mode: str = "prefix",
-             max_examples: int | None = None, ensemble: str | None = None,
-             mesh=None) -> EvalResult:
+def evaluate(
+    config: T5Config,
+    params: dict,
+    trainable,
+    task: TextTask,
+    vocab,
+    *,
+    split: str = "validation",
+    method: str | None = None,
+    lengths: Lengths = Lengths(),
+    batch_size: int = 32,
+    prompt_mode: str = "prefix",
+    max_examples: int | None = None,
+    ensemble: str | None = None,
+    mesh=None,
+) -> EvalResult:
     """Task metrics of the frozen model with the trainable tree on `split`.
 
     method: "rank" (rank classification; default for tasks with label words) or
@@ -98,9 +137,19 @@ def evaluate(config: T5Config, params: dict, trainable, task: TextTask, vocab, *
     """
     examples = task.examples(split)[:max_examples]
     method = method or ("rank" if task.label_names else "greedy")
-    predictions = predict(config, params, trainable, vocab, [e["inputs"] for e in examples],
-                          label_names=task.label_names, method=method, lengths=lengths,
-                          batch_size=batch_size, prompt_mode=prompt_mode, ensemble=ensemble,
-                          mesh=mesh)
+    predictions = predict(
+        config,
+        params,
+        trainable,
+        vocab,
+        [e["inputs"] for e in examples],
+        label_names=task.label_names,
+        method=method,
+        lengths=lengths,
+        batch_size=batch_size,
+        prompt_mode=prompt_mode,
+        ensemble=ensemble,
+        mesh=mesh,
+    )
     metrics = compute_metrics(task.metrics, examples, predictions, task.label_names)
     return EvalResult(metrics, predictions, examples, method)

@@ -22,28 +22,34 @@ def _accuracy(examples, predicted):
 
 def _f1(examples, predicted):
     from sklearn.metrics import f1_score
+
     return 100 * f1_score(_labels(examples), predicted, zero_division=0)
 
 
 def _mean_f1(examples, predicted):
     from sklearn.metrics import f1_score
+
     labels = sorted(set(_labels(examples).tolist()))
-    return 100 * f1_score(_labels(examples), predicted, average="macro", labels=labels,
-                          zero_division=0)
+    return 100 * f1_score(
+        _labels(examples), predicted, average="macro", labels=labels, zero_division=0
+    )
 
 
 def _matthews(examples, predicted):
     from sklearn.metrics import matthews_corrcoef
+
     return 100 * matthews_corrcoef(_labels(examples), predicted)
 
 
 def _pearson(examples, predicted):
     from scipy.stats import pearsonr
+
     return 100 * pearsonr(_labels(examples).astype(float), np.asarray(predicted, float))[0]
 
 
 def _spearman(examples, predicted):
     from scipy.stats import spearmanr
+
     return 100 * spearmanr(_labels(examples).astype(float), np.asarray(predicted, float))[0]
 
 
@@ -81,8 +87,14 @@ def _record_groups(examples, predicted):
 
 def _record_em(examples, predicted):
     groups = _record_groups(examples, predicted)
-    return 100 * float(np.mean([max(_normalize_answer(p) == _normalize_answer(a) for a in answers)
-                                for p, answers in groups]))
+    return 100 * float(
+        np.mean(
+            [
+                max(_normalize_answer(p) == _normalize_answer(a) for a in answers)
+                for p, answers in groups
+            ]
+        )
+    )
 
 
 def _record_f1(examples, predicted):
@@ -91,22 +103,33 @@ def _record_f1(examples, predicted):
 
 
 def _exact_match(examples, predicted):
-    return 100 * float(np.mean([p.strip() == e["targets"].strip()
-                                for e, p in zip(examples, predicted)]))
+    return 100 * float(
+        np.mean([p.strip() == e["targets"].strip() for e, p in zip(examples, predicted)])
+    )
 
 
 # name -> (fn(examples, predictions), whether predictions are class indices or strings)
 METRICS = {
-    "accuracy": (_accuracy, "label"), "f1": (_f1, "label"), "mean_f1": (_mean_f1, "label"),
-    "matthews_corr": (_matthews, "label"), "pearson": (_pearson, "float"),
-    "spearman": (_spearman, "float"), "multirc_f1a": (_f1, "label"),
-    "multirc_em": (_multirc_em, "label"), "record_em": (_record_em, "text"),
-    "record_f1": (_record_f1, "text"), "exact_match": (_exact_match, "text"),
+    "accuracy": (_accuracy, "label"),
+    "f1": (_f1, "label"),
+    "mean_f1": (_mean_f1, "label"),
+    "matthews_corr": (_matthews, "label"),
+    "pearson": (_pearson, "float"),
+    "spearman": (_spearman, "float"),
+    "multirc_f1a": (_f1, "label"),
+    "multirc_em": (_multirc_em, "label"),
+    "record_em": (_record_em, "text"),
+    "record_f1": (_record_f1, "text"),
+    "exact_match": (_exact_match, "text"),
 }
 
 
-def compute_metrics(names: Sequence[str], examples: list[dict], predicted_text: list[str],
-                    label_names: Sequence[str] | None) -> dict[str, float]:
+def compute_metrics(
+    names: Sequence[str],
+    examples: list[dict],
+    predicted_text: list[str],
+    label_names: Sequence[str] | None,
+) -> dict[str, float]:
     """Metrics from predicted strings (mapped to class indices or floats where needed)."""
     out = {}
     for name in names:

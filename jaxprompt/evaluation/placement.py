@@ -30,14 +30,19 @@ class Placement:
 
     def check_batch(self, batch_size: int) -> None:
         if batch_size % self.data_size:
-            raise ValueError(f"batch_size {batch_size} is not divisible by the mesh's data axis "
-                             f"({self.data_size} devices); use a multiple of {self.data_size}.")
+            raise ValueError(
+                f"batch_size {batch_size} is not divisible by the mesh's data axis "
+                f"({self.data_size} devices); use a multiple of {self.data_size}."
+            )
 
-    def rows(self, make_rows: Callable[[slice], np.ndarray], shape: tuple[int, ...],
-             dtype) -> jax.Array:
+    def rows(
+        self, make_rows: Callable[[slice], np.ndarray], shape: tuple[int, ...], dtype
+    ) -> jax.Array:
         """The global array [G, ...]; `make_rows(slice)` gives the rows of one shard."""
+
         def shard(index):
             return np.asarray(make_rows(index[0]), dtype)[(slice(None),) + tuple(index[1:])]
+
         return jax.make_array_from_callback(shape, self.batch_sharding, shard)
 
     def replicated(self, tree):
@@ -62,8 +67,9 @@ class LocalPlacement:
     def check_batch(self, batch_size: int) -> None:
         pass
 
-    def rows(self, make_rows: Callable[[slice], np.ndarray], shape: tuple[int, ...],
-             dtype) -> jax.Array:
+    def rows(
+        self, make_rows: Callable[[slice], np.ndarray], shape: tuple[int, ...], dtype
+    ) -> jax.Array:
         return jnp.asarray(np.asarray(make_rows(slice(None)), dtype))
 
     def replicated(self, tree):

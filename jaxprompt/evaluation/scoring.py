@@ -28,9 +28,15 @@ def _placement(prompt_mode) -> tuple[str, jax.Array | None]:
     return "per_row", jnp.asarray(prompt_mode, bool)
 
 
-def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
-                     candidates: jax.Array, prompt_mode="prefix",
-                     prompt_mask=None) -> jax.Array:
+def score_candidates(
+    config: T5Config,
+    params: dict,
+    trainable,
+    encoder_ids: jax.Array,
+    candidates: jax.Array,
+    prompt_mode="prefix",
+    prompt_mask=None,
+) -> jax.Array:
     """Log-likelihood of each candidate target for each example.
 
     Args:
@@ -44,13 +50,20 @@ def score_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax
     Returns:
       [B, C] float32 sums of token log-probabilities.
     """
-    return _score_candidates(config, params, as_trainable(trainable), encoder_ids, candidates,
-                             prompt_mode, prompt_mask)
+    return _score_candidates(
+        config, params, as_trainable(trainable), encoder_ids, candidates, prompt_mode, prompt_mask
+    )
 
 
-def score_own_candidates(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
-                         candidates: jax.Array, prompt_mask=None,
-                         prompt_mode="prefix") -> jax.Array:
+def score_own_candidates(
+    config: T5Config,
+    params: dict,
+    trainable,
+    encoder_ids: jax.Array,
+    candidates: jax.Array,
+    prompt_mask=None,
+    prompt_mode="prefix",
+) -> jax.Array:
     """Each example's own candidates (a mixed-task batch: each task has its own labels).
 
     Args:
@@ -61,70 +74,114 @@ def score_own_candidates(config: T5Config, params: dict, trainable, encoder_ids:
     Returns:
       [B, C] float32 log-likelihoods, -inf where a row holds no candidate.
     """
-    scores = _score_candidates(config, params, as_trainable(trainable), encoder_ids,
-                               candidates, prompt_mode, prompt_mask)
+    scores = _score_candidates(
+        config, params, as_trainable(trainable), encoder_ids, candidates, prompt_mode, prompt_mask
+    )
     return jnp.where(candidates[..., 0] > 0, scores, -jnp.inf)
 
 
-def _score_candidates(config, params, trainable, encoder_ids, candidates, prompt_mode,
-                      prompt_mask):
+def _score_candidates(config, params, trainable, encoder_ids, candidates, prompt_mode, prompt_mask):
     """candidates [C, S] (shared by the batch) or [B, C, S] (per example) -> [B, C]."""
     if candidates.ndim == 2:
         candidates = jnp.broadcast_to(candidates, (encoder_ids.shape[0],) + candidates.shape)
-    return _score_per_example(config, params, trainable, encoder_ids, candidates,
-                              *_placement(prompt_mode), prompt_mask)
+    return _score_per_example(
+        config, params, trainable, encoder_ids, candidates, *_placement(prompt_mode), prompt_mask
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
-def _score_per_example(config, params, trainable, encoder_ids, candidates, prompt_mode,
-                       row_modes, prompt_mask):
+def _score_per_example(
+    config, params, trainable, encoder_ids, candidates, prompt_mode, row_modes, prompt_mask
+):
     prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
     prompt_mode = prompt_mode if row_modes is None else row_modes
     model = T5(config)
     batch, num_candidates, length = candidates.shape
-    encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
-                                prompt_mask=prompt_mask, prompt_mode=prompt_mode,
-                                deep_prompt=deep_prompt, method=T5.encode)
+    encoded, mask = model.apply(
+        {"params": params},
+        encoder_ids,
+        prompt=prompt,
+        prompt_mask=prompt_mask,
+        prompt_mode=prompt_mode,
+        deep_prompt=deep_prompt,
+        method=T5.encode,
+    )
     encoded = jnp.repeat(encoded, num_candidates, axis=0)  # [B * C, P + T, H]
     mask = jnp.repeat(mask, num_candidates, axis=0)
     targets = candidates.reshape(batch * num_candidates, length)  # [B * C, S]
     decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))  # shift right, start id 0
-    logits = model.apply({"params": params}, encoded, mask, decoder_inputs,
-                         deep_prompt=deep_prompt, method=T5.decode)
+    logits = model.apply(
+        {"params": params}, encoded, mask, decoder_inputs, deep_prompt=deep_prompt, method=T5.decode
+    )
     scores = sequence_log_likelihood(logits, targets, targets > 0)
     return scores.reshape(batch, num_candidates)
 
 
-def greedy_decode(config: T5Config, params: dict, trainable, encoder_ids: jax.Array,
-                  max_length: int, prompt_mode="prefix", prompt_mask=None) -> jax.Array:
+def greedy_decode(
+    config: T5Config,
+    params: dict,
+    trainable,
+    encoder_ids: jax.Array,
+    max_length: int,
+    prompt_mode="prefix",
+    prompt_mask=None,
+) -> jax.Array:
     """Greedy decoding with a KV cache: [B, T] -> tokens [B, max_length] (0 after EOS).
 
     `trainable` and `prompt_mode` as in `score_candidates`."""
-    return _greedy_decode(config, params, as_trainable(trainable), encoder_ids, max_length,
-                          *_placement(prompt_mode), prompt_mask)
+    return _greedy_decode(
+        config,
+        params,
+        as_trainable(trainable),
+        encoder_ids,
+        max_length,
+        *_placement(prompt_mode),
+        prompt_mask,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_length", "prompt_mode"))
-def _greedy_decode(config, params, trainable, encoder_ids, max_length, prompt_mode,
-                   row_modes, prompt_mask):
+def _greedy_decode(
+    config, params, trainable, encoder_ids, max_length, prompt_mode, row_modes, prompt_mask
+):
     prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
     prompt_mode = prompt_mode if row_modes is None else row_modes
     model = T5(config)
     batch = encoder_ids.shape[0]
-    encoded, mask = model.apply({"params": params}, encoder_ids, prompt=prompt,
-                                prompt_mask=prompt_mask, prompt_mode=prompt_mode,
-                                deep_prompt=deep_prompt, method=T5.encode)
+    encoded, mask = model.apply(
+        {"params": params},
+        encoder_ids,
+        prompt=prompt,
+        prompt_mask=prompt_mask,
+        prompt_mode=prompt_mode,
+        deep_prompt=deep_prompt,
+        method=T5.encode,
+    )
     cache_shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), encoded, mask,
-                           jnp.zeros((batch, max_length), jnp.int32), decode=True,
-                           deep_prompt=deep_prompt, method=T5.decode))["cache"]
+        lambda: model.init(
+            jax.random.key(0),
+            encoded,
+            mask,
+            jnp.zeros((batch, max_length), jnp.int32),
+            decode=True,
+            deep_prompt=deep_prompt,
+            method=T5.decode,
+        )
+    )["cache"]
     cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache_shapes)
 
     def step(carry):
         i, cache, token, out, done = carry
-        logits, variables = model.apply({"params": params, "cache": cache}, encoded, mask,
-                                        token[:, None], decode=True, deep_prompt=deep_prompt,
-                                        method=T5.decode, mutable=["cache"])
+        logits, variables = model.apply(
+            {"params": params, "cache": cache},
+            encoded,
+            mask,
+            token[:, None],
+            decode=True,
+            deep_prompt=deep_prompt,
+            method=T5.decode,
+            mutable=["cache"],
+        )
         token = jnp.where(done, 0, jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32))
         out = out.at[:, i].set(token)
         return i + 1, variables["cache"], token, out, done | (token == EOS_ID)
@@ -134,13 +191,24 @@ def _greedy_decode(config, params, trainable, encoder_ids, max_length, prompt_mo
         return (i < max_length) & ~jnp.all(done)
 
     start = jnp.zeros((batch,), jnp.int32)
-    carry = (jnp.zeros((), jnp.int32), cache, start, jnp.zeros((batch, max_length), jnp.int32),
-             jnp.zeros((batch,), bool))
+    carry = (
+        jnp.zeros((), jnp.int32),
+        cache,
+        start,
+        jnp.zeros((batch, max_length), jnp.int32),
+        jnp.zeros((batch,), bool),
+    )
     return jax.lax.while_loop(not_finished, step, carry)[3]
 
 
-def ensemble_scores(config: T5Config, params: dict, prompts: jax.Array, encoder_ids: jax.Array,
-                    candidates: jax.Array, prompt_mode: str = "prefix") -> jax.Array:
+def ensemble_scores(
+    config: T5Config,
+    params: dict,
+    prompts: jax.Array,
+    encoder_ids: jax.Array,
+    candidates: jax.Array,
+    prompt_mode: str = "prefix",
+) -> jax.Array:
     """Candidate scores under N prompts in one batched pass: [N, P, H] -> [N, B, C].
 
     The batch is tiled N times and each row gets its prompt ([N * B, P, H] per-example
@@ -154,8 +222,7 @@ def _ensemble_scores(config, params, prompts, encoder_ids, candidates, prompt_mo
     num_prompts, batch = prompts.shape[0], encoder_ids.shape[0]
     rows = jnp.repeat(prompts, batch, axis=0)  # [N * B, P, H]
     ids = jnp.tile(encoder_ids, (num_prompts, 1))  # [N * B, T]
-    scores = _score_candidates(config, params, {"prompt": rows}, ids, candidates, prompt_mode,
-                               None)
+    scores = _score_candidates(config, params, {"prompt": rows}, ids, candidates, prompt_mode, None)
     return scores.reshape(num_prompts, batch, -1)
 
 
@@ -174,7 +241,6 @@ def combine_ensemble(scores: np.ndarray, how: str) -> np.ndarray:
             votes[np.arange(len(prompt_votes)), prompt_votes] += 1
         return votes.argmax(axis=-1)
     raise ValueError(f"Unknown ensemble combination {how!r}; use 'vote' or 'mean'.")
-
 
 
 def decode_tokens(vocab, tokens: np.ndarray) -> list[str]:

@@ -41,7 +41,7 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 
 def resolve_dtype(dtype: str) -> str:
-    """"auto": bfloat16 on a CPU with AMX, where XLA runs the model's bfloat16 products on the
+    """ "auto": bfloat16 on a CPU with AMX, where XLA runs the model's bfloat16 products on the
     matrix units (jaxprompt.models.dots; the quickstart's accuracy is unchanged:
     docs/measurements.md), float32 elsewhere on CPU (bfloat16 is no faster there) and on
     accelerators (the quickstart's figures are float32 ones). For "auto", the environment's
@@ -62,15 +62,21 @@ def sst2_task(validation_rows: int | None = None, test_rows: int | None = None):
     from jaxprompt.data import from_files
     from jaxprompt.data.tasks import TEXT_TASKS
 
-    task = from_files(train=os.path.join(SST2_DIR, "train.tsv"),
-                      validation=os.path.join(SST2_DIR, "dev.tsv"),
-                      test=os.path.join(SST2_DIR, "test.tsv"), input_template="sentence: {sentence}",
-                      target_field="label", verbalizer=VERBALIZER, name="quickstart_sst2")
+    task = from_files(
+        train=os.path.join(SST2_DIR, "train.tsv"),
+        validation=os.path.join(SST2_DIR, "dev.tsv"),
+        test=os.path.join(SST2_DIR, "test.tsv"),
+        input_template="sentence: {sentence}",
+        target_field="label",
+        verbalizer=VERBALIZER,
+        name="quickstart_sst2",
+    )
     if validation_rows is None and test_rows is None:
         return task
     rows = {"validation": validation_rows, "test": test_rows}
-    subset = dataclasses.replace(task, name="quickstart_sst2_subset",
-                                 load=lambda split: task.load(split)[:rows.get(split)])
+    subset = dataclasses.replace(
+        task, name="quickstart_sst2_subset", load=lambda split: task.load(split)[: rows.get(split)]
+    )
     TEXT_TASKS[subset.name] = subset
     return subset
 
@@ -86,38 +92,68 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
 
     start = time.time()
     dtype = resolve_dtype(qc.dtype)
-    config, params = load_pretrained(qc.model, dtype=np.dtype(dtype) if dtype == "float32"
-                                     else jax.numpy.bfloat16)
+    config, params = load_pretrained(
+        qc.model, dtype=np.dtype(dtype) if dtype == "float32" else jax.numpy.bfloat16
+    )
     config = config.replace(dtype=dtype)
     vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
     task = sst2_task(qc.validation_rows, qc.test_rows)
     run_config = RunConfig(steps=qc.steps, eval_every=qc.eval_every)
     lengths = data.Lengths(run_config.inputs_length, run_config.targets_length)
     test = task.examples("test")
-    print(f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "
-          f"params), SST-2: {len(task.examples('train'))} train / {len(task.examples('validation'))}"
-          f" validation / {len(test)} test sentences; {dtype}", flush=True)
+    print(
+        f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "
+        f"params), SST-2: {len(task.examples('train'))} train / {len(task.examples('validation'))}"
+        f" validation / {len(test)} test sentences; {dtype}",
+        flush=True,
+    )
 
     majority_label = int(np.bincount([e["label"] for e in task.examples("train")]).argmax())
     majority = 100 * float(np.mean([e["label"] == majority_label for e in test]))
-    zero_shot = evaluation.evaluate(config, params, None, with_hard_prompt(task, HARD_PROMPT),
-                                    vocab, split="test", lengths=lengths).metrics["accuracy"]
-    tuned, result, _ = tune_and_evaluate(config, params, vocab, task, qc.prompt_length,
-                                         "class_labels", run_config, qc.output_dir,
-                                         model_path=qc.model)
+    zero_shot = evaluation.evaluate(
+        config,
+        params,
+        None,
+        with_hard_prompt(task, HARD_PROMPT),
+        vocab,
+        split="test",
+        lengths=lengths,
+    ).metrics["accuracy"]
+    tuned, result, _ = tune_and_evaluate(
+        config,
+        params,
+        vocab,
+        task,
+        qc.prompt_length,
+        "class_labels",
+        run_config,
+        qc.output_dir,
+        model_path=qc.model,
+    )
     minutes = (time.time() - start) / 60
-    rows = [("majority class", majority), (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
-            (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned)]
+    rows = [
+        ("majority class", majority),
+        (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
+        (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned),
+    ]
     print(f"\nSST-2 test accuracy ({len(test)} sentences), {minutes:.1f} min in all ({dtype}):")
     for name, value in rows:
         print(f"  {value:6.2f}  {name}")
     best = os.path.dirname(result.best_prompt_path)
-    print(f"\nPrompt: {best}/ (a PEFT adapter with jaxprompt.json: model, task, labels)\n"
-          f"Learning curve: {os.path.join(qc.output_dir, 'learning_curve.png')}\n"
-          f"Predict: jaxprompt predict --prompt {qc.output_dir} --input reviews.jsonl "
-          "--output predictions.jsonl   (one {\"sentence\": ...} per line)\n"
-          f"In PyTorch: PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained("
-          f"{qc.model!r}), {best!r})")
-    return {"majority": majority, "zero_shot": zero_shot, "prompt_tuning": tuned,
-            "minutes": minutes, "best_step": result.best_step, "dtype": dtype,
-            "prompt_path": result.best_prompt_path}
+    print(
+        f"\nPrompt: {best}/ (a PEFT adapter with jaxprompt.json: model, task, labels)\n"
+        f"Learning curve: {os.path.join(qc.output_dir, 'learning_curve.png')}\n"
+        f"Predict: jaxprompt predict --prompt {qc.output_dir} --input reviews.jsonl "
+        '--output predictions.jsonl   (one {"sentence": ...} per line)\n'
+        f"In PyTorch: PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained("
+        f"{qc.model!r}), {best!r})"
+    )
+    return {
+        "majority": majority,
+        "zero_shot": zero_shot,
+        "prompt_tuning": tuned,
+        "minutes": minutes,
+        "best_step": result.best_step,
+        "dtype": dtype,
+        "prompt_path": result.best_prompt_path,
+    }

@@ -60,36 +60,44 @@ class RunSettings:
     def __post_init__(self):
         from jaxprompt.prompts.init import PromptError
         from jaxprompt.prompts.trainable import check_prompt_use
+
         try:
-            check_prompt_use(max(self.prompt_length, 1), self.inputs_length,
-                             self.max_encoder_length, "train.prompt_length")
+            check_prompt_use(
+                max(self.prompt_length, 1),
+                self.inputs_length,
+                self.max_encoder_length,
+                "train.prompt_length",
+            )
         except PromptError as e:
             raise ConfigError(str(e)) from None
         if not self.prompt_length and not self.deep_prompt_length:
-            raise ConfigError("prompt_length and deep_prompt_length are both 0: nothing to "
-                              "train.")
+            raise ConfigError("prompt_length and deep_prompt_length are both 0: nothing to train.")
         if self.prompt_encoder is not None:
             if not self.prompt_length:
-                raise ConfigError("train.prompt_encoder reparameterizes the prompt; "
-                                  "train.prompt_length is 0.")
+                raise ConfigError(
+                    "train.prompt_encoder reparameterizes the prompt; train.prompt_length is 0."
+                )
             try:
                 self.encoder_config()
             except ValueError as e:
                 raise ConfigError(f"train.{e}") from None
         if self.select_by not in ("task_metric", "loss"):
-            raise ConfigError(f"select_by must be 'task_metric' or 'loss', got "
-                              f"{self.select_by!r}.")
-
+            raise ConfigError(f"select_by must be 'task_metric' or 'loss', got {self.select_by!r}.")
 
     def encoder_config(self):
         """The PromptEncoderConfig of train.prompt_encoder*, or None."""
         if self.prompt_encoder is None:
             return None
         from jaxprompt.prompts.reparam import PromptEncoderConfig
-        return PromptEncoderConfig(self.prompt_encoder, self.prompt_encoder_bottleneck,
-                                   self.prompt_encoder_activation,
-                                   self.prompt_encoder_layer_norm, self.prompt_encoder_dropout,
-                                   self.prompt_encoder_norm_scale_init)
+
+        return PromptEncoderConfig(
+            self.prompt_encoder,
+            self.prompt_encoder_bottleneck,
+            self.prompt_encoder_activation,
+            self.prompt_encoder_layer_norm,
+            self.prompt_encoder_dropout,
+            self.prompt_encoder_norm_scale_init,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +111,9 @@ class Run:
 
 def model_config(run: Run, checkpoint_config: T5Config) -> T5Config:
     """The checkpoint's architecture with the run's execution settings."""
-    return execution_config(checkpoint_config, run.model_bindings,
-                            f"the model {run.settings.model!r}")
+    return execution_config(
+        checkpoint_config, run.model_bindings, f"the model {run.settings.model!r}"
+    )
 
 
 def step_config(run: Run) -> StepConfig:
@@ -118,18 +127,24 @@ def trainable_shapes(run: Run, config: T5Config) -> dict:
     import jax.numpy as jnp
 
     from jaxprompt.models.deep_prompt_spec import expected_shapes
+
     s = run.settings
     shapes = {}
     if s.prompt_length:
         shapes["prompt"] = jax.ShapeDtypeStruct((s.prompt_length, config.d_model), jnp.float32)
     if s.prompt_encoder is not None:
         from jaxprompt.prompts.reparam import init_prompt_encoder
+
         shapes["prompt_encoder"] = jax.eval_shape(
-            lambda: init_prompt_encoder(jax.random.key(0), config.d_model, s.encoder_config()))
+            lambda: init_prompt_encoder(jax.random.key(0), config.d_model, s.encoder_config())
+        )
     if s.deep_prompt_length:
         shapes["deep_prompt"] = {
-            name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in
-            expected_shapes(config, s.deep_prompt_length, decoder=s.deep_prompt_decoder).items()}
+            name: jax.ShapeDtypeStruct(shape, jnp.float32)
+            for name, shape in expected_shapes(
+                config, s.deep_prompt_length, decoder=s.deep_prompt_decoder
+            ).items()
+        }
     return shapes
 
 
@@ -137,6 +152,7 @@ def recorded_model_path(model: str | None) -> str | None:
     """What model_info.json names: "tiny" and remote paths as given, a Hub id pinned to the
     commit it resolved to (org/name@<commit>), local paths absolute."""
     from jaxprompt.checkpoints.hub import is_hub_id, pinned_id
+
     if model is None or model in ("tiny", "t5_tiny_lm") or "://" in model:
         return model
     if is_hub_id(model):
@@ -144,8 +160,7 @@ def recorded_model_path(model: str | None) -> str | None:
     return os.path.abspath(model)
 
 
-def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
-                vocab=None) -> TrainResult:
+def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None, vocab=None) -> TrainResult:
     """Loads the model (unless `loaded` = (checkpoint config, params)), the task and the
     vocabulary (unless `vocab` is given), initialises the prompt and trains it."""
     import jax
@@ -159,8 +174,11 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
     from jaxprompt.training.loop import train
 
     s, tc = run.settings, run.trainer
-    missing = [k for k, v in (("model", s.model or loaded), ("task", s.task),
-                              ("output_dir", s.output_dir)) if v is None or v == ""]
+    missing = [
+        k
+        for k, v in (("model", s.model or loaded), ("task", s.task), ("output_dir", s.output_dir))
+        if v is None or v == ""
+    ]
     if missing:
         raise ConfigError(f"train.{missing[0]} is required (missing: {missing}).")
     if s.data_dir or s.download:
@@ -169,18 +187,23 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
 
     def frozen_shardings(checkpoint_config):  # T5X checkpoints: each host reads its slices.
         mesh = partitioning.make_mesh(tc.mesh_shape)
-        return partitioning.tree_shardings(param_shapes(checkpoint_config),
-                                           param_axes(checkpoint_config), mesh,
-                                           tc.logical_axis_rules or partitioning.DEFAULT_RULES)
+        return partitioning.tree_shardings(
+            param_shapes(checkpoint_config),
+            param_axes(checkpoint_config),
+            mesh,
+            tc.logical_axis_rules or partitioning.DEFAULT_RULES,
+        )
 
     if loaded is None:
         from jaxprompt.checkpoints import read_model_shapes
+
         model_config(run, read_model_shapes(s.model)[0])  # bad bindings: refused before loading
         dtype = None if s.dtype is None else jax.numpy.dtype(s.dtype)
         loaded = load_pretrained(s.model, dtype=dtype, shardings=frozen_shardings)
     checkpoint_config, params = loaded
     config = model_config(run, checkpoint_config)
     from jaxprompt.checkpoints import model_vocabulary
+
     vocab = vocab or data.vocabulary(model_vocabulary(s.model, s.vocabulary))
     data.check_vocabulary(vocab, config.vocab_size)
     lengths = data.Lengths(s.inputs_length, s.targets_length)
@@ -191,60 +214,108 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None,
     prompt = deep_prompt = encoder = None
     if s.prompt_encoder is not None:
         from jaxprompt.prompts.reparam import init_prompt_encoder
-        encoder = init_prompt_encoder(jax.random.key(tc.seed + 2), config.d_model,
-                                      s.encoder_config())
+
+        encoder = init_prompt_encoder(
+            jax.random.key(tc.seed + 2), config.d_model, s.encoder_config()
+        )
     if s.prompt_length:
         prompt_config = PromptConfig(
-            length=s.prompt_length, init=s.prompt_init, file=s.prompt_file,
+            length=s.prompt_length,
+            init=s.prompt_init,
+            file=s.prompt_file,
             label_token_ids=tuple(tuple(vocab.encode(w)) for w in (task.label_names or ())),
-            text_token_ids=tuple(vocab.encode(s.prompt_text)) if s.prompt_text else ())
-        prompt = init_prompt(jax.random.key(tc.seed), params["token_embedder"]["embedding"],
-                             prompt_config)
+            text_token_ids=tuple(vocab.encode(s.prompt_text)) if s.prompt_text else (),
+        )
+        prompt = init_prompt(
+            jax.random.key(tc.seed), params["token_embedder"]["embedding"], prompt_config
+        )
     if s.deep_prompt_length:
-        deep_prompt = init_deep_prompt(jax.random.key(tc.seed + 1), params, checkpoint_config,
-                                       s.deep_prompt_length, decoder=s.deep_prompt_decoder)
+        deep_prompt = init_deep_prompt(
+            jax.random.key(tc.seed + 1),
+            params,
+            checkpoint_config,
+            s.deep_prompt_length,
+            decoder=s.deep_prompt_decoder,
+        )
 
     eval_batches = eval_fn = None
     eval_batch_size = s.eval_batch_size or s.batch_size
     if s.eval_split and s.eval_split in task.splits:
-        eval_batches = data.eval_batches(task.name, s.eval_split, eval_batch_size, lengths,
-                                         vocab=vocab, max_examples=s.max_eval_examples)
+        eval_batches = data.eval_batches(
+            task.name,
+            s.eval_split,
+            eval_batch_size,
+            lengths,
+            vocab=vocab,
+            max_examples=s.max_eval_examples,
+        )
         # On a pod slice validation runs on every host over the training mesh.
-        eval_mesh = (partitioning.make_mesh(tc.mesh_shape) if jax.process_count() > 1
-                     else None)
+        eval_mesh = partitioning.make_mesh(tc.mesh_shape) if jax.process_count() > 1 else None
 
         def eval_fn(trainable, frozen):
-            return evaluation.evaluate(config, frozen, trainable, task, vocab, mesh=eval_mesh,
-                                       split=s.eval_split, method=s.eval_method,
-                                       lengths=lengths, batch_size=eval_batch_size,
-                                       prompt_mode=run.step.prompt_mode,
-                                       max_examples=s.max_eval_examples).metrics
+            return evaluation.evaluate(
+                config,
+                frozen,
+                trainable,
+                task,
+                vocab,
+                mesh=eval_mesh,
+                split=s.eval_split,
+                method=s.eval_method,
+                lengths=lengths,
+                batch_size=eval_batch_size,
+                prompt_mode=run.step.prompt_mode,
+                max_examples=s.max_eval_examples,
+            ).metrics
 
         if s.select_by == "task_metric" and tc.eval_metric == "loss":
             tc = dataclasses.replace(tc, eval_metric=task.metrics[0], eval_mode="max")
-    shard = dict(shard_index=jax.process_index(), num_shards=jax.process_count()) \
-        if s.shard_by_process else {}
-    return train(model_config=config, frozen_params=params,
-                 prompt_use=prompt_use(task, vocab, lengths, s.eval_method),
-                 trainable=make_trainable(prompt, deep_prompt, encoder),
-                 train_batches=data.train_batches(task.name, s.batch_size, lengths,
-                                                  seed=tc.seed, vocab=vocab, **shard),
-                 output_dir=s.output_dir, optimizer_config=run.optimizer,
-                 step_config=step_config(run), trainer_config=tc, eval_batches=eval_batches,
-                 eval_fn=eval_fn, model_path=recorded_model_path(s.model))
+    shard = (
+        dict(shard_index=jax.process_index(), num_shards=jax.process_count())
+        if s.shard_by_process
+        else {}
+    )
+    return train(
+        model_config=config,
+        frozen_params=params,
+        prompt_use=prompt_use(task, vocab, lengths, s.eval_method),
+        trainable=make_trainable(prompt, deep_prompt, encoder),
+        train_batches=data.train_batches(
+            task.name, s.batch_size, lengths, seed=tc.seed, vocab=vocab, **shard
+        ),
+        output_dir=s.output_dir,
+        optimizer_config=run.optimizer,
+        step_config=step_config(run),
+        trainer_config=tc,
+        eval_batches=eval_batches,
+        eval_fn=eval_fn,
+        model_path=recorded_model_path(s.model),
+    )
 
 
 def prompt_use(task, vocab, lengths, method: str | None) -> dict:
     """What a run's prompt directories record of how the prompt is used (PromptInfo)."""
     from jaxprompt.data.vocabulary import vocabulary_fingerprint
     from jaxprompt.prompts.artifact import task_record
-    return {"vocabulary": {"path": getattr(vocab, "path", None),
-                           "fingerprint": vocabulary_fingerprint(vocab)},
-            "task": task_record(task),
-            "labels": list(task.label_names) if task.label_names else None,
-            "decoding": method or ("rank" if task.label_names else "greedy"),
-            "lengths": {"inputs": lengths.inputs, "targets": lengths.targets}}
+
+    return {
+        "vocabulary": {
+            "path": getattr(vocab, "path", None),
+            "fingerprint": vocabulary_fingerprint(vocab),
+        },
+        "task": task_record(task),
+        "labels": list(task.label_names) if task.label_names else None,
+        "decoding": method or ("rank" if task.label_names else "greedy"),
+        "lengths": {"inputs": lengths.inputs, "targets": lengths.targets},
+    }
 
 
-__all__ = ["Run", "RunSettings", "model_config", "prompt_tune", "recorded_model_path",
-           "step_config", "trainable_shapes"]
+__all__ = [
+    "Run",
+    "RunSettings",
+    "model_config",
+    "prompt_tune",
+    "recorded_model_path",
+    "step_config",
+    "trainable_shapes",
+]

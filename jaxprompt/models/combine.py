@@ -32,8 +32,10 @@ def _batched(prompt: jax.Array, prompt_mask: jax.Array | None, batch: int, dtype
 def prefix_prompt(embeds, mask, prompt, prompt_mask=None):
     """[prompt; tokens]: the paper's placement, before the first token."""
     prompt, prompt_mask = _batched(prompt, prompt_mask, embeds.shape[0], embeds.dtype)
-    return (jnp.concatenate([prompt, embeds], axis=1),
-            jnp.concatenate([prompt_mask, mask.astype(bool)], axis=1))
+    return (
+        jnp.concatenate([prompt, embeds], axis=1),
+        jnp.concatenate([prompt_mask, mask.astype(bool)], axis=1),
+    )
 
 
 def prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask=None, rows=None):
@@ -49,25 +51,33 @@ def prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask=None, rows=None):
     pads = prompt_length - m[:, :prompt_length].sum(axis=1, keepdims=True)  # [B, 1]
     j = jnp.arange(x.shape[1])[None]  # [1, P + T]
     # Output position `pads` takes the first token (at P); pads + 1 .. P the prompt rows.
-    source = jnp.where(j == pads, prompt_length, jnp.where((j > pads) & (j <= prompt_length),
-                                                            j - 1, j))
+    source = jnp.where(
+        j == pads, prompt_length, jnp.where((j > pads) & (j <= prompt_length), j - 1, j)
+    )
     if rows is not None:
         source = jnp.where(rows[:, None], source, j)
-    return (jnp.take_along_axis(x, source[..., None], axis=1),
-            jnp.take_along_axis(m, source, axis=1))
+    return (
+        jnp.take_along_axis(x, source[..., None], axis=1),
+        jnp.take_along_axis(m, source, axis=1),
+    )
 
 
 def combine_prompt(embeds, mask, prompt, prompt_mask=None, mode="prefix"):
     """Dispatches on `mode`: one of PROMPT_MODES, or [B] bool (True: prefix_after_bos)."""
     if prompt.ndim not in (2, 3) or prompt.shape[-1] != embeds.shape[-1]:
-        raise ValueError(f"prompt must be [P, {embeds.shape[-1]}] or [B, P, {embeds.shape[-1]}] "
-                         f"(H = d_model); got shape {tuple(prompt.shape)}.")
+        raise ValueError(
+            f"prompt must be [P, {embeds.shape[-1]}] or [B, P, {embeds.shape[-1]}] "
+            f"(H = d_model); got shape {tuple(prompt.shape)}."
+        )
     if prompt.ndim == 3 and prompt.shape[0] != embeds.shape[0]:
-        raise ValueError(f"per-example prompt has batch {prompt.shape[0]} but the inputs have "
-                         f"batch {embeds.shape[0]}.")
+        raise ValueError(
+            f"per-example prompt has batch {prompt.shape[0]} but the inputs have "
+            f"batch {embeds.shape[0]}."
+        )
     if not isinstance(mode, str):
-        return prefix_after_bos_prompt(embeds, mask, prompt, prompt_mask,
-                                       rows=jnp.asarray(mode, bool))
+        return prefix_after_bos_prompt(
+            embeds, mask, prompt, prompt_mask, rows=jnp.asarray(mode, bool)
+        )
     if mode == "prefix":
         return prefix_prompt(embeds, mask, prompt, prompt_mask)
     if mode == "prefix_after_bos":

@@ -23,11 +23,15 @@ class DeepPromptError(ValueError):
 
 def expected_shapes(config: T5Config, length: int, decoder: bool) -> dict[str, tuple]:
     inner = config.num_heads * config.d_kv
-    shapes = {"encoder_key": (config.num_layers, length, inner),
-              "encoder_value": (config.num_layers, length, inner)}
+    shapes = {
+        "encoder_key": (config.num_layers, length, inner),
+        "encoder_value": (config.num_layers, length, inner),
+    }
     if decoder:
-        shapes.update(decoder_key=(config.num_decoder_layers, length, inner),
-                      decoder_value=(config.num_decoder_layers, length, inner))
+        shapes.update(
+            decoder_key=(config.num_decoder_layers, length, inner),
+            decoder_value=(config.num_decoder_layers, length, inner),
+        )
     return shapes
 
 
@@ -43,7 +47,8 @@ def check_deep_prompt(deep_prompt: dict, config: T5Config) -> None:
         if tuple(np.shape(deep_prompt[name])) != shape:
             raise DeepPromptError(
                 f"deep_prompt[{name!r}] has shape {tuple(np.shape(deep_prompt[name]))}; this "
-                f"model needs {shape} ([layers, P, num_heads * d_kv]).")
+                f"model needs {shape} ([layers, P, num_heads * d_kv])."
+            )
 
 
 def layer_prefixes(deep_prompt: dict | None, stack: str) -> dict | None:

@@ -36,8 +36,9 @@ def _activation(config: T5Config) -> Callable[[Array], Array]:
     return functools.partial(jax.nn.gelu, approximate=config.is_gated)
 
 
-def relative_position_buckets(query_length: int, key_length: int, bidirectional: bool,
-                              num_buckets: int, max_distance: int) -> np.ndarray:
+def relative_position_buckets(
+    query_length: int, key_length: int, bidirectional: bool, num_buckets: int, max_distance: int
+) -> np.ndarray:
     """Bucket id of every (query, key) pair, as T5 defines it: int32 [T_q, T_k].
 
     Computed in numpy from static lengths (no tracers involved). Half the buckets
@@ -54,8 +55,9 @@ def relative_position_buckets(query_length: int, key_length: int, bidirectional:
         distance = -np.minimum(relative, 0)
     max_exact = num_buckets // 2
     # Distances below max_exact use the exact branch; clamp them to keep log() finite.
-    log_ratio = (np.log(np.maximum(distance, max_exact).astype(np.float32) / np.float32(max_exact))
-                 / np.float32(np.log(max_distance / max_exact)))
+    log_ratio = np.log(
+        np.maximum(distance, max_exact).astype(np.float32) / np.float32(max_exact)
+    ) / np.float32(np.log(max_distance / max_exact))
     large = max_exact + (log_ratio * np.float32(num_buckets - max_exact)).astype(np.int64)
     large = np.minimum(large, num_buckets - 1)
     buckets += np.where(distance < max_exact, distance, large)
@@ -71,8 +73,11 @@ class Embed(nn.Module):
 
     def setup(self):
         self.embedding = self.param(
-            "embedding", nn.with_logical_partitioning(_normal(1.0), ("vocab", "embed")),
-            (self.vocab_size, self.features), jnp.float32)
+            "embedding",
+            nn.with_logical_partitioning(_normal(1.0), ("vocab", "embed")),
+            (self.vocab_size, self.features),
+            jnp.float32,
+        )
 
     def __call__(self, ids: Array) -> Array:
         return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
@@ -91,8 +96,12 @@ class Dense(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        kernel = self.param("kernel", nn.with_logical_partitioning(_normal(self.init_std), self.axes),
-                            (x.shape[-1], self.features), jnp.float32)
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(_normal(self.init_std), self.axes),
+            (x.shape[-1], self.features),
+            jnp.float32,
+        )
         return einsum("...i,io->...o", x.astype(self.dtype), kernel.astype(self.dtype))
 
 
@@ -104,8 +113,12 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-                           (x.shape[-1],), jnp.float32)
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+            (x.shape[-1],),
+            jnp.float32,
+        )
         x = x.astype(jnp.float32)
         x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
         return (x * scale.astype(jnp.float32)).astype(self.dtype)
@@ -118,24 +131,30 @@ class RelativePositionBias(nn.Module):
     bidirectional: bool
 
     @nn.compact
-    def __call__(self, query_length: int, key_length: int, buckets: Array | None = None
-                 ) -> Array:
+    def __call__(self, query_length: int, key_length: int, buckets: Array | None = None) -> Array:
         """Returns the bias [1, heads, T_q, T_k] in float32 (of given `buckets` [T_q, T_k],
         as UMT5's layers take them, each with its own table)."""
         c = self.config
         table = self.param(
             "rel_embedding",
-            nn.with_logical_partitioning(_normal(c.d_model ** -0.5), ("heads", "relpos_buckets")),
-            (c.num_heads, c.relative_attention_num_buckets), jnp.float32)
+            nn.with_logical_partitioning(_normal(c.d_model**-0.5), ("heads", "relpos_buckets")),
+            (c.num_heads, c.relative_attention_num_buckets),
+            jnp.float32,
+        )
         if buckets is None:
-            buckets = relative_position_buckets(query_length, key_length, self.bidirectional,
-                                                c.relative_attention_num_buckets,
-                                                c.relative_attention_max_distance)
+            buckets = relative_position_buckets(
+                query_length,
+                key_length,
+                self.bidirectional,
+                c.relative_attention_num_buckets,
+                c.relative_attention_max_distance,
+            )
         return jnp.take(table.astype(jnp.float32), buckets, axis=1)[None]
 
 
-def prepend_prefix(key: Array, value: Array, bias: Array, prefix: dict
-                   ) -> tuple[Array, Array, Array]:
+def prepend_prefix(
+    key: Array, value: Array, bias: Array, prefix: dict
+) -> tuple[Array, Array, Array]:
     """Puts a layer's deep-prompt keys and values before the real ones.
 
     key, value [B, T_k, heads, d_kv]; prefix {"key", "value"} [P, heads * d_kv]; bias
@@ -150,8 +169,11 @@ def prepend_prefix(key: Array, value: Array, bias: Array, prefix: dict
 
     length = prefix["key"].shape[0]
     bias = jnp.pad(bias, [(0, 0)] * (bias.ndim - 1) + [(length, 0)])
-    return (jnp.concatenate([expand(prefix["key"]), key], axis=1),
-            jnp.concatenate([expand(prefix["value"]), value], axis=1), bias)
+    return (
+        jnp.concatenate([expand(prefix["key"]), key], axis=1),
+        jnp.concatenate([expand(prefix["value"]), value], axis=1),
+        bias,
+    )
 
 
 def attention_bias(mask: Array) -> Array:
@@ -174,16 +196,15 @@ class MultiHeadAttention(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x_q: Array, x_kv: Array, bias: Array, prefix: dict | None = None
-                 ) -> Array:
+    def __call__(self, x_q: Array, x_kv: Array, bias: Array, prefix: dict | None = None) -> Array:
         """x_q [B, T_q, H], x_kv [B, T_k, H], additive bias [B|1, heads|1, T_q, T_k] -> [B, T_q, H]."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
         inner = c.num_heads * c.d_kv
         project = functools.partial(Dense, inner, ("embed", "joined_kv"), dtype=dtype)
         query = project(init_std=(c.d_model * c.d_kv) ** -0.5, name="query")(x_q)
-        key = project(init_std=c.d_model ** -0.5, name="key")(x_kv)
-        value = project(init_std=c.d_model ** -0.5, name="value")(x_kv)
+        key = project(init_std=c.d_model**-0.5, name="key")(x_kv)
+        value = project(init_std=c.d_model**-0.5, name="value")(x_kv)
         split = lambda t: t.reshape(t.shape[:2] + (c.num_heads, c.d_kv))  # [B, T, heads, d_kv]
         query, key, value = split(query), split(key), split(value)
         if self.decode:
@@ -197,8 +218,7 @@ class MultiHeadAttention(nn.Module):
         weights = nn.Dropout(c.dropout_rate)(weights, deterministic=self.deterministic)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, value).reshape(x_q.shape[:2] + (inner,))
         out = nn.with_logical_constraint(out, ("batch", "length", "joined_kv"))
-        return Dense(c.d_model, ("joined_kv", "embed"), (inner ** -0.5), dtype=dtype,
-                     name="out")(out)
+        return Dense(c.d_model, ("joined_kv", "embed"), (inner**-0.5), dtype=dtype, name="out")(out)
 
     def _update_cache(self, key: Array, value: Array) -> tuple[Array, Array]:
         initialized = self.has_variable("cache", "cached_key")
@@ -225,11 +245,11 @@ class MlpBlock(nn.Module):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         act = _activation(c)
-        wi = functools.partial(Dense, c.d_ff, ("embed", "mlp"), c.d_model ** -0.5, dtype=dtype)
+        wi = functools.partial(Dense, c.d_ff, ("embed", "mlp"), c.d_model**-0.5, dtype=dtype)
         if c.is_gated:
             h = act(wi(name="wi_0")(x)) * wi(name="wi_1")(x)
         else:
             h = act(wi(name="wi")(x))
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         h = nn.Dropout(c.dropout_rate)(h, deterministic=self.deterministic)
-        return Dense(c.d_model, ("mlp", "embed"), c.d_ff ** -0.5, dtype=dtype, name="wo")(h)
+        return Dense(c.d_model, ("mlp", "embed"), c.d_ff**-0.5, dtype=dtype, name="wo")(h)

@@ -6,8 +6,13 @@ import jax
 import jax.numpy as jnp
 
 
-def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
-                  z_loss: float = 0.0, label_smoothing: float = 0.0) -> dict[str, jax.Array]:
+def cross_entropy(
+    logits: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array,
+    z_loss: float = 0.0,
+    label_smoothing: float = 0.0,
+) -> dict[str, jax.Array]:
     """Weighted token cross-entropy sums.
 
     Args:
@@ -42,8 +47,7 @@ def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
     }
 
 
-def sequence_log_likelihood(logits: jax.Array, targets: jax.Array, weights: jax.Array
-                            ) -> jax.Array:
+def sequence_log_likelihood(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
     """Sum of log p(target token) over each sequence: [B, S, V], [B, S], [B, S] -> [B]."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     token = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]

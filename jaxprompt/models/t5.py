@@ -21,9 +21,16 @@ import jax.numpy as jnp
 
 from jaxprompt.config import T5Config
 from jaxprompt.models.combine import combine_prompt
-from jaxprompt.models.layers import (Dense, Embed, MlpBlock, MultiHeadAttention,
-                                     RelativePositionBias, RMSNorm, attention_bias,
-                                     relative_position_buckets)
+from jaxprompt.models.layers import (
+    Dense,
+    Embed,
+    MlpBlock,
+    MultiHeadAttention,
+    RelativePositionBias,
+    RMSNorm,
+    attention_bias,
+    relative_position_buckets,
+)
 from jaxprompt.models.deep_prompt_spec import check_deep_prompt, layer_prefixes
 
 Array = jax.Array
@@ -40,8 +47,9 @@ class EncoderLayer(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x: Array, bias: Array, buckets: Array | None = None,
-                 prefix: dict | None = None) -> tuple[Array, None]:
+    def __call__(
+        self, x: Array, bias: Array, buckets: Array | None = None, prefix: dict | None = None
+    ) -> tuple[Array, None]:
         c = self.config
         dtype = jnp.dtype(c.dtype)
         dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
@@ -63,21 +71,31 @@ class DecoderLayer(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, y: Array, self_bias: Array, buckets: Array | None, encoded: Array,
-                 cross_bias: Array, prefix: dict | None = None) -> tuple[Array, None]:
+    def __call__(
+        self,
+        y: Array,
+        self_bias: Array,
+        buckets: Array | None,
+        encoded: Array,
+        cross_bias: Array,
+        prefix: dict | None = None,
+    ) -> tuple[Array, None]:
         c = self.config
         dtype = jnp.dtype(c.dtype)
         dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
         if buckets is not None:
             self_bias = self_bias + RelativePositionBias(c, False, name="relpos_bias")(
-                0, 0, buckets)
+                0, 0, buckets
+            )
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_self_attention_layer_norm")(y)
         h = MultiHeadAttention(c, self.deterministic, self.decode, name="self_attention")(
-            h, h, self_bias, prefix)
+            h, h, self_bias, prefix
+        )
         y = y + dropout(h)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_cross_attention_layer_norm")(y)
         h = MultiHeadAttention(c, self.deterministic, name="encoder_decoder_attention")(
-            h, encoded, cross_bias)
+            h, encoded, cross_bias
+        )
         y = y + dropout(h)
         h = RMSNorm(c.layer_norm_epsilon, dtype, name="pre_mlp_layer_norm")(y)
         y = y + dropout(MlpBlock(c, self.deterministic, name="mlp")(h))
@@ -90,27 +108,42 @@ _REMAT_POLICIES = {
 }
 
 
-def _run_layers(layer_cls, config: T5Config, num_layers: int, carry: Array, *broadcast,
-                prefixes: dict | None = None, **layer_kwargs) -> Array:
+def _run_layers(
+    layer_cls,
+    config: T5Config,
+    num_layers: int,
+    carry: Array,
+    *broadcast,
+    prefixes: dict | None = None,
+    **layer_kwargs,
+) -> Array:
     """Applies `num_layers` layers: named layers_i, or one scanned `layers` with a layer axis.
 
     `broadcast` arguments reach every layer whole; `prefixes` ([L, ...] leaves or None) are
     sliced along their first axis, layer i getting row i.
     """
     if config.remat_policy != "none":
-        layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[config.remat_policy],
-                             prevent_cse=not config.scan_layers)
+        layer_cls = nn.remat(
+            layer_cls,
+            policy=_REMAT_POLICIES[config.remat_policy],
+            prevent_cse=not config.scan_layers,
+        )
     if config.scan_layers:
-        stack = nn.scan(layer_cls, variable_axes={"params": 0, "cache": 0},
-                        split_rngs={"params": True, "dropout": True},
-                        in_axes=(nn.broadcast,) * len(broadcast) + (0,), length=num_layers,
-                        metadata_params={nn.PARTITION_NAME: "layers"})
+        stack = nn.scan(
+            layer_cls,
+            variable_axes={"params": 0, "cache": 0},
+            split_rngs={"params": True, "dropout": True},
+            in_axes=(nn.broadcast,) * len(broadcast) + (0,),
+            length=num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )
         carry, _ = stack(config, name="layers", **layer_kwargs)(carry, *broadcast, prefixes)
         return carry
     for i in range(num_layers):
         layer_prefix = jax.tree.map(lambda t: t[i], prefixes)
-        carry, _ = layer_cls(config, name=f"layers_{i}", **layer_kwargs)(carry, *broadcast,
-                                                                         layer_prefix)
+        carry, _ = layer_cls(config, name=f"layers_{i}", **layer_kwargs)(
+            carry, *broadcast, layer_prefix
+        )
     return carry
 
 
@@ -119,10 +152,15 @@ class Encoder(nn.Module):
     shared_embedding: nn.Module
 
     @nn.compact
-    def __call__(self, input_ids: Array, prompt: Array | None = None,
-                 prompt_mask: Array | None = None, prompt_mode: str = "prefix",
-                 deterministic: bool = True, deep_prompt: dict | None = None
-                 ) -> tuple[Array, Array]:
+    def __call__(
+        self,
+        input_ids: Array,
+        prompt: Array | None = None,
+        prompt_mask: Array | None = None,
+        prompt_mode: str = "prefix",
+        deterministic: bool = True,
+        deep_prompt: dict | None = None,
+    ) -> tuple[Array, Array]:
         """input_ids [B, T] -> (encoded [B, P + T, H], mask [B, P + T] bool)."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
@@ -134,16 +172,31 @@ class Encoder(nn.Module):
         x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
         length = x.shape[1]
         if c.relative_bias_per_layer:
-            bias, buckets = attention_bias(mask), relative_position_buckets(
-                length, length, True, c.relative_attention_num_buckets,
-                c.relative_attention_max_distance)
+            bias, buckets = (
+                attention_bias(mask),
+                relative_position_buckets(
+                    length,
+                    length,
+                    True,
+                    c.relative_attention_num_buckets,
+                    c.relative_attention_max_distance,
+                ),
+            )
         else:
-            bias = (RelativePositionBias(c, bidirectional=True, name="relpos_bias")(
-                length, length) + attention_bias(mask))
+            bias = RelativePositionBias(c, bidirectional=True, name="relpos_bias")(
+                length, length
+            ) + attention_bias(mask)
             buckets = None
-        x = _run_layers(EncoderLayer, c, c.num_layers, x, bias, buckets,
-                        prefixes=layer_prefixes(deep_prompt, "encoder"),
-                        deterministic=deterministic)
+        x = _run_layers(
+            EncoderLayer,
+            c,
+            c.num_layers,
+            x,
+            bias,
+            buckets,
+            prefixes=layer_prefixes(deep_prompt, "encoder"),
+            deterministic=deterministic,
+        )
         x = RMSNorm(c.layer_norm_epsilon, dtype, name="encoder_norm")(x)
         return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic), mask
 
@@ -153,9 +206,15 @@ class Decoder(nn.Module):
     shared_embedding: nn.Module
 
     @nn.compact
-    def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_ids: Array,
-                 deterministic: bool = True, decode: bool = False,
-                 deep_prompt: dict | None = None) -> Array:
+    def __call__(
+        self,
+        encoded: Array,
+        encoder_mask: Array,
+        decoder_input_ids: Array,
+        deterministic: bool = True,
+        decode: bool = False,
+        deep_prompt: dict | None = None,
+    ) -> Array:
         """encoded [B, T, H], encoder_mask [B, T], decoder_input_ids [B, S] -> logits [B, S, V].
 
         With `decode=True`, S is the number of new positions (usually 1) and positions come
@@ -167,17 +226,27 @@ class Decoder(nn.Module):
         y = nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
         self_bias, buckets = self._self_attention_bias(decoder_input_ids.shape[1], decode)
         cross_bias = attention_bias(encoder_mask)
-        y = _run_layers(DecoderLayer, c, c.num_decoder_layers, y, self_bias, buckets,
-                        encoded.astype(dtype),
-                        cross_bias, prefixes=layer_prefixes(deep_prompt, "decoder"),
-                        deterministic=deterministic, decode=decode)
+        y = _run_layers(
+            DecoderLayer,
+            c,
+            c.num_decoder_layers,
+            y,
+            self_bias,
+            buckets,
+            encoded.astype(dtype),
+            cross_bias,
+            prefixes=layer_prefixes(deep_prompt, "decoder"),
+            deterministic=deterministic,
+            decode=decode,
+        )
         y = RMSNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(y)
         y = nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
         if c.tie_word_embeddings:
-            logits = self.shared_embedding.attend(y * (c.d_model ** -0.5))
+            logits = self.shared_embedding.attend(y * (c.d_model**-0.5))
         else:
-            logits = Dense(c.vocab_size, ("embed", "vocab"), c.d_model ** -0.5, dtype=dtype,
-                           name="logits_dense")(y)
+            logits = Dense(
+                c.vocab_size, ("embed", "vocab"), c.d_model**-0.5, dtype=dtype, name="logits_dense"
+            )(y)
         return nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
 
     def _self_attention_bias(self, length: int, decode: bool) -> tuple[Array, Array | None]:
@@ -191,12 +260,18 @@ class Decoder(nn.Module):
         """
         c = self.config
         per_layer = c.relative_bias_per_layer
-        relpos = None if per_layer else RelativePositionBias(c, bidirectional=False,
-                                                             name="relpos_bias")
+        relpos = (
+            None if per_layer else RelativePositionBias(c, bidirectional=False, name="relpos_bias")
+        )
 
         def buckets_of(rows: int) -> Array:
-            return relative_position_buckets(rows, rows, False, c.relative_attention_num_buckets,
-                                             c.relative_attention_max_distance)
+            return relative_position_buckets(
+                rows,
+                rows,
+                False,
+                c.relative_attention_num_buckets,
+                c.relative_attention_max_distance,
+            )
 
         if decode:
             initialized = self.has_variable("cache", "position")
@@ -204,8 +279,9 @@ class Decoder(nn.Module):
             key_positions = self.variable("cache", "key_positions", lambda: jnp.arange(length))
             if initialized:
                 max_length = key_positions.value.shape[0]
-                buckets = jax.lax.dynamic_slice_in_dim(buckets_of(max_length), position.value,
-                                                       length, axis=0)  # [S, S_max]
+                buckets = jax.lax.dynamic_slice_in_dim(
+                    buckets_of(max_length), position.value, length, axis=0
+                )  # [S, S_max]
                 query_positions = position.value + jnp.arange(length)
                 visible = jnp.arange(max_length)[None, :] <= query_positions[:, None]
                 position.value = position.value + length
@@ -235,32 +311,62 @@ class T5(nn.Module):
         self.encoder = Encoder(c, self.token_embedder)
         self.decoder = Decoder(c, self.token_embedder)
 
-    def encode(self, encoder_input_ids: Array, prompt: Array | None = None,
-               prompt_mask: Array | None = None, prompt_mode: str = "prefix",
-               enable_dropout: bool = False, deep_prompt: dict | None = None
-               ) -> tuple[Array, Array]:
+    def encode(
+        self,
+        encoder_input_ids: Array,
+        prompt: Array | None = None,
+        prompt_mask: Array | None = None,
+        prompt_mode: str = "prefix",
+        enable_dropout: bool = False,
+        deep_prompt: dict | None = None,
+    ) -> tuple[Array, Array]:
         """encoder_input_ids [B, T], prompt [P, H] | [B, P, H] -> ([B, P + T, H], mask [B, P + T])."""
         if deep_prompt is not None:
             check_deep_prompt(deep_prompt, self.config)
-        return self.encoder(encoder_input_ids, prompt, prompt_mask, prompt_mode,
-                            deterministic=not enable_dropout, deep_prompt=deep_prompt)
+        return self.encoder(
+            encoder_input_ids,
+            prompt,
+            prompt_mask,
+            prompt_mode,
+            deterministic=not enable_dropout,
+            deep_prompt=deep_prompt,
+        )
 
-    def decode(self, encoded: Array, encoder_mask: Array, decoder_input_ids: Array,
-               enable_dropout: bool = False, decode: bool = False,
-               deep_prompt: dict | None = None) -> Array:
+    def decode(
+        self,
+        encoded: Array,
+        encoder_mask: Array,
+        decoder_input_ids: Array,
+        enable_dropout: bool = False,
+        decode: bool = False,
+        deep_prompt: dict | None = None,
+    ) -> Array:
         """Logits [B, S, V] for decoder_input_ids [B, S] (shifted targets, start id 0)."""
-        return self.decoder(encoded, encoder_mask, decoder_input_ids,
-                            deterministic=not enable_dropout, decode=decode,
-                            deep_prompt=deep_prompt)
+        return self.decoder(
+            encoded,
+            encoder_mask,
+            decoder_input_ids,
+            deterministic=not enable_dropout,
+            decode=decode,
+            deep_prompt=deep_prompt,
+        )
 
-    def __call__(self, encoder_input_ids: Array, decoder_input_ids: Array,
-                 prompt: Array | None = None, prompt_mask: Array | None = None,
-                 prompt_mode: str = "prefix", enable_dropout: bool = False,
-                 deep_prompt: dict | None = None) -> Array:
-        encoded, mask = self.encode(encoder_input_ids, prompt, prompt_mask, prompt_mode,
-                                    enable_dropout, deep_prompt)
-        return self.decode(encoded, mask, decoder_input_ids, enable_dropout,
-                           deep_prompt=deep_prompt)
+    def __call__(
+        self,
+        encoder_input_ids: Array,
+        decoder_input_ids: Array,
+        prompt: Array | None = None,
+        prompt_mask: Array | None = None,
+        prompt_mode: str = "prefix",
+        enable_dropout: bool = False,
+        deep_prompt: dict | None = None,
+    ) -> Array:
+        encoded, mask = self.encode(
+            encoder_input_ids, prompt, prompt_mask, prompt_mode, enable_dropout, deep_prompt
+        )
+        return self.decode(
+            encoded, mask, decoder_input_ids, enable_dropout, deep_prompt=deep_prompt
+        )
 
 
 def init_params(config: T5Config, rng: Array, batch: int = 1, length: int = 8) -> dict:

@@ -109,36 +109,67 @@ def compile_plan(name: str, fn, args) -> StepPlan:
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return StepPlan(name, memory.argument_size_in_bytes / GIB, memory.output_size_in_bytes / GIB,
-                    memory.temp_size_in_bytes / GIB, memory.alias_size_in_bytes / GIB,
-                    float(cost.get("flops", 0.0)) / 1e12,
-                    float(cost.get("bytes accessed", 0.0)) / 1e9, seconds,
-                    hlo_fingerprint(compiled.as_text()))
+    return StepPlan(
+        name,
+        memory.argument_size_in_bytes / GIB,
+        memory.output_size_in_bytes / GIB,
+        memory.temp_size_in_bytes / GIB,
+        memory.alias_size_in_bytes / GIB,
+        float(cost.get("flops", 0.0)) / 1e12,
+        float(cost.get("bytes accessed", 0.0)) / 1e9,
+        seconds,
+        hlo_fingerprint(compiled.as_text()),
+    )
 
 
-def lowered_steps(run: Run, checkpoint_config: T5Config, stored_dtype: str, devices,
-                  config: T5Config | None = None):
+def lowered_steps(
+    run: Run,
+    checkpoint_config: T5Config,
+    stored_dtype: str,
+    devices,
+    config: T5Config | None = None,
+):
     """(steps, train args, eval args) of the run as `jaxprompt train` builds them."""
     s = run.settings
     config = config or model_config(run, checkpoint_config)
-    steps, _, abstract_state = build_steps(config, trainable_shapes(run, config), run.optimizer,
-                                           step_config(run), run.trainer.mesh_shape,
-                                           run.trainer.logical_axis_rules, devices)
+    steps, _, abstract_state = build_steps(
+        config,
+        trainable_shapes(run, config),
+        run.optimizer,
+        step_config(run),
+        run.trainer.mesh_shape,
+        run.trainer.logical_axis_rules,
+        devices,
+    )
     param_dtype = s.dtype or stored_dtype
-    state, frozen, batch = abstract_arguments(steps, abstract_state, config, param_dtype,
-                                              s.batch_size, s.inputs_length, s.targets_length)
+    state, frozen, batch = abstract_arguments(
+        steps, abstract_state, config, param_dtype, s.batch_size, s.inputs_length, s.targets_length
+    )
     eval_batch_size = s.eval_batch_size or s.batch_size
-    _, _, eval_batch = abstract_arguments(steps, abstract_state, config, param_dtype,
-                                          eval_batch_size, s.inputs_length, s.targets_length)
+    _, _, eval_batch = abstract_arguments(
+        steps,
+        abstract_state,
+        config,
+        param_dtype,
+        eval_batch_size,
+        s.inputs_length,
+        s.targets_length,
+    )
     return steps, (state, frozen, batch), (state.trainable, frozen, eval_batch)
 
 
-def plan_run(run: Run, checkpoint_config: T5Config, stored_dtype: str, devices,
-             with_eval: bool = True, config: T5Config | None = None
-             ) -> tuple[StepPlan, ...]:
+def plan_run(
+    run: Run,
+    checkpoint_config: T5Config,
+    stored_dtype: str,
+    devices,
+    with_eval: bool = True,
+    config: T5Config | None = None,
+) -> tuple[StepPlan, ...]:
     """(train plan, eval plan) of the run on `devices` (or (train plan,))."""
-    steps, train_args, eval_args = lowered_steps(run, checkpoint_config, stored_dtype, devices,
-                                                 config)
+    steps, train_args, eval_args = lowered_steps(
+        run, checkpoint_config, stored_dtype, devices, config
+    )
     plans = [compile_plan("train", steps.train_step, train_args)]
     if with_eval:
         plans.append(compile_plan("eval", steps.eval_step, eval_args))
@@ -167,16 +198,17 @@ class Estimate:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def estimate(run: Run, checkpoint_config: T5Config, stored_dtype: str, devices,
-             peaks: tuple[float, float]) -> Estimate:
+def estimate(
+    run: Run, checkpoint_config: T5Config, stored_dtype: str, devices, peaks: tuple[float, float]
+) -> Estimate:
     """FLOPs and bytes of the full-depth train step from shallow per-layer compiles."""
     full = model_config(run, checkpoint_config)
 
     def counts(encoder: int, decoder: int) -> tuple[float, float]:
-        shallow = full.replace(num_layers=encoder, num_decoder_layers=decoder,
-                               scan_layers=False)
-        p = plan_run(run, checkpoint_config, stored_dtype, devices, with_eval=False,
-                     config=shallow)[0]
+        shallow = full.replace(num_layers=encoder, num_decoder_layers=decoder, scan_layers=False)
+        p = plan_run(
+            run, checkpoint_config, stored_dtype, devices, with_eval=False, config=shallow
+        )[0]
         if p.error:
             raise RuntimeError(f"the {encoder}+{decoder}-layer step does not compile: {p.error}")
         return p.tflop, p.gbytes
@@ -199,11 +231,14 @@ def estimate(run: Run, checkpoint_config: T5Config, stored_dtype: str, devices,
     else:
         one = counts(1, 1)
         deeper_encoder, deeper_decoder = counts(2, 1), counts(1, 2)
-        totals = [o + (full.num_layers - 1) * (e - o) + (full.num_decoder_layers - 1) * (d - o)
-                  for o, e, d in zip(one, deeper_encoder, deeper_decoder)]
+        totals = [
+            o + (full.num_layers - 1) * (e - o) + (full.num_decoder_layers - 1) * (d - o)
+            for o, e, d in zip(one, deeper_encoder, deeper_decoder)
+        ]
     peak_flops, bandwidth = peaks
-    return Estimate(totals[0], totals[1], totals[0] * 1e12 / peak_flops,
-                    totals[1] * 1e9 / bandwidth)
+    return Estimate(
+        totals[0], totals[1], totals[0] * 1e12 / peak_flops, totals[1] * 1e9 / bandwidth
+    )
 
 
 def meshes(device_count: int) -> list[tuple[int, int]]:
@@ -212,8 +247,9 @@ def meshes(device_count: int) -> list[tuple[int, int]]:
 
 
 def with_mesh(run: Run, mesh_shape) -> Run:
-    return dataclasses.replace(run, trainer=dataclasses.replace(run.trainer,
-                                                                mesh_shape=tuple(mesh_shape)))
+    return dataclasses.replace(
+        run, trainer=dataclasses.replace(run.trainer, mesh_shape=tuple(mesh_shape))
+    )
 
 
 def with_model(run: Run, **fields) -> Run:
@@ -221,5 +257,16 @@ def with_model(run: Run, **fields) -> Run:
     return dataclasses.replace(run, model_bindings={**run.model_bindings, **fields})
 
 
-__all__ = ["Estimate", "StepPlan", "canonical_hlo", "compile_plan", "estimate", "hlo_fingerprint",
-           "lowered_steps", "meshes", "plan_run", "with_mesh", "with_model"]
+__all__ = [
+    "Estimate",
+    "StepPlan",
+    "canonical_hlo",
+    "compile_plan",
+    "estimate",
+    "hlo_fingerprint",
+    "lowered_steps",
+    "meshes",
+    "plan_run",
+    "with_mesh",
+    "with_model",
+]

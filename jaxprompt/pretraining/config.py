@@ -39,8 +39,16 @@ class PretrainConfig:
 
     def model_config(self):
         from jaxprompt.config import T5Config
-        return T5Config(vocab_size=32128, d_model=self.d_model, num_heads=self.num_heads,
-                        d_kv=self.d_kv, d_ff=self.d_ff, num_layers=self.num_layers,
-                        num_decoder_layers=self.num_decoder_layers,
-                        feed_forward_proj="gated-gelu",
-                        tie_word_embeddings=self.tie_word_embeddings, dropout_rate=0.0)
+
+        return T5Config(
+            vocab_size=32128,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            d_kv=self.d_kv,
+            d_ff=self.d_ff,
+            num_layers=self.num_layers,
+            num_decoder_layers=self.num_decoder_layers,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=self.tie_word_embeddings,
+            dropout_rate=0.0,
+        )

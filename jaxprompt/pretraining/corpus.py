@@ -45,8 +45,17 @@ def task_texts(shared: str) -> list[str]:
         with open(os.path.join(fewglue, task, "train32.jsonl"), encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                for key in ("premise", "hypothesis", "passage", "question", "text",
-                            "sentence1", "sentence2", "choice1", "choice2"):
+                for key in (
+                    "premise",
+                    "hypothesis",
+                    "passage",
+                    "question",
+                    "text",
+                    "sentence1",
+                    "sentence2",
+                    "choice1",
+                    "choice2",
+                ):
                     value = row.get(key)
                     if isinstance(value, dict):
                         value = value.get("text")
@@ -69,7 +78,10 @@ def wordnet_synsets(directory: str = "/usr/share/wordnet") -> list[tuple[list[st
                 fields, gloss = line.split("|", 1)
                 parts = fields.split()
                 count = int(parts[3], 16)
-                lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in parts[4:4 + 2 * count:2]]
+                lemmas = [
+                    re.sub(r"\(.*\)$", "", w).replace("_", " ")
+                    for w in parts[4 : 4 + 2 * count : 2]
+                ]
                 synsets.append((lemmas, gloss.strip()))
     return synsets
 
@@ -79,8 +91,9 @@ def wordnet_texts(directory: str = "/usr/share/wordnet") -> list[str]:
     return [f"{', '.join(lemmas)}: {gloss}" for lemmas, gloss in wordnet_synsets(directory)]
 
 
-def dictionary_pairs(processor, directory: str = "/usr/share/wordnet", max_target: int = 8
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+def dictionary_pairs(
+    processor, directory: str = "/usr/share/wordnet", max_target: int = 8
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """A reverse dictionary from WordNet 3.0: (gloss and examples, the synset's first word).
 
     The decoder learns to answer a whole text with one word that sums up its meaning:
@@ -116,8 +129,7 @@ def token_stream(texts: list[str], processor) -> np.ndarray:
     return np.fromiter((t for seq in ids for t in (*seq, EOS)), np.int32)
 
 
-def svd_embedding(streams, vocab_size: int, dim: int, seed: int = 0, window: int = 4
-                  ) -> np.ndarray:
+def svd_embedding(streams, vocab_size: int, dim: int, seed: int = 0, window: int = 4) -> np.ndarray:
     """Word vectors from the corpus itself, as an initial embedding table [V, dim].
 
     Co-occurrence counts within +-`window` tokens (weight 1/distance), positive PMI with
@@ -136,17 +148,23 @@ def svd_embedding(streams, vocab_size: int, dim: int, seed: int = 0, window: int
         rows += [a[keep], b[keep]]
         cols += [b[keep], a[keep]]
         weights.append(np.full(2 * int(keep.sum()), 1.0 / distance, np.float32))
-    counts = sparse.coo_matrix((np.concatenate(weights), (np.concatenate(rows),
-                                                          np.concatenate(cols))),
-                               shape=(vocab_size, vocab_size)).tocsr().tocoo()
+    counts = (
+        sparse.coo_matrix(
+            (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(vocab_size, vocab_size),
+        )
+        .tocsr()
+        .tocoo()
+    )
     total = counts.data.sum()
     row_sum = np.bincount(counts.row, counts.data, vocab_size)
     context = np.bincount(counts.col, counts.data, vocab_size) ** 0.75
     context *= total / context.sum()
     pmi = np.log(counts.data * total / (row_sum[counts.row] * context[counts.col]))
     keep = pmi > 0
-    ppmi = sparse.csr_matrix((pmi[keep], (counts.row[keep], counts.col[keep])),
-                             shape=(vocab_size, vocab_size))
+    ppmi = sparse.csr_matrix(
+        (pmi[keep], (counts.row[keep], counts.col[keep])), shape=(vocab_size, vocab_size)
+    )
     u, singular, _ = randomized_svd(ppmi, dim, n_iter=4, random_state=seed)
     vectors = u * np.sqrt(singular)
     seen = row_sum > 0
@@ -167,41 +185,61 @@ def build_corpus(shared: str, processor, extra_text: bool = True) -> dict:
     if extra:
         streams.append(token_stream(extra, processor))
     probe_rows = split_probe_rows(sst2_train_rows(shared))[1]
-    return {"streams": streams, "pairs": dictionary_pairs(processor) if extra_text else [],
-            "probe_ids": encode_rows(processor, [s for s, _ in probe_rows]),
-            "probe_labels": np.asarray([label for _, label in probe_rows]),
-            "extra_text": len(streams) > 1}
+    return {
+        "streams": streams,
+        "pairs": dictionary_pairs(processor) if extra_text else [],
+        "probe_ids": encode_rows(processor, [s for s, _ in probe_rows]),
+        "probe_labels": np.asarray([label for _, label in probe_rows]),
+        "extra_text": len(streams) > 1,
+    }
 
 
 def save_corpus(path: str, corpus: dict) -> None:
     """One compressed .npz (token ids as uint16: the vocabulary has 32,128 ids)."""
     pairs = corpus["pairs"]
-    ragged = lambda parts: (np.concatenate(parts).astype(np.uint16) if parts else
-                            np.zeros(0, np.uint16), np.cumsum([0] + [len(p) for p in parts]))
+    ragged = lambda parts: (
+        np.concatenate(parts).astype(np.uint16) if parts else np.zeros(0, np.uint16),
+        np.cumsum([0] + [len(p) for p in parts]),
+    )
     pair_inputs, input_offsets = ragged([a for a, _ in pairs])
     pair_targets, target_offsets = ragged([b for _, b in pairs])
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez_compressed(path, **{f"stream_{i}": s.astype(np.uint16)
-                                 for i, s in enumerate(corpus["streams"])},
-                        pair_inputs=pair_inputs, input_offsets=input_offsets,
-                        pair_targets=pair_targets, target_offsets=target_offsets,
-                        probe_ids=corpus["probe_ids"], probe_labels=corpus["probe_labels"])
+    np.savez_compressed(
+        path,
+        **{f"stream_{i}": s.astype(np.uint16) for i, s in enumerate(corpus["streams"])},
+        pair_inputs=pair_inputs,
+        input_offsets=input_offsets,
+        pair_targets=pair_targets,
+        target_offsets=target_offsets,
+        probe_ids=corpus["probe_ids"],
+        probe_labels=corpus["probe_labels"],
+    )
 
 
 def load_corpus(path: str) -> dict:
     with np.load(path) as f:
         streams = [f[f"stream_{i}"].astype(np.int32) for i in range(2) if f"stream_{i}" in f]
-        split = lambda values, offsets: [values[a:b].astype(np.int32)
-                                         for a, b in zip(offsets[:-1], offsets[1:])]
-        pairs = list(zip(split(f["pair_inputs"], f["input_offsets"]),
-                         split(f["pair_targets"], f["target_offsets"])))
-        return {"streams": streams, "pairs": pairs, "probe_ids": f["probe_ids"],
-                "probe_labels": f["probe_labels"], "extra_text": len(streams) > 1}
+        split = lambda values, offsets: [
+            values[a:b].astype(np.int32) for a, b in zip(offsets[:-1], offsets[1:])
+        ]
+        pairs = list(
+            zip(
+                split(f["pair_inputs"], f["input_offsets"]),
+                split(f["pair_targets"], f["target_offsets"]),
+            )
+        )
+        return {
+            "streams": streams,
+            "pairs": pairs,
+            "probe_ids": f["probe_ids"],
+            "probe_labels": f["probe_labels"],
+            "extra_text": len(streams) > 1,
+        }
 
 
 def encode_rows(processor, sentences: list[str], length: int = 48) -> np.ndarray:
     ids = np.zeros((len(sentences), length), np.int32)
     for i, seq in enumerate(processor.encode(sentences)):
         seq = (seq + [EOS])[:length]
-        ids[i, :len(seq)] = seq
+        ids[i, : len(seq)] = seq
     return ids

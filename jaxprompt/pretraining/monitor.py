@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 
-
-def representation_report(model, params, probe_ids: np.ndarray, probe_labels: np.ndarray,
-                          batch: int = 250) -> dict[str, float]:
+def representation_report(
+    model, params, probe_ids: np.ndarray, probe_labels: np.ndarray, batch: int = 250
+) -> dict[str, float]:
     """Collapse and quality measures of the encoder on held-apart sentences.
 
     token_cosine: mean pairwise cosine of the final encoder states of the tokens of one
@@ -34,9 +34,10 @@ def representation_report(model, params, probe_ids: np.ndarray, probe_labels: np
         mean = lambda x: jnp.sum(x * weights, axis=1) / jnp.maximum(n[:, None], 1.0)
         return mean(encoded), mean(embed), token_cos
 
-    outs = [pooled(params, probe_ids[i:i + batch]) for i in range(0, len(probe_ids), batch)]
-    encoded, embedded, token_cos = (np.concatenate([np.asarray(o[k]) for o in outs])
-                                    for k in range(3))
+    outs = [pooled(params, probe_ids[i : i + batch]) for i in range(0, len(probe_ids), batch)]
+    encoded, embedded, token_cos = (
+        np.concatenate([np.asarray(o[k]) for o in outs]) for k in range(3)
+    )
     half = len(probe_ids) // 2
 
     def probe(features):
@@ -44,5 +45,8 @@ def representation_report(model, params, probe_ids: np.ndarray, probe_labels: np
         clf = LogisticRegression(max_iter=2000, C=1.0).fit(features[:half], probe_labels[:half])
         return 100.0 * clf.score(features[half:], probe_labels[half:])
 
-    return {"token_cosine": float(np.mean(token_cos)), "probe_encoder": probe(encoded),
-            "probe_embeddings": probe(embedded)}
+    return {
+        "token_cosine": float(np.mean(token_cos)),
+        "probe_encoder": probe(encoded),
+        "probe_embeddings": probe(embedded),
+    }

@@ -18,18 +18,21 @@ def span_corruption(chunk: np.ndarray, rng: np.random.Generator, density=0.15, m
     spans = max(1, min(int(round(noise / mean_span)), n - noise))
 
     def partition(total, parts):
-        cuts = np.sort(rng.choice(np.arange(1, total), parts - 1, replace=False)) if parts > 1 \
+        cuts = (
+            np.sort(rng.choice(np.arange(1, total), parts - 1, replace=False))
+            if parts > 1
             else np.array([], int)
+        )
         return np.diff(np.concatenate([[0], cuts, [total]]))
 
     noise_lengths, keep_lengths = partition(noise, spans), partition(n - noise, spans)
     inputs, targets, position = [], [], 0
     for k, (keep, drop) in enumerate(zip(keep_lengths, noise_lengths)):
-        inputs.extend(chunk[position:position + keep])
+        inputs.extend(chunk[position : position + keep])
         position += keep
         inputs.append(SENTINEL_BASE - k)
         targets.append(SENTINEL_BASE - k)
-        targets.extend(chunk[position:position + drop])
+        targets.extend(chunk[position : position + drop])
         position += drop
     return np.asarray(inputs + [EOS], np.int32), np.asarray(targets + [EOS], np.int32)
 
@@ -38,8 +41,10 @@ def prefix_lm(chunk: np.ndarray, rng: np.random.Generator, targets_length: int):
     """LM adaptation: the encoder reads a prefix, the decoder continues it."""
     low = max(1, len(chunk) - targets_length + 1)
     split = int(rng.integers(low, len(chunk)))
-    return (np.asarray(list(chunk[:split]) + [EOS], np.int32),
-            np.asarray(list(chunk[split:]) + [EOS], np.int32))
+    return (
+        np.asarray(list(chunk[:split]) + [EOS], np.int32),
+        np.asarray(list(chunk[split:]) + [EOS], np.int32),
+    )
 
 
 def reconstruction(chunk: np.ndarray, rng: np.random.Generator):
@@ -62,27 +67,30 @@ def make_batch(streams, step: int, pc: PretrainConfig, pairs=()) -> dict[str, np
         if pc.dictionary_fraction and rng.random() < pc.dictionary_fraction:
             inputs, targets = pairs[int(rng.integers(len(pairs)))]
             if len(inputs) > pc.inputs_length:
-                inputs = np.append(inputs[:pc.inputs_length - 1], EOS)
-            encoder[row, :len(inputs)] = inputs
-            target[row, :len(targets)] = targets[:pc.targets_length]
+                inputs = np.append(inputs[: pc.inputs_length - 1], EOS)
+            encoder[row, : len(inputs)] = inputs
+            target[row, : len(targets)] = targets[: pc.targets_length]
             continue
         stream = streams[0] if rng.random() < pc.task_text_fraction else streams[-1]
         start = int(rng.integers(0, len(stream) - chunk_length))
-        chunk = stream[start:start + chunk_length]
+        chunk = stream[start : start + chunk_length]
         draw = rng.random()
         if draw < pc.lm_fraction:
             inputs, targets = prefix_lm(chunk, rng, pc.targets_length - 1)
         elif draw < pc.lm_fraction + pc.reconstruct_fraction:
-            inputs, targets = reconstruction(chunk[:pc.targets_length - 1], rng)
+            inputs, targets = reconstruction(chunk[: pc.targets_length - 1], rng)
         else:
             inputs, targets = span_corruption(chunk, rng)
-        inputs, targets = inputs[:pc.inputs_length], targets[:pc.targets_length]
-        encoder[row, :len(inputs)] = inputs
-        target[row, :len(targets)] = targets
+        inputs, targets = inputs[: pc.inputs_length], targets[: pc.targets_length]
+        encoder[row, : len(inputs)] = inputs
+        target[row, : len(targets)] = targets
     decoder_input = np.zeros_like(target)
     decoder_input[:, 1:] = target[:, :-1]
-    batch = {"decoder_input_tokens": decoder_input, "decoder_target_tokens": target,
-             "decoder_loss_weights": (target > 0).astype(np.float32)}
+    batch = {
+        "decoder_input_tokens": decoder_input,
+        "decoder_target_tokens": target,
+        "decoder_loss_weights": (target > 0).astype(np.float32),
+    }
     batch.update(mask_encoder_tokens(encoder, rng, pc.mlm_positions if pc.mlm_weight else 0))
     return batch
 
@@ -124,8 +132,9 @@ def batches(streams, pc: PretrainConfig, pairs, start: int, end: int, workers: i
             yield pending.popleft().get()
 
 
-def mask_encoder_tokens(encoder: np.ndarray, rng: np.random.Generator, positions: int,
-                        rate: float = 0.15) -> dict[str, np.ndarray]:
+def mask_encoder_tokens(
+    encoder: np.ndarray, rng: np.random.Generator, positions: int, rate: float = 0.15
+) -> dict[str, np.ndarray]:
     """BERT-style masking of ordinary encoder tokens for the auxiliary loss.
 
     Up to `positions` tokens per row (each text token with probability `rate`; never padding,
@@ -140,9 +149,13 @@ def mask_encoder_tokens(encoder: np.ndarray, rng: np.random.Generator, positions
     for row in range(rows if positions else 0):
         candidates = np.flatnonzero((encoder[row] > 2) & (encoder[row] < MASK_ID))
         chosen = candidates[rng.random(len(candidates)) < rate][:positions]
-        where[row, :len(chosen)] = chosen
-        targets[row, :len(chosen)] = encoder[row, chosen]
-        weights[row, :len(chosen)] = 1.0
+        where[row, : len(chosen)] = chosen
+        targets[row, : len(chosen)] = encoder[row, chosen]
+        weights[row, : len(chosen)] = 1.0
         encoder[row, chosen] = MASK_ID
-    return {"encoder_input_tokens": encoder, "mlm_positions": where, "mlm_targets": targets,
-            "mlm_weights": weights}
+    return {
+        "encoder_input_tokens": encoder,
+        "mlm_positions": where,
+        "mlm_targets": targets,
+        "mlm_weights": weights,
+    }

@@ -34,27 +34,37 @@ def make_optimizer(pc: PretrainConfig):
     import optax
     from flax import traverse_util
 
-    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, pc.warmup_steps,
-                                                  pc.steps, pc.learning_rate * 0.1)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, pc.learning_rate, pc.warmup_steps, pc.steps, pc.learning_rate * 0.1
+    )
     if pc.optimizer == "adafactor":
-        return optax.chain(optax.clip_by_global_norm(1.0),
-                           optax.adafactor(schedule, multiply_by_parameter_scale=True,
-                                           clipping_threshold=1.0, decay_rate=0.8))
+        return optax.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.adafactor(
+                schedule, multiply_by_parameter_scale=True, clipping_threshold=1.0, decay_rate=0.8
+            ),
+        )
     adamw = lambda lr: optax.adamw(lr, b2=0.98, weight_decay=pc.weight_decay)
     if pc.optimizer == "adamw":
         return optax.chain(optax.clip_by_global_norm(1.0), adamw(schedule))
     if pc.optimizer == "adamw_scaled_query":
-        query_schedule = lambda step: schedule(step) * pc.d_kv ** -0.5
+        query_schedule = lambda step: schedule(step) * pc.d_kv**-0.5
 
         def labels(params):
             flat = traverse_util.flatten_dict(params)
             return traverse_util.unflatten_dict(
-                {path: "query" if "query" in path else "rest" for path in flat})
+                {path: "query" if "query" in path else "rest" for path in flat}
+            )
 
-        return optax.chain(optax.clip_by_global_norm(1.0), optax.multi_transform(
-            {"query": adamw(query_schedule), "rest": adamw(schedule)}, labels))
-    raise ValueError(f"optimizer must be 'adamw_scaled_query', 'adamw' or 'adafactor', got "
-                     f"{pc.optimizer!r}.")
+        return optax.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.multi_transform(
+                {"query": adamw(query_schedule), "rest": adamw(schedule)}, labels
+            ),
+        )
+    raise ValueError(
+        f"optimizer must be 'adamw_scaled_query', 'adamw' or 'adafactor', got {pc.optimizer!r}."
+    )
 
 
 def pretraining_loss(model, z_loss: float, mlm_weight: float):
@@ -71,28 +81,41 @@ def pretraining_loss(model, z_loss: float, mlm_weight: float):
 
     def loss(params, batch, rng):
         variables = {"params": params}
-        encoded, mask = model.apply(variables, batch["encoder_input_tokens"],
-                                    method=model.encode)
-        logits = model.apply(variables, encoded, mask, batch["decoder_input_tokens"],
-                             method=model.decode)
-        seq = cross_entropy(logits, batch["decoder_target_tokens"],
-                            batch["decoder_loss_weights"], z_loss)
+        encoded, mask = model.apply(variables, batch["encoder_input_tokens"], method=model.encode)
+        logits = model.apply(
+            variables, encoded, mask, batch["decoder_input_tokens"], method=model.decode
+        )
+        seq = cross_entropy(
+            logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss
+        )
         weight = jnp.maximum(seq["weight"], 1.0)
         picked = jnp.take_along_axis(encoded, batch["mlm_positions"][..., None], axis=1)
         embedding = params["token_embedder"]["embedding"]
-        mlm_logits = jnp.einsum("bkh,vh->bkv", picked * config.d_model ** -0.5, embedding)
+        mlm_logits = jnp.einsum("bkh,vh->bkv", picked * config.d_model**-0.5, embedding)
         mlm = cross_entropy(mlm_logits, batch["mlm_targets"], batch["mlm_weights"])
         mlm_nll = mlm["nll"] / jnp.maximum(mlm["weight"], 1.0)
-        return (seq["loss"] / weight + mlm_weight * mlm_nll,
-                {"loss": seq["nll"] / weight, "mlm_loss": mlm_nll})
+        return (
+            seq["loss"] / weight + mlm_weight * mlm_nll,
+            {"loss": seq["nll"] / weight, "mlm_loss": mlm_nll},
+        )
 
     return loss
 
 
-def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int = 250,
-             monitor_every: int = 250, monitor=None, stop_after: int | None = None,
-             progress: bool = True, pairs=(), data_workers: int = 0,
-             embedding_cache: str | None = None):
+def pretrain(
+    pc: PretrainConfig,
+    streams,
+    workdir: str,
+    *,
+    checkpoint_every: int = 250,
+    monitor_every: int = 250,
+    monitor=None,
+    stop_after: int | None = None,
+    progress: bool = True,
+    pairs=(),
+    data_workers: int = 0,
+    embedding_cache: str | None = None,
+):
     """Trains from scratch or from the latest checkpoint in `workdir`; returns params.
 
     `monitor(step, params) -> dict` is logged to workdir/metrics.jsonl (split "eval").
@@ -111,8 +134,10 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
     if pc.embedding_init not in ("svd", "normal"):
         raise ValueError(f"embedding_init must be 'svd' or 'normal', got {pc.embedding_init!r}.")
     if pc.mlm_weight and not config.tie_word_embeddings:
-        raise ValueError("mlm_weight needs tie_word_embeddings (the loss reads the encoder "
-                         "through the shared embedding).")
+        raise ValueError(
+            "mlm_weight needs tie_word_embeddings (the loss reads the encoder "
+            "through the shared embedding)."
+        )
     params = init_params(config, jax.random.key(pc.seed))
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
@@ -127,14 +152,24 @@ def pretrain(pc: PretrainConfig, streams, workdir: str, *, checkpoint_every: int
                 np.save(embedding_cache, vectors)
         params["token_embedder"]["embedding"] = jax.numpy.asarray(vectors)
     step = weights_step(pretraining_loss(model, pc.z_loss, pc.mlm_weight), optimizer)
-    loop = WeightsLoopConfig(steps=pc.steps, checkpoint_every=checkpoint_every,
-                             evaluate_every=monitor_every if monitor else 0, progress=progress,
-                             name="pretrain")
+    loop = WeightsLoopConfig(
+        steps=pc.steps,
+        checkpoint_every=checkpoint_every,
+        evaluate_every=monitor_every if monitor else 0,
+        progress=progress,
+        name="pretrain",
+    )
     end = pc.steps if stop_after is None else min(pc.steps, stop_after)
     params, _ = train_weights(
-        step, params, optimizer.init(params),
-        lambda start: batches(streams, pc, pairs, start, end, data_workers), loop,
-        workdir=workdir, evaluate=monitor, stop_after=stop_after)
+        step,
+        params,
+        optimizer.init(params),
+        lambda start: batches(streams, pc, pairs, start, end, data_workers),
+        loop,
+        workdir=workdir,
+        evaluate=monitor,
+        stop_after=stop_after,
+    )
     return params
 
 
@@ -153,18 +188,26 @@ def write_model(out: str, config, params, workdir: str, vocabulary: str) -> None
     with open(os.path.join(out, "pretrain_log.json"), "w") as f:
         json.dump({"config": pc, "curve": records}, f, indent=0)
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     train = [r for r in records if r.get("split", "train") == "train"]
     left.plot([r["step"] for r in train], [r["loss"] for r in train])
     left.set_xlabel("step")
     left.set_ylabel("token NLL (span corruption + prefix LM)")
     probes = [r for r in records if "probe_encoder" in r]
-    right.plot([r["step"] for r in probes], [r["probe_encoder"] for r in probes],
-               label="probe: encoder states")
-    right.plot([r["step"] for r in probes], [r["probe_embeddings"] for r in probes],
-               label="probe: input embeddings")
+    right.plot(
+        [r["step"] for r in probes],
+        [r["probe_encoder"] for r in probes],
+        label="probe: encoder states",
+    )
+    right.plot(
+        [r["step"] for r in probes],
+        [r["probe_embeddings"] for r in probes],
+        label="probe: input embeddings",
+    )
     right.set_xlabel("step")
     right.set_ylabel("SST-2 linear probe accuracy (%)")
     right.legend()

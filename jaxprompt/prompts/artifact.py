@@ -59,57 +59,79 @@ class PromptInfo:
     def from_json(cls, value: Any, path: str) -> "PromptInfo":
         """Checks every field's type; a bad file is refused naming the field."""
         if not isinstance(value, dict):
-            raise PromptFileError(f"{path}: jaxprompt.json holds a {type(value).__name__}, "
-                                  "not an object.")
+            raise PromptFileError(
+                f"{path}: jaxprompt.json holds a {type(value).__name__}, not an object."
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in value.items() if k in known}
         for name, kind, optional in _FIELD_TYPES:
             _check_type(fields, name, kind, optional, path)
         model = fields.get("model")
         if model is None:
-            raise PromptFileError(f"{path}: field 'model' must be an object naming the frozen "
-                                  "model (path, architecture, fingerprint).")
-        for parent, names in (("model", ("path", "fingerprint")),
-                              ("vocabulary", ("path", "fingerprint")), ("task", ("name",))):
+            raise PromptFileError(
+                f"{path}: field 'model' must be an object naming the frozen "
+                "model (path, architecture, fingerprint)."
+            )
+        for parent, names in (
+            ("model", ("path", "fingerprint")),
+            ("vocabulary", ("path", "fingerprint")),
+            ("task", ("name",)),
+        ):
             for name in names:
                 _check_type(fields.get(parent) or {}, name, str, True, f"{path}: {parent}")
         _check_type(model, "architecture", dict, True, f"{path}: model")
         _check_recipe((fields.get("task") or {}).get("recipe"), path)
         if fields.get("version", INFO_VERSION) > INFO_VERSION:
-            raise PromptFileError(f"{path}: written by a newer jaxprompt (version "
-                                  f"{fields['version']} > {INFO_VERSION}); upgrade jaxprompt.")
+            raise PromptFileError(
+                f"{path}: written by a newer jaxprompt (version "
+                f"{fields['version']} > {INFO_VERSION}); upgrade jaxprompt."
+            )
         if fields.get("prompt_mode", "prefix") not in PROMPT_MODES:
-            raise PromptFileError(f"{path}: prompt_mode {fields['prompt_mode']!r} is not one "
-                                  f"of {PROMPT_MODES}.")
+            raise PromptFileError(
+                f"{path}: prompt_mode {fields['prompt_mode']!r} is not one of {PROMPT_MODES}."
+            )
         if fields.get("decoding") not in (None, *DECODING):
-            raise PromptFileError(f"{path}: decoding {fields['decoding']!r} is not one of "
-                                  f"{DECODING}.")
+            raise PromptFileError(
+                f"{path}: decoding {fields['decoding']!r} is not one of {DECODING}."
+            )
         labels = fields.get("labels")
-        if labels is not None and (not labels or not all(isinstance(x, str) and x
-                                                          for x in labels)):
+        if labels is not None and (not labels or not all(isinstance(x, str) and x for x in labels)):
             raise PromptFileError(f"{path}: labels must be a non-empty list of strings.")
         lengths = fields.get("lengths") or {}
-        if any(k not in ("inputs", "targets") or not _is_int(v) or v < 1
-               for k, v in lengths.items()):
-            raise PromptFileError(f"{path}: lengths must be {{'inputs': int, 'targets': int}} "
-                                  f"(positive); found {lengths}.")
+        if any(
+            k not in ("inputs", "targets") or not _is_int(v) or v < 1 for k, v in lengths.items()
+        ):
+            raise PromptFileError(
+                f"{path}: lengths must be {{'inputs': int, 'targets': int}} "
+                f"(positive); found {lengths}."
+            )
         trainable = fields.get("trainable") or {}
         if set(trainable) - {"prompt", "deep_prompt"}:
-            raise PromptFileError(f"{path}: trainable holds 'prompt' and/or 'deep_prompt'; "
-                                  f"found {sorted(trainable)}.")
+            raise PromptFileError(
+                f"{path}: trainable holds 'prompt' and/or 'deep_prompt'; found {sorted(trainable)}."
+            )
         return cls(**fields)
 
     def describe(self) -> list[tuple[str, str]]:
         """(field, value) lines for `jaxprompt inspect`."""
         task = self.task or {}
         recipe = task.get("recipe") or {}
-        how = ("built-in" if "builtin" in recipe else
-               f"template {recipe['input_template']!r}" if "input_template" in recipe else "?")
+        how = (
+            "built-in"
+            if "builtin" in recipe
+            else f"template {recipe['input_template']!r}"
+            if "input_template" in recipe
+            else "?"
+        )
         selected = self.selected_on or {}
         return [
             ("model", f"{self.model.get('path')} (fingerprint {self.model.get('fingerprint')})"),
-            ("vocabulary", "unknown" if not self.vocabulary else
-             f"{self.vocabulary.get('path')} (fingerprint {self.vocabulary.get('fingerprint')})"),
+            (
+                "vocabulary",
+                "unknown"
+                if not self.vocabulary
+                else f"{self.vocabulary.get('path')} (fingerprint {self.vocabulary.get('fingerprint')})",
+            ),
             ("placement", self.prompt_mode),
             ("task", f"{task.get('name')} ({how})" if task else "unknown"),
             ("labels", ", ".join(self.labels) if self.labels else "none (greedy decoding)"),
@@ -117,15 +139,30 @@ class PromptInfo:
             ("lengths", str(self.lengths)),
             ("method", self.method),
             ("step", str(self.step)),
-            ("selected on", f"{selected.get('metric')} {selected.get('value')}"
-             if selected else "not selected (a latest checkpoint)")]
+            (
+                "selected on",
+                f"{selected.get('metric')} {selected.get('value')}"
+                if selected
+                else "not selected (a latest checkpoint)",
+            ),
+        ]
 
 
 # (field, type, may be null) of jaxprompt.json's top level.
-_FIELD_TYPES = (("model", dict, False), ("vocabulary", dict, True), ("task", dict, True),
-                ("lengths", dict, True), ("selected_on", dict, True), ("trainable", dict, True),
-                ("labels", list, True), ("step", int, True), ("version", int, False),
-                ("prompt_mode", str, False), ("decoding", str, True), ("method", str, False))
+_FIELD_TYPES = (
+    ("model", dict, False),
+    ("vocabulary", dict, True),
+    ("task", dict, True),
+    ("lengths", dict, True),
+    ("selected_on", dict, True),
+    ("trainable", dict, True),
+    ("labels", list, True),
+    ("step", int, True),
+    ("version", int, False),
+    ("prompt_mode", str, False),
+    ("decoding", str, True),
+    ("method", str, False),
+)
 
 
 def _is_int(value) -> bool:
@@ -137,8 +174,10 @@ def _check_type(fields: dict, name: str, kind: type, optional: bool, where: str)
         return
     value = fields[name]
     if not (_is_int(value) if kind is int else isinstance(value, kind)):
-        raise PromptFileError(f"{where}: field {name!r} must be a {kind.__name__}"
-                              f"{' or null' if optional else ''}; found {type(value).__name__}.")
+        raise PromptFileError(
+            f"{where}: field {name!r} must be a {kind.__name__}"
+            f"{' or null' if optional else ''}; found {type(value).__name__}."
+        )
 
 
 def _check_recipe(recipe, path: str) -> None:
@@ -151,9 +190,13 @@ def _check_recipe(recipe, path: str) -> None:
     if "builtin" in recipe:
         _check_type(recipe, "builtin", str, False, where)
         return
-    for name, kind, optional in (("files", dict, False), ("input_template", str, False),
-                                 ("target_field", str, False), ("verbalizer", dict, True),
-                                 ("metrics", list, False)):
+    for name, kind, optional in (
+        ("files", dict, False),
+        ("input_template", str, False),
+        ("target_field", str, False),
+        ("verbalizer", dict, True),
+        ("metrics", list, False),
+    ):
         if name not in recipe:
             raise PromptFileError(f"{where}: no {name!r}.")
         _check_type(recipe, name, kind, optional, where)
@@ -185,11 +228,24 @@ class PromptArtifact:
     def missing(self) -> list[str]:
         """What a bare prompt does not record (for `jaxprompt inspect`)."""
         if self.info is None:
-            return ["model", "vocabulary", "placement (assumed 'prefix')", "task", "labels",
-                    "decoding", "lengths", "step"]
-        names = {"vocabulary": self.info.vocabulary, "task": self.info.task,
-                 "labels": self.info.labels, "decoding": self.info.decoding,
-                 "lengths": self.info.lengths, "step": self.info.step}
+            return [
+                "model",
+                "vocabulary",
+                "placement (assumed 'prefix')",
+                "task",
+                "labels",
+                "decoding",
+                "lengths",
+                "step",
+            ]
+        names = {
+            "vocabulary": self.info.vocabulary,
+            "task": self.info.task,
+            "labels": self.info.labels,
+            "decoding": self.info.decoding,
+            "lengths": self.info.lengths,
+            "step": self.info.step,
+        }
         return [name for name, value in names.items() if value is None]
 
 
@@ -199,12 +255,15 @@ def run_prompt_directory(path: str) -> str | None:
         return None
     for folder in ("best", "checkpoints"):
         root = os.path.join(path, folder)
-        steps = sorted((int(d) for d in os.listdir(root) if d.isdigit()) if
-                       os.path.isdir(root) else [])
+        steps = sorted(
+            (int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+        )
         if steps:
             return os.path.join(root, str(steps[-1]))
-    raise PromptFileError(f"{path}: a training directory without a checkpoint (expected "
-                          "best/<step>/ or checkpoints/<step>/).")
+    raise PromptFileError(
+        f"{path}: a training directory without a checkpoint (expected "
+        "best/<step>/ or checkpoints/<step>/)."
+    )
 
 
 def read_info(directory: str) -> PromptInfo | None:
@@ -216,8 +275,9 @@ def read_info(directory: str) -> PromptInfo | None:
         with open(path, encoding="utf-8") as f:
             value = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise PromptFileError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})."
-                              ) from None
+        raise PromptFileError(
+            f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})."
+        ) from None
     return PromptInfo.from_json(value, path)
 
 
@@ -257,9 +317,13 @@ def write_prompt_directory(directory: str, trainable: dict, info: PromptInfo) ->
     save_trainable(directory, trainable)
     if "prompt" in trainable and info.prompt_mode == "prefix":
         architecture = info.model.get("architecture")
-        export_prompt(np.asarray(trainable["prompt"], np.float32), "peft", directory,
-                      config=T5Config(**architecture) if architecture else None,
-                      base_model=info.model.get("path"))
+        export_prompt(
+            np.asarray(trainable["prompt"], np.float32),
+            "peft",
+            directory,
+            config=T5Config(**architecture) if architecture else None,
+            base_model=info.model.get("path"),
+        )
     write_info(directory, info)
 
 
@@ -272,10 +336,16 @@ def write_info(directory: str, info: PromptInfo) -> str:
     return path
 
 
-def check_use(artifact: PromptArtifact, *, model_fingerprint: str | None = None,
-              vocabulary_fingerprint: str | None = None, model: str = "the model",
-              vocabulary: str = "the vocabulary", allow_other_model: bool = False,
-              allow_other_vocabulary: bool = False) -> None:
+def check_use(
+    artifact: PromptArtifact,
+    *,
+    model_fingerprint: str | None = None,
+    vocabulary_fingerprint: str | None = None,
+    model: str = "the model",
+    vocabulary: str = "the vocabulary",
+    allow_other_model: bool = False,
+    allow_other_vocabulary: bool = False,
+) -> None:
     """Refuses a recorded prompt used with another frozen model or vocabulary (one line each)."""
     info = artifact.info
     if info is None:
@@ -285,15 +355,21 @@ def check_use(artifact: PromptArtifact, *, model_fingerprint: str | None = None,
         raise PromptUseError(
             f"{artifact.source} was trained on the model {info.model.get('path')} (fingerprint "
             f"{own}), not {model} (fingerprint {model_fingerprint}); pass --allow_other_model "
-            "to use it anyway (e.g. a re-saved copy of the same weights).")
+            "to use it anyway (e.g. a re-saved copy of the same weights)."
+        )
     own = (info.vocabulary or {}).get("fingerprint")
-    if vocabulary_fingerprint and own and own != vocabulary_fingerprint and \
-            not allow_other_vocabulary:
+    if (
+        vocabulary_fingerprint
+        and own
+        and own != vocabulary_fingerprint
+        and not allow_other_vocabulary
+    ):
         raise PromptUseError(
             f"{artifact.source} was trained with the vocabulary "
             f"{info.vocabulary.get('path')} (fingerprint {own}), not {vocabulary} "
             f"(fingerprint {vocabulary_fingerprint}); pass --vocabulary with the prompt's own, "
-            "or --allow_other_vocabulary to go on.")
+            "or --allow_other_vocabulary to go on."
+        )
 
 
 def task_record(task) -> dict:
@@ -301,6 +377,16 @@ def task_record(task) -> dict:
     return {"name": task.name, "recipe": task.recipe}
 
 
-__all__ = ["INFO_FILE", "PromptArtifact", "PromptInfo", "PromptUseError", "check_use",
-           "read_info", "read_prompt", "run_prompt_directory", "task_record", "write_info",
-           "write_prompt_directory"]
+__all__ = [
+    "INFO_FILE",
+    "PromptArtifact",
+    "PromptInfo",
+    "PromptUseError",
+    "check_use",
+    "read_info",
+    "read_prompt",
+    "run_prompt_directory",
+    "task_record",
+    "write_info",
+    "write_prompt_directory",
+]

@@ -40,8 +40,10 @@ class BankEntry:
 
 
 def _is_prompt(path: str) -> bool:
-    if os.path.isdir(path) and (os.path.exists(os.path.join(path, INFO_FILE))
-                                or os.path.exists(os.path.join(path, "model_info.json"))):
+    if os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, INFO_FILE))
+        or os.path.exists(os.path.join(path, "model_info.json"))
+    ):
         return True
     try:
         detect_format(path)
@@ -55,8 +57,9 @@ def read_bank_directory(directory: str) -> dict[str, BankEntry]:
     overrides = {}
     if os.path.exists(os.path.join(directory, BANK_FILE)):
         with open(os.path.join(directory, BANK_FILE)) as f:
-            overrides = {task: spec["labels"] for task, spec in json.load(f).items()
-                         if "labels" in spec}
+            overrides = {
+                task: spec["labels"] for task, spec in json.load(f).items() if "labels" in spec
+            }
     entries = {}
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
@@ -69,8 +72,12 @@ def read_bank_directory(directory: str) -> dict[str, BankEntry]:
         own = tuple(artifact.info.labels) if artifact.info and artifact.info.labels else None
         labels = tuple(overrides[task]) if task in overrides else own
         if own and labels != own:
-            logger.warning("%s: bank.json's labels %s override the prompt's own %s.", task,
-                           list(labels), list(own))
+            logger.warning(
+                "%s: bank.json's labels %s override the prompt's own %s.",
+                task,
+                list(labels),
+                list(own),
+            )
         entries[task] = BankEntry(artifact, labels)
     if not entries:
         raise ValueError(f"{directory}: no prompt files (name them after their tasks).")

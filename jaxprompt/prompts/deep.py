@@ -27,15 +27,27 @@ import numpy as np
 
 from jaxprompt.config import T5Config
 from jaxprompt.models.layers import RMSNorm
-from jaxprompt.models.deep_prompt_spec import (DEEP_PROMPT_AXES, DeepPromptError, check_deep_prompt,
-                                       expected_shapes, deep_prompt_axes)
+from jaxprompt.models.deep_prompt_spec import (
+    DEEP_PROMPT_AXES,
+    DeepPromptError,
+    check_deep_prompt,
+    expected_shapes,
+    deep_prompt_axes,
+)
 from jaxprompt.models.scan import unstack_layers
 from jaxprompt.prompts.init import sample_rows
 
 DEEP_PROMPT_FILE = "deep_prompt.npz"
 
-def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int,
-                     decoder: bool = False, sample_top_k: int = 5000) -> dict:
+
+def init_deep_prompt(
+    rng: jax.Array,
+    params: dict,
+    config: T5Config,
+    length: int,
+    decoder: bool = False,
+    sample_top_k: int = 5000,
+) -> dict:
     """Keys and values of P sampled vocabulary tokens, through each frozen layer's projections.
 
     Each layer's prefix starts as the key and value that layer would compute for the
@@ -52,15 +64,22 @@ def init_deep_prompt(rng: jax.Array, params: dict, config: T5Config, length: int
         keys, values = [], []
         for layer in (params[stack][f"layers_{i}"] for i in range(num_layers)):
             h = RMSNorm(config.layer_norm_epsilon).apply(
-                {"params": {"scale": layer[norm]["scale"].astype(jnp.float32)}}, rows)
+                {"params": {"scale": layer[norm]["scale"].astype(jnp.float32)}}, rows
+            )
             keys.append(h @ layer[attention]["key"]["kernel"].astype(jnp.float32))
             values.append(h @ layer[attention]["value"]["kernel"].astype(jnp.float32))
         return {f"{stack}_key": jnp.stack(keys), f"{stack}_value": jnp.stack(values)}
 
     deep_prompt = project("encoder", config.num_layers, "pre_attention_layer_norm", "attention")
     if decoder:
-        deep_prompt.update(project("decoder", config.num_decoder_layers,
-                                   "pre_self_attention_layer_norm", "self_attention"))
+        deep_prompt.update(
+            project(
+                "decoder",
+                config.num_decoder_layers,
+                "pre_self_attention_layer_norm",
+                "self_attention",
+            )
+        )
     check_deep_prompt(deep_prompt, config)
     return deep_prompt
 
@@ -73,6 +92,7 @@ def save_deep_prompt(path: str, deep_prompt: dict) -> None:
 def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
     """Reads a `deep_prompt.npz`; with `config`, checks it fits that model."""
     from jaxprompt.checkpoints.errors import PARSE_ERRORS
+
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):
@@ -81,8 +101,9 @@ def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
     except DeepPromptError:
         raise
     except PARSE_ERRORS + (zipfile.BadZipFile,) as e:
-        raise DeepPromptError(f"{path}: not a readable deep prompt .npz "
-                              f"({type(e).__name__}: {str(e)[:200]}).") from None
+        raise DeepPromptError(
+            f"{path}: not a readable deep prompt .npz ({type(e).__name__}: {str(e)[:200]})."
+        ) from None
     if config is not None:
         try:
             check_deep_prompt(deep_prompt, config)
@@ -91,6 +112,14 @@ def load_deep_prompt(path: str, config: T5Config | None = None) -> dict:
     return deep_prompt
 
 
-__all__ = ["DEEP_PROMPT_AXES", "DEEP_PROMPT_FILE", "DeepPromptError", "check_deep_prompt",
-           "expected_shapes", "init_deep_prompt", "load_deep_prompt", "deep_prompt_axes",
-           "save_deep_prompt"]
+__all__ = [
+    "DEEP_PROMPT_AXES",
+    "DEEP_PROMPT_FILE",
+    "DeepPromptError",
+    "check_deep_prompt",
+    "expected_shapes",
+    "init_deep_prompt",
+    "load_deep_prompt",
+    "deep_prompt_axes",
+    "save_deep_prompt",
+]

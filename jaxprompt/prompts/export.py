@@ -18,8 +18,9 @@ from jaxprompt.prompts.files import PEFT_CONFIG
 FORMATS = ("peft", "torch", "npy", "safetensors", "t5x")
 
 
-def peft_adapter_config(prompt_length: int, d_model: int, config: T5Config | None,
-                        base_model: str | None) -> dict:
+def peft_adapter_config(
+    prompt_length: int, d_model: int, config: T5Config | None, base_model: str | None
+) -> dict:
     """adapter_config.json of a PEFT PROMPT_TUNING adapter for T5 (seq2seq)."""
     return {
         "peft_type": "PROMPT_TUNING",
@@ -42,8 +43,15 @@ def peft_adapter_config(prompt_length: int, d_model: int, config: T5Config | Non
     }
 
 
-def export_prompt(prompt, fmt: str, out: str | os.PathLike, *, config: T5Config | None = None,
-                  base_model: str | None = None, step: int = 0) -> str:
+def export_prompt(
+    prompt,
+    fmt: str,
+    out: str | os.PathLike,
+    *,
+    config: T5Config | None = None,
+    base_model: str | None = None,
+    step: int = 0,
+) -> str:
     """Writes `prompt` [P, H] in format `fmt` to `out`; returns the written path.
 
     peft: a directory for `peft.PeftModel.from_pretrained(t5_model, out)`.
@@ -61,15 +69,25 @@ def export_prompt(prompt, fmt: str, out: str | os.PathLike, *, config: T5Config 
     if config is not None and prompt.shape[1] != config.d_model:
         raise ValueError(f"Prompt width {prompt.shape[1]} != the model's d_model {config.d_model}.")
     out = os.fspath(out)
-    metadata = {"format": "jaxprompt", "prompt_length": str(prompt.shape[0]),
-                "d_model": str(prompt.shape[1]), "base_model": base_model or ""}
+    metadata = {
+        "format": "jaxprompt",
+        "prompt_length": str(prompt.shape[0]),
+        "d_model": str(prompt.shape[1]),
+        "base_model": base_model or "",
+    }
     if fmt == "peft":
         os.makedirs(out, exist_ok=True)
-        write_safetensors(os.path.join(out, "adapter_model.safetensors"),
-                          {"prompt_embeddings": prompt}, metadata={"format": "pt"})
+        write_safetensors(
+            os.path.join(out, "adapter_model.safetensors"),
+            {"prompt_embeddings": prompt},
+            metadata={"format": "pt"},
+        )
         with open(os.path.join(out, PEFT_CONFIG), "w") as f:
-            json.dump(peft_adapter_config(prompt.shape[0], prompt.shape[1], config, base_model),
-                      f, indent=2)
+            json.dump(
+                peft_adapter_config(prompt.shape[0], prompt.shape[1], config, base_model),
+                f,
+                indent=2,
+            )
         return out
     _make_parent(out)
     if fmt == "npy":
@@ -80,15 +98,22 @@ def export_prompt(prompt, fmt: str, out: str | os.PathLike, *, config: T5Config 
         return out
     if fmt == "torch":
         import torch
-        torch.save({"prompt_embeddings": torch.from_numpy(prompt.copy()), "metadata": metadata},
-                   out)
+
+        torch.save(
+            {"prompt_embeddings": torch.from_numpy(prompt.copy()), "metadata": metadata}, out
+        )
         return out
     from flax import serialization
+
     directory = os.path.join(out, f"checkpoint_{step}")
     os.makedirs(directory, exist_ok=True)
-    tree = {"version": 3, "optimizer": {
-        "target": {"encoder": {"prompt": {"prompt": {"prompt": prompt}}}},
-        "state": {"step": np.asarray(step, np.int32)}}}
+    tree = {
+        "version": 3,
+        "optimizer": {
+            "target": {"encoder": {"prompt": {"prompt": {"prompt": prompt}}}},
+            "state": {"step": np.asarray(step, np.int32)},
+        },
+    }
     with open(os.path.join(directory, "checkpoint"), "wb") as f:
         f.write(serialization.msgpack_serialize(tree))
     return directory

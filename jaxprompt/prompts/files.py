@@ -45,8 +45,10 @@ def detect_format(path: str) -> str:
             return "peft"
         if os.path.exists(os.path.join(path, "checkpoint")):
             return "t5x"
-        raise PromptFileError(f"{path}: a directory without {PEFT_CONFIG} (PEFT) or checkpoint "
-                              "(T5X); pass the prompt file itself.")
+        raise PromptFileError(
+            f"{path}: a directory without {PEFT_CONFIG} (PEFT) or checkpoint "
+            "(T5X); pass the prompt file itself."
+        )
     extension = os.path.splitext(path)[1].lower()
     if extension == ".npy":
         return "npy"
@@ -58,13 +60,16 @@ def detect_format(path: str) -> str:
         magic = f.read(8)
     if magic.startswith(b"\x93NUMPY"):
         return "npy"
-    if (magic and (0x80 <= magic[0] <= 0x8F or magic[0] in (0xDE, 0xDF))) or \
-            os.path.basename(path) == "checkpoint":
+    if (magic and (0x80 <= magic[0] <= 0x8F or magic[0] in (0xDE, 0xDF))) or os.path.basename(
+        path
+    ) == "checkpoint":
         return "t5x"
     if magic[:2] == b"PK":  # torch's zip archive
         return "torch"
-    raise PromptFileError(f"{path}: unknown prompt format; use .npy, .safetensors, .pt, a PEFT "
-                          "adapter directory or a T5X checkpoint.")
+    raise PromptFileError(
+        f"{path}: unknown prompt format; use .npy, .safetensors, .pt, a PEFT "
+        "adapter directory or a T5X checkpoint."
+    )
 
 
 def _torch_load(path: str):
@@ -75,8 +80,10 @@ def _torch_load(path: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError and friends
-        raise PromptFileError(f"{path}: torch.load(weights_only=True) refused the file ({e}). "
-                              "jaxprompt never unpickles arbitrary objects.") from e
+        raise PromptFileError(
+            f"{path}: torch.load(weights_only=True) refused the file ({e}). "
+            "jaxprompt never unpickles arbitrary objects."
+        ) from e
 
 
 def _to_numpy(value, path: str) -> np.ndarray:
@@ -92,6 +99,7 @@ def _to_numpy(value, path: str) -> np.ndarray:
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     from jaxprompt.checkpoints.safetensors_io import SafetensorsFile
+
     reader = SafetensorsFile(path)
     return {name: np.array(reader.get(name)) for name in reader.keys()}
 
@@ -100,40 +108,57 @@ def _read_peft(path: str) -> np.ndarray:
     with open(os.path.join(path, PEFT_CONFIG)) as f:
         config = json.load(f)
     if config.get("peft_type") != "PROMPT_TUNING":
-        raise PromptFileError(f"{path}: a PEFT {config.get('peft_type')} adapter, not "
-                              "PROMPT_TUNING; jaxprompt reads prompt-tuning adapters only.")
-    weights = next((os.path.join(path, w) for w in PEFT_WEIGHTS
-                    if os.path.exists(os.path.join(path, w))), None)
+        raise PromptFileError(
+            f"{path}: a PEFT {config.get('peft_type')} adapter, not "
+            "PROMPT_TUNING; jaxprompt reads prompt-tuning adapters only."
+        )
+    weights = next(
+        (os.path.join(path, w) for w in PEFT_WEIGHTS if os.path.exists(os.path.join(path, w))), None
+    )
     if weights is None:
         raise PromptFileError(f"{path}: no {' or '.join(PEFT_WEIGHTS)}.")
     if config.get("task_type") != "SEQ_2_SEQ_LM":
-        logger.warning("%s: adapter_config.json has task_type %r, not 'SEQ_2_SEQ_LM': PEFT "
-                       "itself would silently ignore this prompt on a T5 (jaxprompt reads it; "
-                       "jaxprompt export always writes the task_type).", path,
-                       config.get("task_type"))
-    tensors = _read_safetensors(weights) if weights.endswith(".safetensors") else _torch_load(weights)
+        logger.warning(
+            "%s: adapter_config.json has task_type %r, not 'SEQ_2_SEQ_LM': PEFT "
+            "itself would silently ignore this prompt on a T5 (jaxprompt reads it; "
+            "jaxprompt export always writes the task_type).",
+            path,
+            config.get("task_type"),
+        )
+    tensors = (
+        _read_safetensors(weights) if weights.endswith(".safetensors") else _torch_load(weights)
+    )
     prompt = _to_numpy(tensors, weights)
     tokens = int(config.get("num_virtual_tokens", prompt.shape[0]))
     submodules = int(config.get("num_transformer_submodules") or 1)
     if prompt.shape[0] != tokens * submodules:
-        raise PromptFileError(f"{weights}: prompt_embeddings has {prompt.shape[0]} rows; "
-                              f"adapter_config.json implies {tokens} x {submodules}.")
+        raise PromptFileError(
+            f"{weights}: prompt_embeddings has {prompt.shape[0]} rows; "
+            f"adapter_config.json implies {tokens} x {submodules}."
+        )
     if submodules > 1:
-        logger.info("%s: num_transformer_submodules=%d; keeping the first %d rows (the part "
-                    "PEFT prepends to a T5 encoder).", path, submodules, tokens)
+        logger.info(
+            "%s: num_transformer_submodules=%d; keeping the first %d rows (the part "
+            "PEFT prepends to a T5 encoder).",
+            path,
+            submodules,
+            tokens,
+        )
     return prompt[:tokens]
 
 
 def _read_t5x(path: str) -> np.ndarray:
     from flax import serialization
+
     file = os.path.join(path, "checkpoint") if os.path.isdir(path) else path
     with open(file, "rb") as f:
         tree = serialization.msgpack_restore(f.read())
     node = tree.get("optimizer", {}).get("target", tree) if isinstance(tree, dict) else None
     for key in T5X_PROMPT_PATH:
         if not isinstance(node, dict) or key not in node:
-            raise PromptFileError(f"{file}: no target/{'/'.join(T5X_PROMPT_PATH)} in this T5X "
-                                  "checkpoint.")
+            raise PromptFileError(
+                f"{file}: no target/{'/'.join(T5X_PROMPT_PATH)} in this T5X checkpoint."
+            )
         node = node[key]
     return np.asarray(node)
 
@@ -166,15 +191,19 @@ def load_prompt(path: str | os.PathLike, d_model: int | None = None) -> np.ndarr
     except PromptFileError as e:
         raise UnreadablePromptFile(str(e)) from None
     except PARSE_ERRORS as e:
-        raise UnreadablePromptFile(f"{path}: cannot read this {fmt} prompt file, it is corrupt or "
-                              f"not a prompt ({type(e).__name__}: {str(e)[:200]}).") from None
+        raise UnreadablePromptFile(
+            f"{path}: cannot read this {fmt} prompt file, it is corrupt or "
+            f"not a prompt ({type(e).__name__}: {str(e)[:200]})."
+        ) from None
     if not isinstance(prompt, np.ndarray):
         raise PromptFileError(f"{path}: holds a {type(prompt).__name__}, not an array.")
     if prompt.ndim != 2:
         raise PromptFileError(f"{path}: a prompt is [P, H]; found shape {prompt.shape}.")
     if 0 in prompt.shape:
-        raise PromptFileError(f"{path}: an empty prompt (shape {prompt.shape}); a prompt has "
-                              "at least one row of d_model values.")
+        raise PromptFileError(
+            f"{path}: an empty prompt (shape {prompt.shape}); a prompt has "
+            "at least one row of d_model values."
+        )
     if not np.issubdtype(prompt.dtype, np.number) or np.iscomplexobj(prompt):
         raise PromptFileError(f"{path}: a prompt holds real numbers; found dtype {prompt.dtype}.")
     if d_model is not None:
@@ -189,14 +218,18 @@ def check_finite(prompt: np.ndarray, path: str) -> None:
     bad = np.argwhere(~np.isfinite(prompt))
     if len(bad):
         row, column = (int(i) for i in bad[0])
-        raise PromptFileError(f"{path}: the prompt holds {len(bad)} non-finite value(s) (NaN or "
-                              f"inf); the first is {prompt[row, column]} at row {row}, column "
-                              f"{column}. A prompt from a diverged run cannot be used.")
+        raise PromptFileError(
+            f"{path}: the prompt holds {len(bad)} non-finite value(s) (NaN or "
+            f"inf); the first is {prompt[row, column]} at row {row}, column "
+            f"{column}. A prompt from a diverged run cannot be used."
+        )
 
 
 def check_width(prompt: np.ndarray, d_model: int, path: str) -> None:
     """Raises PromptFileError unless the prompt [P, H] has H == d_model."""
     if prompt.shape[1] != d_model:
-        raise PromptFileError(f"{path}: prompt width {prompt.shape[1]} does not match the "
-                              f"model's d_model {d_model}; this prompt was trained for another "
-                              "model size.")
+        raise PromptFileError(
+            f"{path}: prompt width {prompt.shape[1]} does not match the "
+            f"model's d_model {d_model}; this prompt was trained for another "
+            "model size."
+        )

@@ -33,20 +33,28 @@ def sample_demonstrations(examples: Sequence[dict], shots: int, seed: int = 0) -
     return [examples[i] for i in order]
 
 
-def with_hard_prompt(task: TextTask, hard_prompt: str = "", shots: int = 0, seed: int = 0,
-                     demonstration_split: str = "train") -> TextTask:
+def with_hard_prompt(
+    task: TextTask,
+    hard_prompt: str = "",
+    shots: int = 0,
+    seed: int = 0,
+    demonstration_split: str = "train",
+) -> TextTask:
     """A copy of `task` whose inputs carry the hard prompt and k demonstrations.
 
     Demonstrations come from `demonstration_split` (never the evaluated split).
     """
-    demonstrations = sample_demonstrations(task.examples(demonstration_split), shots, seed) \
-        if shots else []
+    demonstrations = (
+        sample_demonstrations(task.examples(demonstration_split), shots, seed) if shots else []
+    )
 
     def load(split: str) -> list[dict]:
         if shots and split == demonstration_split:
             raise ValueError("Evaluate few-shot on another split than the demonstrations'.")
-        return [dict(e, inputs=build_input(e["inputs"], hard_prompt, demonstrations))
-                for e in task.examples(split)]
+        return [
+            dict(e, inputs=build_input(e["inputs"], hard_prompt, demonstrations))
+            for e in task.examples(split)
+        ]
 
     suffix = f"_hard{'_%dshot' % shots if shots else ''}"
     return dataclasses.replace(task, name=task.name + suffix, load=load)

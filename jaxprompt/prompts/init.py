@@ -46,8 +46,10 @@ class PromptConfig:
         if self.init not in INITIALIZERS:
             raise PromptError(f"Unknown prompt init {self.init!r}; choose one of {INITIALIZERS}.")
         if self.init == "class_labels" and not self.label_token_ids:
-            raise PromptError("init='class_labels' needs label_token_ids (the tokenized "
-                              "verbalizers, e.g. of 'negative' and 'positive').")
+            raise PromptError(
+                "init='class_labels' needs label_token_ids (the tokenized "
+                "verbalizers, e.g. of 'negative' and 'positive')."
+            )
         if self.init == "text" and not self.text_token_ids:
             raise PromptError("init='text' needs text_token_ids (the tokenized hard prompt).")
         if self.init == "from_file" and not self.file:
@@ -60,8 +62,7 @@ def uniform(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax.A
     google-research/prompt-tuning's own default differs in scale; set uniform_range to match.
     """
     shape = (config.length, embedding.shape[1])
-    return jax.random.uniform(rng, shape, jnp.float32, -config.uniform_range,
-                              config.uniform_range)
+    return jax.random.uniform(rng, shape, jnp.float32, -config.uniform_range, config.uniform_range)
 
 
 def sample_rows(rng: jax.Array, embedding: jax.Array, count: int, top_k: int) -> jax.Array:
@@ -82,10 +83,13 @@ def _mean_embeddings(embedding: jax.Array, token_ids: tuple[tuple[int, ...], ...
     for ids in token_ids:
         ids = [i for i in ids if i != 1]  # Drop EOS if the tokenizer appended it.
         if not ids or not all(0 <= i < vocab for i in ids):
-            raise PromptError(f"Label/text token ids {list(ids)} must be non-empty and in "
-                              f"[0, {vocab}) (the model's vocabulary size).")
-        rows.append(jnp.mean(jnp.take(embedding, jnp.asarray(ids), axis=0).astype(jnp.float32),
-                             axis=0))
+            raise PromptError(
+                f"Label/text token ids {list(ids)} must be non-empty and in "
+                f"[0, {vocab}) (the model's vocabulary size)."
+            )
+        rows.append(
+            jnp.mean(jnp.take(embedding, jnp.asarray(ids), axis=0).astype(jnp.float32), axis=0)
+        )
     return jnp.stack(rows)
 
 
@@ -111,26 +115,33 @@ def from_file(rng: jax.Array, embedding: jax.Array, config: PromptConfig) -> jax
     """A saved prompt (any format of jaxprompt.load_prompt), checked against H and P."""
     del rng
     from jaxprompt.prompts.files import PromptFileError, load_prompt
+
     try:
         array = load_prompt(config.file)
     except PromptFileError as e:
         raise PromptError(str(e)) from e
     expected = (config.length, embedding.shape[1])
     if array.shape != expected:
-        raise PromptError(f"{config.file}: prompt has shape {array.shape} but this run expects "
-                          f"{expected} (P = prompt length, H = the model's d_model). Set the "
-                          "prompt length to match, or use a prompt trained for this model.")
+        raise PromptError(
+            f"{config.file}: prompt has shape {array.shape} but this run expects "
+            f"{expected} (P = prompt length, H = the model's d_model). Set the "
+            "prompt length to match, or use a prompt trained for this model."
+        )
     return jnp.asarray(array)
 
 
 _BY_NAME: dict[str, Callable] = {
-    "uniform": uniform, "sampled_vocab": sampled_vocab, "class_labels": class_labels,
-    "text": text, "from_file": from_file,
+    "uniform": uniform,
+    "sampled_vocab": sampled_vocab,
+    "class_labels": class_labels,
+    "text": text,
+    "from_file": from_file,
 }
 
 
-def init_prompt(rng: jax.Array, embedding: jax.Array, config: PromptConfig,
-                max_length: int | None = None) -> jax.Array:
+def init_prompt(
+    rng: jax.Array, embedding: jax.Array, config: PromptConfig, max_length: int | None = None
+) -> jax.Array:
     """Builds the prompt [P, H] (float32) with the configured initializer.
 
     Args:
@@ -140,8 +151,10 @@ def init_prompt(rng: jax.Array, embedding: jax.Array, config: PromptConfig,
       max_length: the encoder's input budget; P must leave room for tokens.
     """
     if max_length is not None and config.length >= max_length:
-        raise PromptError(f"Prompt length {config.length} leaves no room for inputs: the "
-                          f"encoder input budget is {max_length} tokens.")
+        raise PromptError(
+            f"Prompt length {config.length} leaves no room for inputs: the "
+            f"encoder input budget is {max_length} tokens."
+        )
     prompt = _BY_NAME[config.init](rng, embedding, config)
     assert prompt.shape == (config.length, embedding.shape[1]), prompt.shape
     return prompt

@@ -15,8 +15,9 @@ def _cosine(prompt: jax.Array, embedding: jax.Array) -> jax.Array:
     return prompt @ embedding.T  # [P, V]
 
 
-def nearest_tokens(prompt, embedding, k: int = 5, vocab_size: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_tokens(
+    prompt, embedding, k: int = 5, vocab_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k token ids [P, k] and cosine similarities [P, k] for each prompt row.
 
     Args:
@@ -38,6 +39,7 @@ def position_similarity(prompt) -> np.ndarray:
 
 def plot_similarity(prompt, path: str) -> str:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -38,11 +38,14 @@ class PromptEncoderConfig:
         if self.kind not in ENCODERS:
             raise ValueError(f"prompt_encoder {self.kind!r}: one of {ENCODERS}.")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"prompt_encoder_activation {self.activation!r}: one of "
-                             f"{sorted(ACTIVATIONS)}.")
+            raise ValueError(
+                f"prompt_encoder_activation {self.activation!r}: one of {sorted(ACTIVATIONS)}."
+            )
         if self.bottleneck < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"prompt_encoder_bottleneck must be >= 1 (got {self.bottleneck}) "
-                             f"and dropout in [0, 1) (got {self.dropout}).")
+            raise ValueError(
+                f"prompt_encoder_bottleneck must be >= 1 (got {self.bottleneck}) "
+                f"and dropout in [0, 1) (got {self.dropout})."
+            )
 
 
 def init_prompt_encoder(rng: jax.Array, d_model: int, config: PromptEncoderConfig) -> dict:
@@ -55,22 +58,33 @@ def init_prompt_encoder(rng: jax.Array, d_model: int, config: PromptEncoderConfi
         bound = 1.0 / jnp.sqrt(fan_in)
         return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
-    params = {"down": {"kernel": uniform(down_key, (d_model, width), d_model),
-                       "bias": uniform(down_bias, (width,), d_model)},
-              "up": {"kernel": uniform(up_key, (width, d_model), width),
-                     "bias": uniform(up_bias, (d_model,), width)}}
+    params = {
+        "down": {
+            "kernel": uniform(down_key, (d_model, width), d_model),
+            "bias": uniform(down_bias, (width,), d_model),
+        },
+        "up": {
+            "kernel": uniform(up_key, (width, d_model), width),
+            "bias": uniform(up_bias, (d_model,), width),
+        },
+    }
     if config.layer_norm:
-        params["norm"] = {"scale": jnp.full((d_model,), config.norm_scale_init, jnp.float32),
-                          "bias": jnp.zeros((d_model,), jnp.float32)}
+        params["norm"] = {
+            "scale": jnp.full((d_model,), config.norm_scale_init, jnp.float32),
+            "bias": jnp.zeros((d_model,), jnp.float32),
+        }
     return params
 
 
-def encode_prompt(prompt: jax.Array, encoder: dict, config: PromptEncoderConfig,
-                  dropout_rng: jax.Array | None = None) -> jax.Array:
+def encode_prompt(
+    prompt: jax.Array,
+    encoder: dict,
+    config: PromptEncoderConfig,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
     """prompt [P, H] -> the effective prompt [P, H] (dropout only with a `dropout_rng`)."""
     x = prompt.astype(jnp.float32)
-    hidden = ACTIVATIONS[config.activation](x @ encoder["down"]["kernel"]
-                                            + encoder["down"]["bias"])
+    hidden = ACTIVATIONS[config.activation](x @ encoder["down"]["kernel"] + encoder["down"]["bias"])
     out = hidden @ encoder["up"]["kernel"] + encoder["up"]["bias"]
     if "norm" in encoder:
         mean = out.mean(axis=-1, keepdims=True)
@@ -83,15 +97,18 @@ def encode_prompt(prompt: jax.Array, encoder: dict, config: PromptEncoderConfig,
     return x + out
 
 
-def effective_prompt(trainable: dict, config: PromptEncoderConfig | None,
-                     dropout_rng: jax.Array | None = None):
+def effective_prompt(
+    trainable: dict, config: PromptEncoderConfig | None, dropout_rng: jax.Array | None = None
+):
     """The prompt the model sees: trainable["prompt"], through the encoder if there is one."""
     prompt = trainable.get("prompt")
     if prompt is None or "prompt_encoder" not in trainable:
         return prompt
     if config is None:
-        raise ValueError("The trainable tree holds a prompt_encoder but no "
-                         "PromptEncoderConfig was given (StepConfig.prompt_encoder).")
+        raise ValueError(
+            "The trainable tree holds a prompt_encoder but no "
+            "PromptEncoderConfig was given (StepConfig.prompt_encoder)."
+        )
     return encode_prompt(prompt, trainable["prompt_encoder"], config, dropout_rng)
 
 
@@ -104,5 +121,11 @@ def fold(trainable: dict, config: PromptEncoderConfig | None) -> dict:
     return folded
 
 
-__all__ = ["ENCODERS", "PromptEncoderConfig", "effective_prompt", "encode_prompt", "fold",
-           "init_prompt_encoder"]
+__all__ = [
+    "ENCODERS",
+    "PromptEncoderConfig",
+    "effective_prompt",
+    "encode_prompt",
+    "fold",
+    "init_prompt_encoder",
+]

@@ -28,19 +28,20 @@ TRAINABLE_KEYS = ("prompt", "deep_prompt", "prompt_encoder")
 PROMPT_FILE = "prompt.npy"
 
 
-def make_trainable(prompt=None, deep_prompt: dict | None = None,
-                   prompt_encoder: dict | None = None) -> dict:
+def make_trainable(
+    prompt=None, deep_prompt: dict | None = None, prompt_encoder: dict | None = None
+) -> dict:
     """The trainable tree, float32: {"prompt": [P, H]} and/or {"deep_prompt": {...}}, and
     a prompt's encoder {"prompt_encoder": {...}}."""
     trainable = {}
     if prompt is not None:
         trainable["prompt"] = jnp.asarray(prompt, jnp.float32)
     if deep_prompt is not None:
-        trainable["deep_prompt"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
-                                                deep_prompt)
+        trainable["deep_prompt"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), deep_prompt)
     if prompt_encoder is not None:
-        trainable["prompt_encoder"] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32),
-                                                   prompt_encoder)
+        trainable["prompt_encoder"] = jax.tree.map(
+            lambda a: jnp.asarray(a, jnp.float32), prompt_encoder
+        )
     return trainable
 
 
@@ -61,17 +62,22 @@ def as_trainable(value) -> dict:
 MAX_ENCODER_LENGTH = 1024
 
 
-def check_prompt_use(prompt_length: int, inputs_length: int,
-                     max_encoder_length: int = MAX_ENCODER_LENGTH,
-                     source: str = "the prompt") -> None:
+def check_prompt_use(
+    prompt_length: int,
+    inputs_length: int,
+    max_encoder_length: int = MAX_ENCODER_LENGTH,
+    source: str = "the prompt",
+) -> None:
     """The one check of a prompt's length in use: at least one row, and prompt + inputs
     within the encoder's length limit. Raises PromptError naming both and the fix."""
     if prompt_length < 1:
         raise PromptError(f"{source}: an empty prompt (0 rows).")
     if prompt_length + inputs_length > max_encoder_length:
-        raise PromptError(f"{source}: prompt_length {prompt_length} + inputs_length "
-                          f"{inputs_length} exceeds max_encoder_length {max_encoder_length}; "
-                          "shorten the inputs (or the prompt).")
+        raise PromptError(
+            f"{source}: prompt_length {prompt_length} + inputs_length "
+            f"{inputs_length} exceeds max_encoder_length {max_encoder_length}; "
+            "shorten the inputs (or the prompt)."
+        )
 
 
 def check_trainable(trainable: dict, config: T5Config) -> None:
@@ -80,8 +86,10 @@ def check_trainable(trainable: dict, config: T5Config) -> None:
         raise PromptError("Nothing to train: give a prompt, a deep prompt or both.")
     prompt = trainable.get("prompt")
     if prompt is not None and (np.ndim(prompt) != 2 or np.shape(prompt)[1] != config.d_model):
-        raise PromptError(f"The prompt must be [P, {config.d_model}] for this model (d_model "
-                          f"{config.d_model}); got {tuple(np.shape(prompt))}.")
+        raise PromptError(
+            f"The prompt must be [P, {config.d_model}] for this model (d_model "
+            f"{config.d_model}); got {tuple(np.shape(prompt))}."
+        )
     if "prompt_encoder" in trainable and prompt is None:
         raise PromptError("A prompt_encoder reparameterizes a prompt; this tree has none.")
     if "deep_prompt" in trainable:
@@ -101,7 +109,8 @@ def trainable_axes(trainable: dict) -> dict:
     if "prompt_encoder" in trainable:
         axes["prompt_encoder"] = jax.tree.map(
             lambda leaf: jax.sharding.PartitionSpec(*[None] * len(np.shape(leaf))),
-            trainable["prompt_encoder"])
+            trainable["prompt_encoder"],
+        )
     return axes
 
 
@@ -118,10 +127,16 @@ def save_trainable(directory: str, trainable: dict) -> None:
         save_deep_prompt(os.path.join(directory, DEEP_PROMPT_FILE), trainable["deep_prompt"])
 
 
-def load_trainable(prompt_path: str | None = None, deep_prompt_path: str | None = None,
-                   config: T5Config | None = None) -> dict:
+def load_trainable(
+    prompt_path: str | None = None,
+    deep_prompt_path: str | None = None,
+    config: T5Config | None = None,
+) -> dict:
     """Reads a prompt (any format jaxprompt.prompts.files reads) and/or a deep_prompt.npz."""
-    prompt = None if prompt_path is None else load_prompt(
-        prompt_path, None if config is None else config.d_model)
+    prompt = (
+        None
+        if prompt_path is None
+        else load_prompt(prompt_path, None if config is None else config.d_model)
+    )
     deep = None if deep_prompt_path is None else load_deep_prompt(deep_prompt_path, config)
     return make_trainable(prompt, deep)

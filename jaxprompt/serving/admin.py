@@ -29,9 +29,11 @@ def check_exposure(host: str, token: str | None, insecure: bool) -> None:
     """Refuses to expose an unauthenticated admin surface beyond loopback."""
     if token or insecure or is_loopback(host):
         return
-    raise ValueError(f"--host {host} listens beyond loopback, so PUT/DELETE /v1/prompts need "
-                     f"a token: --admin_token TOKEN or ${ADMIN_TOKEN_ENV} (or "
-                     "--insecure_admin to let anyone who reaches the port change the bank).")
+    raise ValueError(
+        f"--host {host} listens beyond loopback, so PUT/DELETE /v1/prompts need "
+        f"a token: --admin_token TOKEN or ${ADMIN_TOKEN_ENV} (or "
+        "--insecure_admin to let anyone who reaches the port change the bank)."
+    )
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -39,8 +41,9 @@ def authorized(header: str | None, token: str | None) -> bool:
     if not token:
         return True
     scheme, _, given = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 def confined(path: str, roots) -> str | None:

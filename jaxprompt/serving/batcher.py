@@ -70,14 +70,24 @@ class BatchStats:
 class Batcher:
     """The queue and the worker thread that turns it into batches."""
 
-    def __init__(self, runner: ModelRunner, snapshot: Callable, *, max_batch: int,
-                 max_wait_s: float, max_queue: int, policy: str = "mixed",
-                 on_batch: Callable[[BatchStats], None] | None = None):
+    def __init__(
+        self,
+        runner: ModelRunner,
+        snapshot: Callable,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        policy: str = "mixed",
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ):
         if policy not in POLICIES:
             raise ValueError(f"batching policy {policy!r}: one of {POLICIES}.")
         if max_batch > runner.max_batch:
-            raise ValueError(f"max_batch {max_batch} is over the largest compiled batch "
-                             f"bucket {runner.max_batch}.")
+            raise ValueError(
+                f"max_batch {max_batch} is over the largest compiled batch "
+                f"bucket {runner.max_batch}."
+            )
         self.runner, self.snapshot = runner, snapshot
         self.max_batch = 1 if policy == "single" else max_batch
         self.max_wait_s, self.max_queue, self.policy = max_wait_s, max_queue, policy
@@ -85,8 +95,7 @@ class Batcher:
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="jaxprompt-batcher",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="jaxprompt-batcher", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -101,8 +110,7 @@ class Batcher:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
             if len(self._queue) + len(pending.examples) > self.max_queue:
-                raise QueueFull(f"the queue holds {len(self._queue)} of {self.max_queue} "
-                                "examples")
+                raise QueueFull(f"the queue holds {len(self._queue)} of {self.max_queue} examples")
             self._queue.extend(_Item(pending, i, now) for i in range(len(pending.examples)))
             self._cond.notify()
 
@@ -167,8 +175,9 @@ class Batcher:
         for item, result in zip(batch, results):
             item.pending.deliver(item.index, result)
         if self.on_batch is not None:
-            self.on_batch(BatchStats(len(batch), len({e.task for e in examples}),
-                                     time.perf_counter() - start))
+            self.on_batch(
+                BatchStats(len(batch), len({e.task for e in examples}), time.perf_counter() - start)
+            )
 
 
 __all__ = ["Batcher", "BatchStats", "POLICIES", "Pending", "QueueFull"]

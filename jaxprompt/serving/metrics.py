@@ -15,25 +15,37 @@ class ServerMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("jaxprompt_requests", "HTTP requests by endpoint and status",
-                                ["endpoint", "code"], registry=r)
-        self.examples = Counter("jaxprompt_examples", "Examples predicted, by task", ["task"],
-                                registry=r)
+        self.requests = Counter(
+            "jaxprompt_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.examples = Counter(
+            "jaxprompt_examples", "Examples predicted, by task", ["task"], registry=r
+        )
         self.batches = Counter("jaxprompt_batches", "Batches run", registry=r)
-        self.mixed_batches = Counter("jaxprompt_mixed_batches",
-                                     "Batches holding examples of more than one task",
-                                     registry=r)
-        self.batch_size = Histogram("jaxprompt_batch_size", "Examples per batch",
-                                    buckets=SIZE_BUCKETS, registry=r)
-        self.batch_tasks = Histogram("jaxprompt_batch_tasks", "Distinct tasks per batch",
-                                     buckets=SIZE_BUCKETS, registry=r)
-        self.batch_seconds = Histogram("jaxprompt_batch_seconds", "Model time per batch",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("jaxprompt_queue_depth", "Examples waiting in the queue",
-                                 registry=r)
-        self.latency = Histogram("jaxprompt_request_latency_seconds",
-                                 "Latency of /v1/predict requests (arrival to answer)",
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.mixed_batches = Counter(
+            "jaxprompt_mixed_batches", "Batches holding examples of more than one task", registry=r
+        )
+        self.batch_size = Histogram(
+            "jaxprompt_batch_size", "Examples per batch", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_tasks = Histogram(
+            "jaxprompt_batch_tasks", "Distinct tasks per batch", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "jaxprompt_batch_seconds", "Model time per batch", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "jaxprompt_queue_depth", "Examples waiting in the queue", registry=r
+        )
+        self.latency = Histogram(
+            "jaxprompt_request_latency_seconds",
+            "Latency of /v1/predict requests (arrival to answer)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.tasks = Gauge("jaxprompt_tasks", "Prompts in the bank", registry=r)
 
     def on_batch(self, stats: BatchStats) -> None:

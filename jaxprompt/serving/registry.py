@@ -43,10 +43,15 @@ class Task:
         return "rank" if self.labels else "greedy"
 
     def describe(self) -> dict:
-        return {"task": self.name, "prompt_length": int(self.prompt.shape[0]),
-                "d_model": int(self.prompt.shape[1]), "method": self.method,
-                "labels": list(self.labels) if self.labels else None, "source": self.source,
-                "prompt_mode": self.prompt_mode}
+        return {
+            "task": self.name,
+            "prompt_length": int(self.prompt.shape[0]),
+            "d_model": int(self.prompt.shape[1]),
+            "method": self.method,
+            "labels": list(self.labels) if self.labels else None,
+            "source": self.source,
+            "prompt_mode": self.prompt_mode,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +68,15 @@ class BankSnapshot:
 class TaskRegistry:
     """The served tasks, checked against the frozen model's shapes; thread-safe."""
 
-    def __init__(self, config: T5Config, vocab, *, max_prompt_length: int, max_labels: int,
-                 targets_length: int):
+    def __init__(
+        self,
+        config: T5Config,
+        vocab,
+        *,
+        max_prompt_length: int,
+        max_labels: int,
+        targets_length: int,
+    ):
         self.config, self.vocab = config, vocab
         self.max_prompt_length, self.max_labels = max_prompt_length, max_labels
         self.targets_length = targets_length
@@ -72,41 +84,53 @@ class TaskRegistry:
         self._label_shape = (1, 1)  # [C, S] of the candidates; grows, never shrinks
         self._snapshot = self._build({})
 
-    def make_task(self, name: str, prompt: np.ndarray, labels, source: str,
-                  prompt_mode: str = "prefix") -> Task:
+    def make_task(
+        self, name: str, prompt: np.ndarray, labels, source: str, prompt_mode: str = "prefix"
+    ) -> Task:
         """Validates a task against the model and the server's fixed shapes."""
         if not isinstance(name, str) or not TASK_NAME.match(name):
-            raise TaskError(f"task name {name!r}: use 1-64 letters, digits, '_', '.', '-' "
-                            "(starting with a letter or digit).")
+            raise TaskError(
+                f"task name {name!r}: use 1-64 letters, digits, '_', '.', '-' "
+                "(starting with a letter or digit)."
+            )
         prompt = np.asarray(prompt, np.float32)
         if prompt.ndim != 2:
             raise TaskError(f"{source}: a prompt is [P, H]; found shape {prompt.shape}.")
         check_width(prompt, self.config.d_model, source)
         check_finite(prompt, source)
         if not 1 <= len(prompt) <= self.max_prompt_length:
-            raise TaskError(f"{source}: prompt length {len(prompt)}; this server takes 1 to "
-                            f"{self.max_prompt_length} rows (--max_prompt_length).")
+            raise TaskError(
+                f"{source}: prompt length {len(prompt)}; this server takes 1 to "
+                f"{self.max_prompt_length} rows (--max_prompt_length)."
+            )
         label_ids = None
         if labels is not None:
-            if (not isinstance(labels, (list, tuple)) or not labels
-                    or not all(isinstance(x, str) and x for x in labels)):
-                raise TaskError("labels: a non-empty list of non-empty strings, or null for "
-                                "greedy decoding.")
+            if (
+                not isinstance(labels, (list, tuple))
+                or not labels
+                or not all(isinstance(x, str) and x for x in labels)
+            ):
+                raise TaskError(
+                    "labels: a non-empty list of non-empty strings, or null for greedy decoding."
+                )
             if len(set(labels)) != len(labels):
                 raise TaskError(f"labels: {list(labels)} repeats a label.")
             if len(labels) > self.max_labels:
-                raise TaskError(f"labels: {len(labels)} labels; this server scores at most "
-                                f"{self.max_labels} per task (--max_labels).")
+                raise TaskError(
+                    f"labels: {len(labels)} labels; this server scores at most "
+                    f"{self.max_labels} per task (--max_labels)."
+                )
             lengths = [len(self.vocab.encode(label)) + 1 for label in labels]  # + EOS
             for label, length in zip(labels, lengths):
                 if length > self.targets_length:
-                    raise TaskError(f"labels: {label!r} is longer than --targets_length "
-                                    f"{self.targets_length} tokens.")
+                    raise TaskError(
+                        f"labels: {label!r} is longer than --targets_length "
+                        f"{self.targets_length} tokens."
+                    )
             label_ids = encode_labels(self.vocab, labels)
             labels = tuple(labels)
         if prompt_mode not in PROMPT_MODES:
-            raise TaskError(f"{source}: prompt_mode {prompt_mode!r} is not one of "
-                            f"{PROMPT_MODES}.")
+            raise TaskError(f"{source}: prompt_mode {prompt_mode!r} is not one of {PROMPT_MODES}.")
         return Task(name, prompt, labels, label_ids, source, prompt_mode)
 
     def put(self, task: Task) -> bool:
@@ -142,15 +166,18 @@ class TaskRegistry:
                 if task.label_ids is not None:
                     num = max(num, _power_of_two(task.label_ids.shape[0]))
                     longest = max(longest, _power_of_two(task.label_ids.shape[1]))
-        bank = make_bank({n: t.prompt for n, t in tasks.items()},
-                         {n: t.labels for n, t in tasks.items() if t.labels},
-                         {n: t.prompt_mode for n, t in tasks.items()},
-                         label_ids={n: t.label_ids for n, t in tasks.items()
-                                    if t.label_ids is not None},
-                         prompt_length=self.max_prompt_length, label_shape=(num, longest))
+        bank = make_bank(
+            {n: t.prompt for n, t in tasks.items()},
+            {n: t.labels for n, t in tasks.items() if t.labels},
+            {n: t.prompt_mode for n, t in tasks.items()},
+            label_ids={n: t.label_ids for n, t in tasks.items() if t.label_ids is not None},
+            prompt_length=self.max_prompt_length,
+            label_shape=(num, longest),
+        )
         if not tasks:  # an empty bank still has the model's width
-            bank = dataclasses.replace(bank, prompts=np.zeros(
-                (0, self.max_prompt_length, self.config.d_model), np.float32))
+            bank = dataclasses.replace(
+                bank, prompts=np.zeros((0, self.max_prompt_length, self.config.d_model), np.float32)
+            )
         return BankSnapshot(dict(tasks), bank)
 
 

@@ -43,17 +43,26 @@ async def put_source(request: web.Request, name: str, prompt_dirs):
         body = await json_object(request)
         path, labels = body.get("path"), body.get("labels", OWN_LABELS)
         if not isinstance(path, str):
-            raise RequestError(400, "field 'path': a prompt file or directory on the "
-                                    "server (or send the file's bytes with ?format=)")
+            raise RequestError(
+                400,
+                "field 'path': a prompt file or directory on the "
+                "server (or send the file's bytes with ?format=)",
+            )
         real = confined(path, prompt_dirs)
         if real is None or not os.path.exists(real):  # one answer: nothing to probe
-            raise RequestError(403, "field 'path': not a prompt inside the bank directory "
-                                    "or a --prompt_dir of this server")
+            raise RequestError(
+                403,
+                "field 'path': not a prompt inside the bank directory "
+                "or a --prompt_dir of this server",
+            )
         return real, real, None, read_prompt, labels
     fmt = request.query.get("format")
     if fmt not in UPLOAD_SUFFIX:
-        raise RequestError(400, f"query 'format': one of {sorted(UPLOAD_SUFFIX)} for an "
-                                "uploaded prompt file (a directory: send its path)")
+        raise RequestError(
+            400,
+            f"query 'format': one of {sorted(UPLOAD_SUFFIX)} for an "
+            "uploaded prompt file (a directory: send its path)",
+        )
     data = await request.read()
     if not data:
         raise RequestError(400, "body: empty; send the prompt file's bytes")

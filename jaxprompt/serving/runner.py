@@ -64,9 +64,18 @@ class Result:
 class ModelRunner:
     """Runs mixed-task batches of a frozen T5 at fixed, pre-compiled shapes."""
 
-    def __init__(self, config: T5Config, params: dict, vocab, *, batch_buckets: Sequence[int],
-                 length_buckets: Sequence[int], targets_length: int, mesh=None,
-                 rules=partitioning.DEFAULT_RULES):
+    def __init__(
+        self,
+        config: T5Config,
+        params: dict,
+        vocab,
+        *,
+        batch_buckets: Sequence[int],
+        length_buckets: Sequence[int],
+        targets_length: int,
+        mesh=None,
+        rules=partitioning.DEFAULT_RULES,
+    ):
         self.config, self.vocab = config, vocab
         self.batch_buckets = tuple(sorted(batch_buckets))
         self.length_buckets = tuple(sorted(length_buckets))
@@ -76,10 +85,13 @@ class ModelRunner:
             data = mesh.shape["data"]
             bad = [b for b in self.batch_buckets if b % data]
             if bad:
-                raise ValueError(f"batch buckets {bad} are not multiples of the mesh's data "
-                                 f"axis ({data}); use multiples of {data}.")
-            shardings = partitioning.tree_shardings(param_shapes(config), param_axes(config),
-                                                    mesh, rules)
+                raise ValueError(
+                    f"batch buckets {bad} are not multiples of the mesh's data "
+                    f"axis ({data}); use multiples of {data}."
+                )
+            shardings = partitioning.tree_shardings(
+                param_shapes(config), param_axes(config), mesh, rules
+            )
             params = jax.device_put(params, shardings)
             self._batch_sharding = partitioning.batch_sharding(mesh, rules)
         self.params = params
@@ -114,40 +126,64 @@ class ModelRunner:
         rows = [snapshot.row(e.task) for e in examples]
         rows += [rows[0]] * (batch - len(examples))  # padding rows repeat the first task
         ids = np.zeros((batch, length), np.int32)
-        ids[len(examples):, 0] = EOS_ID  # padding rows: an empty input
+        ids[len(examples) :, 0] = EOS_ID  # padding rows: an empty input
         for i, example in enumerate(examples):
-            ids[i, :len(example.ids)] = example.ids
+            ids[i, : len(example.ids)] = example.ids
         bank = snapshot.bank
-        return (self._put(ids), self._put(bank.prompts[rows]), self._put(bank.prompt_mask[rows]),
-                self._put(bank.candidates[rows]), self._put(bank.after_bos[rows]))
+        return (
+            self._put(ids),
+            self._put(bank.prompts[rows]),
+            self._put(bank.prompt_mask[rows]),
+            self._put(bank.candidates[rows]),
+            self._put(bank.after_bos[rows]),
+        )
 
     def _rank_scores(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> np.ndarray:
         ids, prompts, masks, candidates, modes = self._arrays(snapshot, examples)
         with self._context():
-            return np.asarray(score_own_candidates(self.config, self.params,
-                                                   {"prompt": prompts}, ids, candidates,
-                                                   prompt_mask=masks, prompt_mode=modes))
+            return np.asarray(
+                score_own_candidates(
+                    self.config,
+                    self.params,
+                    {"prompt": prompts},
+                    ids,
+                    candidates,
+                    prompt_mask=masks,
+                    prompt_mode=modes,
+                )
+            )
 
     def _greedy_tokens(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> np.ndarray:
         ids, prompts, masks, _, modes = self._arrays(snapshot, examples)
         with self._context():
-            return np.asarray(greedy_decode(self.config, self.params, {"prompt": prompts},
-                                            ids, self.targets_length, prompt_mode=modes,
-                                            prompt_mask=masks))
+            return np.asarray(
+                greedy_decode(
+                    self.config,
+                    self.params,
+                    {"prompt": prompts},
+                    ids,
+                    self.targets_length,
+                    prompt_mode=modes,
+                    prompt_mask=masks,
+                )
+            )
 
     def rank(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> list[Result]:
         scores = self._rank_scores(snapshot, examples)
         results = []
         for row, example in enumerate(examples):
             labels = snapshot.tasks[example.task].labels
-            own = scores[row, :len(labels)]
-            results.append(Result(labels[int(np.argmax(own))],
-                                  {label: float(s) for label, s in zip(labels, own)}))
+            own = scores[row, : len(labels)]
+            results.append(
+                Result(
+                    labels[int(np.argmax(own))], {label: float(s) for label, s in zip(labels, own)}
+                )
+            )
         return results
 
     def greedy(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> list[Result]:
         tokens = self._greedy_tokens(snapshot, examples)
-        return [Result(text, None) for text in decode_tokens(self.vocab, tokens[:len(examples)])]
+        return [Result(text, None) for text in decode_tokens(self.vocab, tokens[: len(examples)])]
 
     def run(self, snapshot: BankSnapshot, examples: Sequence[Example]) -> list[Result]:
         """Results in the order of `examples`; tasks gone from the snapshot get an error."""
@@ -166,18 +202,24 @@ class ModelRunner:
                     results[i] = result
         return results
 
-    def warm_up(self, snapshot: BankSnapshot, methods: Sequence[str] = ("rank", "greedy")
-                ) -> float:
+    def warm_up(self, snapshot: BankSnapshot, methods: Sequence[str] = ("rank", "greedy")) -> float:
         """Compiles every (batch, length) bucket for `methods`; returns the seconds taken.
 
         Runs on a one-task dummy bank of the snapshot's shapes, so an empty bank warms up too.
         """
         start = time.perf_counter()
         bank = snapshot.bank
-        dummy = BankSnapshot({}, PromptBank(
-            ("warm-up",), np.zeros((1,) + bank.prompts.shape[1:], np.float32),
-            np.ones((1,) + bank.prompt_mask.shape[1:], bool), np.zeros((1,), bool), {},
-            np.ones((1,) + bank.candidates.shape[1:], np.int32)))
+        dummy = BankSnapshot(
+            {},
+            PromptBank(
+                ("warm-up",),
+                np.zeros((1,) + bank.prompts.shape[1:], np.float32),
+                np.ones((1,) + bank.prompt_mask.shape[1:], bool),
+                np.zeros((1,), bool),
+                {},
+                np.ones((1,) + bank.candidates.shape[1:], np.int32),
+            ),
+        )
         for method in methods:
             run = self._rank_scores if method == "rank" else self._greedy_tokens
             for batch in self.batch_buckets:
@@ -185,8 +227,12 @@ class ModelRunner:
                     run(dummy, [Example("warm-up", np.ones((length,), np.int32))] * batch)
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds
-        logger.info("compiled %d shapes for %s in %.1f s", len(self.batch_buckets) *
-                    len(self.length_buckets) * len(methods), "/".join(methods), seconds)
+        logger.info(
+            "compiled %d shapes for %s in %.1f s",
+            len(self.batch_buckets) * len(self.length_buckets) * len(methods),
+            "/".join(methods),
+            seconds,
+        )
         return seconds
 
 

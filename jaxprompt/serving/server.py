@@ -26,8 +26,6 @@ import dataclasses
 import functools
 import logging
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -48,6 +46,7 @@ from jaxprompt.serving.registry import TaskError, TaskRegistry
 from jaxprompt.serving.runner import Example, ModelRunner, default_buckets
 
 logger = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class ServeConfig:
@@ -75,24 +74,41 @@ class ServeConfig:
 class PromptServer:
     """The server's state: registry, model runner, batcher, metrics; and its handlers."""
 
-    def __init__(self, config: T5Config, params: dict, vocab, serve: ServeConfig = ServeConfig(),
-                 mesh=None):
+    def __init__(
+        self, config: T5Config, params: dict, vocab, serve: ServeConfig = ServeConfig(), mesh=None
+    ):
         self.serve, self.vocab = serve, vocab
-        self.registry = TaskRegistry(config, vocab, max_prompt_length=serve.max_prompt_length,
-                                     max_labels=serve.max_labels,
-                                     targets_length=serve.targets_length)
+        self.registry = TaskRegistry(
+            config,
+            vocab,
+            max_prompt_length=serve.max_prompt_length,
+            max_labels=serve.max_labels,
+            targets_length=serve.targets_length,
+        )
         self.runner = ModelRunner(
-            config, params, vocab,
+            config,
+            params,
+            vocab,
             batch_buckets=serve.batch_buckets or default_buckets(serve.max_batch, 1, 4),
             length_buckets=serve.length_buckets or default_buckets(serve.inputs_length, 32, 2),
-            targets_length=serve.targets_length, mesh=mesh)
+            targets_length=serve.targets_length,
+            mesh=mesh,
+        )
         if self.runner.max_length != serve.inputs_length:
-            raise ValueError(f"the largest length bucket ({self.runner.max_length}) must equal "
-                             f"inputs_length ({serve.inputs_length}).")
+            raise ValueError(
+                f"the largest length bucket ({self.runner.max_length}) must equal "
+                f"inputs_length ({serve.inputs_length})."
+            )
         self.metrics = ServerMetrics()
-        self.batcher = Batcher(self.runner, self.registry.snapshot, max_batch=serve.max_batch,
-                               max_wait_s=serve.max_wait_ms / 1000, max_queue=serve.max_queue,
-                               policy=serve.policy, on_batch=self.metrics.on_batch)
+        self.batcher = Batcher(
+            self.runner,
+            self.registry.snapshot,
+            max_batch=serve.max_batch,
+            max_wait_s=serve.max_wait_ms / 1000,
+            max_queue=serve.max_queue,
+            policy=serve.policy,
+            on_batch=self.metrics.on_batch,
+        )
         self.warm_shapes: set[tuple] = set()  # ("rank", C, S) / ("greedy",) compiled
         self.draining = False
         self.inflight = 0
@@ -107,16 +123,19 @@ class PromptServer:
         return content_fingerprint(self.runner.params)
 
     # -- the bank --------------------------------------------------------------------
-    def add_task(self, name: str, prompt: np.ndarray, labels, source: str,
-                 prompt_mode: str = "prefix") -> bool:
+    def add_task(
+        self, name: str, prompt: np.ndarray, labels, source: str, prompt_mode: str = "prefix"
+    ) -> bool:
         """Validates a task, compiles its method if new, checks a trial run, then serves it."""
         task = self.registry.make_task(name, prompt, labels, source, prompt_mode)
         trial = self.registry.preview(task)
         self._warm(trial, task.method)
         result = self.runner.run(trial, [Example(name, np.ones((1,), np.int32))])[0]
         if result.scores is not None and not all(np.isfinite(list(result.scores.values()))):
-            raise TaskError(f"{source}: the frozen model gives non-finite scores with this "
-                            "prompt; it is refused.")
+            raise TaskError(
+                f"{source}: the frozen model gives non-finite scores with this "
+                "prompt; it is refused."
+            )
         replaced = self.registry.put(task)
         self.metrics.tasks.set(len(self.registry.snapshot().bank.names))
         return replaced
@@ -135,16 +154,20 @@ class PromptServer:
         if artifact.prompt is None:
             raise TaskError(f"{source}: a deep prompt alone cannot be served.")
         if artifact.info is not None:
-            check_use(artifact, model_fingerprint=self.model_fingerprint,
-                      vocabulary_fingerprint=vocabulary_fingerprint(self.vocab),
-                      vocabulary=getattr(self.vocab, "path", "the vocabulary"),
-                      allow_other_model=self.serve.allow_other_model,
-                      allow_other_vocabulary=self.serve.allow_other_vocabulary)
+            check_use(
+                artifact,
+                model_fingerprint=self.model_fingerprint,
+                vocabulary_fingerprint=vocabulary_fingerprint(self.vocab),
+                vocabulary=getattr(self.vocab, "path", "the vocabulary"),
+                allow_other_model=self.serve.allow_other_model,
+                allow_other_vocabulary=self.serve.allow_other_vocabulary,
+            )
         return self.add_task(name, artifact.prompt, labels, source, artifact.prompt_mode)
 
     def load_bank_directory(self, directory: str) -> None:
         """Serves every task of a bank directory (jaxprompt.prompts.bank_directory)."""
         from jaxprompt.prompts.bank_directory import read_bank_directory
+
         for name, entry in read_bank_directory(directory).items():
             self.add_artifact(name, entry.artifact, entry.labels)
 
@@ -168,28 +191,39 @@ class PromptServer:
             raise RequestError(400, "field 'task': a string naming a task of GET /v1/tasks")
         snapshot = self.registry.snapshot()
         if task not in snapshot.tasks:
-            raise RequestError(404, f"field 'task': {task!r} is not in the bank "
-                                    f"({', '.join(snapshot.bank.names) or 'empty'})")
+            raise RequestError(
+                404,
+                f"field 'task': {task!r} is not in the bank "
+                f"({', '.join(snapshot.bank.names) or 'empty'})",
+            )
         if not isinstance(inputs, list) or not inputs:
             raise RequestError(400, "field 'inputs': a non-empty list of strings")
         limit = min(self.serve.max_request_inputs, self.serve.max_queue)
         if len(inputs) > limit:
-            raise RequestError(400, f"field 'inputs': {len(inputs)} inputs; at most {limit} "
-                                    "per request (--max_request_inputs, --max_queue)")
+            raise RequestError(
+                400,
+                f"field 'inputs': {len(inputs)} inputs; at most {limit} "
+                "per request (--max_request_inputs, --max_queue)",
+            )
         examples = []
         for i, text in enumerate(inputs):
             if not isinstance(text, str):
-                raise RequestError(400, f"field 'inputs[{i}]': a string, not "
-                                        f"{type(text).__name__}")
+                raise RequestError(400, f"field 'inputs[{i}]': a string, not {type(text).__name__}")
             if len(text) > self.max_input_chars:  # surely over the limit: not tokenized
-                raise RequestError(400, f"field 'inputs[{i}]': {len(text)} characters, over "
-                                        f"the {self.serve.inputs_length}-token limit whatever "
-                                        "the tokenization; longer inputs are refused")
+                raise RequestError(
+                    400,
+                    f"field 'inputs[{i}]': {len(text)} characters, over "
+                    f"the {self.serve.inputs_length}-token limit whatever "
+                    "the tokenization; longer inputs are refused",
+                )
             ids = self.vocab.encode(text) + [EOS_ID]
             if len(ids) > self.serve.inputs_length:
-                raise RequestError(400, f"field 'inputs[{i}]': {len(ids)} tokens (with EOS), "
-                                        f"over the limit of {self.serve.inputs_length}; "
-                                        "longer inputs are refused, not truncated")
+                raise RequestError(
+                    400,
+                    f"field 'inputs[{i}]': {len(ids)} tokens (with EOS), "
+                    f"over the limit of {self.serve.inputs_length}; "
+                    "longer inputs are refused, not truncated",
+                )
             examples.append(Example(task, np.asarray(ids, np.int32)))
         results = await self._run(examples)
         failed = [r.error for r in results if r.error]
@@ -197,8 +231,11 @@ class PromptServer:
             raise RequestError(500 if failed[0].startswith("internal") else 409, failed[0])
         self.metrics.examples.labels(task).inc(len(examples))
         self.metrics.latency.observe(time.perf_counter() - start)
-        answer = {"task": task, "method": snapshot.tasks[task].method,
-                  "predictions": [r.prediction for r in results]}
+        answer = {
+            "task": task,
+            "method": snapshot.tasks[task].method,
+            "predictions": [r.prediction for r in results],
+        }
         if results[0].scores is not None:
             answer["scores"] = [r.scores for r in results]
         return web.json_response(answer)
@@ -222,33 +259,42 @@ class PromptServer:
             return await asyncio.wait_for(future, self.serve.request_timeout_s)
         except asyncio.TimeoutError:
             pending.cancelled = True
-            raise RequestError(504, f"not answered within {self.serve.request_timeout_s} s "
-                                    "(--request_timeout_s)") from None
+            raise RequestError(
+                504, f"not answered within {self.serve.request_timeout_s} s (--request_timeout_s)"
+            ) from None
         finally:
             self.inflight -= 1
             self.metrics.queue_depth.set(self.batcher.depth())
 
     async def tasks(self, request: web.Request) -> web.Response:
         snapshot = self.registry.snapshot()
-        return web.json_response({
-            "tasks": [snapshot.tasks[name].describe() for name in snapshot.bank.names],
-            "limits": {"inputs_length": self.serve.inputs_length,
-                       "max_prompt_length": self.serve.max_prompt_length,
-                       "max_labels": self.serve.max_labels,
-                       "max_request_inputs": self.serve.max_request_inputs,
-                       "d_model": self.registry.config.d_model}})
+        return web.json_response(
+            {
+                "tasks": [snapshot.tasks[name].describe() for name in snapshot.bank.names],
+                "limits": {
+                    "inputs_length": self.serve.inputs_length,
+                    "max_prompt_length": self.serve.max_prompt_length,
+                    "max_labels": self.serve.max_labels,
+                    "max_request_inputs": self.serve.max_request_inputs,
+                    "d_model": self.registry.config.d_model,
+                },
+            }
+        )
 
     def _require_admin(self, request: web.Request) -> None:
         if not authorized(request.headers.get("Authorization"), self.serve.admin_token):
-            raise RequestError(401, "PUT and DELETE /v1/prompts need the admin token: "
-                                    "Authorization: Bearer <token>",
-                               {"WWW-Authenticate": "Bearer"})
+            raise RequestError(
+                401,
+                "PUT and DELETE /v1/prompts need the admin token: Authorization: Bearer <token>",
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     async def put_prompt(self, request: web.Request) -> web.Response:
         self._require_admin(request)
         name = request.match_info["task"]
-        path, source, cleanup, read, labels = await put_source(request, name,
-                                                               self.serve.prompt_dirs)
+        path, source, cleanup, read, labels = await put_source(
+            request, name, self.serve.prompt_dirs
+        )
         async with self._changes:
             try:
                 try:
@@ -256,13 +302,17 @@ class PromptServer:
                 except (UnreadablePromptFile, CheckpointError, OSError) as e:
                     # A parser's message can quote the file (header keys): the client gets none.
                     logger.info("PUT %s: cannot read %s: %s", name, source, e)
-                    raise RequestError(400, f"{'body' if cleanup else 'field path'}: not a "
-                                            "prompt file jaxprompt can read (corrupt, or "
-                                            "another format)") from None
+                    raise RequestError(
+                        400,
+                        f"{'body' if cleanup else 'field path'}: not a "
+                        "prompt file jaxprompt can read (corrupt, or "
+                        "another format)",
+                    ) from None
                 if labels is OWN_LABELS:
                     labels = artifact.info.labels if artifact.info else None
-                replaced = await asyncio.to_thread(self.add_artifact, name, artifact, labels,
-                                                   source)
+                replaced = await asyncio.to_thread(
+                    self.add_artifact, name, artifact, labels, source
+                )
             except (PromptFileError, TaskError) as e:  # checks of a parsed array: ours
                 message = str(e).replace(cleanup, "uploaded file") if cleanup else str(e)
                 raise RequestError(400, message) from None
@@ -270,8 +320,9 @@ class PromptServer:
                 if cleanup:
                     os.unlink(cleanup)
         task = self.registry.snapshot().tasks[name]
-        return web.json_response({"replaced": replaced, **task.describe()},
-                                 status=200 if replaced else 201)
+        return web.json_response(
+            {"replaced": replaced, **task.describe()}, status=200 if replaced else 201
+        )
 
     async def delete_prompt(self, request: web.Request) -> web.Response:
         self._require_admin(request)
@@ -287,8 +338,13 @@ class PromptServer:
     async def healthz(self, request: web.Request) -> web.Response:
         if self.draining:
             return web.json_response({"status": "draining"}, status=503)
-        return web.json_response({"status": "ok", "tasks": len(self.registry.snapshot().bank.names),
-                                  "queue": self.batcher.depth()})
+        return web.json_response(
+            {
+                "status": "ok",
+                "tasks": len(self.registry.snapshot().bank.names),
+                "queue": self.batcher.depth(),
+            }
+        )
 
     async def prometheus(self, request: web.Request) -> web.Response:
         self.metrics.queue_depth.set(self.batcher.depth())
@@ -296,12 +352,17 @@ class PromptServer:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.serve.max_body_bytes,
-                              middlewares=[self._errors])
-        app.add_routes([web.post("/v1/predict", self.predict), web.get("/v1/tasks", self.tasks),
-                        web.put("/v1/prompts/{task}", self.put_prompt),
-                        web.delete("/v1/prompts/{task}", self.delete_prompt),
-                        web.get("/healthz", self.healthz), web.get("/metrics", self.prometheus)])
+        app = web.Application(client_max_size=self.serve.max_body_bytes, middlewares=[self._errors])
+        app.add_routes(
+            [
+                web.post("/v1/predict", self.predict),
+                web.get("/v1/tasks", self.tasks),
+                web.put("/v1/prompts/{task}", self.put_prompt),
+                web.delete("/v1/prompts/{task}", self.delete_prompt),
+                web.get("/healthz", self.healthz),
+                web.get("/metrics", self.prometheus),
+            ]
+        )
         return app
 
     @web.middleware
@@ -317,68 +378,11 @@ class PromptServer:
             response = web.json_response({"error": e.text or e.reason}, status=e.status)
         except Exception as e:  # never take the server down
             logger.exception("%s %s failed", request.method, request.path)
-            response = web.json_response({"error": f"internal error: {type(e).__name__}"},
-                                         status=500)
+            response = web.json_response(
+                {"error": f"internal error: {type(e).__name__}"}, status=500
+            )
         self.metrics.requests.labels(endpoint, str(response.status)).inc()
         return response
 
-    # -- running ---------------------------------------------------------------------
-    async def run(self, host: str, port: int, *, ready=None, stop: asyncio.Event | None = None,
-                  handle_signals: bool = True) -> None:
-        """Serves until SIGTERM/SIGINT (or `stop` is set), then drains and returns."""
-        stop = stop or asyncio.Event()
-        runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None,
-                               keepalive_timeout=self.serve.idle_timeout_s)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        if handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-        bound = runner.addresses[0][1]
-        if ready is not None:
-            ready(bound)
-        await stop.wait()
-        self.draining = True  # new requests: 503; the ones in flight finish
-        deadline = time.monotonic() + self.serve.shutdown_timeout_s
-        while self.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        await asyncio.to_thread(self.batcher.stop, self.serve.shutdown_timeout_s)
-        await runner.cleanup()
 
-
-class ServerThread:
-    """Runs a started PromptServer on its own event loop in a thread (tests, benchmarks)."""
-
-    def __init__(self, server: PromptServer, host: str = "127.0.0.1", port: int = 0):
-        self.server, self.port = server, None
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, args=(host, port), daemon=True)
-        self._thread.start()
-        if not self._ready.wait(60):
-            raise RuntimeError("the server did not start within 60 s")
-
-    def _main(self, host: str, port: int) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._stop = asyncio.Event()
-
-        def ready(bound):
-            self.port = bound
-            self._ready.set()
-
-        self._loop.run_until_complete(self.server.run(host, port, ready=ready, stop=self._stop,
-                                                      handle_signals=False))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self, timeout: float = 60) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-
-
-__all__ = ["PromptServer", "ServeConfig", "ServerThread"]
+__all__ = ["PromptServer", "ServeConfig"]

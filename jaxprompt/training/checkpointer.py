@@ -40,20 +40,31 @@ def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
             existing = json.load(f)
         mismatches = [
             f"{key}: checkpoint has {existing.get(key)!r}, this run has {info.get(key)!r}"
-            for key in ("architecture", "fingerprint", "prompt_shape", "prompt_mode",
-                        "deep_prompt_shapes", "prompt_encoder")
-            if existing.get(key) != info.get(key)]
+            for key in (
+                "architecture",
+                "fingerprint",
+                "prompt_shape",
+                "prompt_mode",
+                "deep_prompt_shapes",
+                "prompt_encoder",
+            )
+            if existing.get(key) != info.get(key)
+        ]
         if mismatches:
             raise CheckpointError(
                 f"{output_dir} holds a run of a different model or prompt "
-                f"({path}):\n  - " + "\n  - ".join(mismatches)
+                f"({path}):\n  - "
+                + "\n  - ".join(mismatches)
                 + "\nNothing was overwritten. Use another --output_dir, or the model and "
-                  "prompt length this run was started with.")
+                "prompt length this run was started with."
+            )
         changed = execution_changes(existing.get("execution"), info.get("execution"))
         if not changed:
             return
-        print(f"Resuming {output_dir} with other execution settings: {changed} (the "
-              "architecture, weights and prompt are the same).")
+        print(
+            f"Resuming {output_dir} with other execution settings: {changed} (the "
+            "architecture, weights and prompt are the same)."
+        )
         info = dict(existing, execution=info["execution"])
     if not is_leader():
         return
@@ -68,15 +79,24 @@ def execution_changes(before: dict | None, after: dict | None) -> str:
     """'remat_policy 'none' -> 'full', ...' for the execution settings that differ."""
     if before is None or after is None:
         return ""
-    return ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(after)
-                     if before.get(k) != after.get(k))
+    return ", ".join(
+        f"{k} {before.get(k)!r} -> {after.get(k)!r}"
+        for k in sorted(after)
+        if before.get(k) != after.get(k)
+    )
 
 
 class PromptCheckpointer:
     """Latest and best checkpoints of a TrainState-like pytree plus a JSON `meta` dict."""
 
-    def __init__(self, output_dir: str, keep_latest: int = 1, info: PromptInfo | None = None,
-                 metric: str = "loss", fold: Callable[[dict], dict] = lambda tree: tree):
+    def __init__(
+        self,
+        output_dir: str,
+        keep_latest: int = 1,
+        info: PromptInfo | None = None,
+        metric: str = "loss",
+        fold: Callable[[dict], dict] = lambda tree: tree,
+    ):
         """`info`: what every saved prompt directory records (step and, for best/, the
         value of `metric` are added at each save); None: the arrays only. `fold`: the
         trainable tree as its prompt files hold it (a prompt encoder folded into the
@@ -84,11 +104,14 @@ class PromptCheckpointer:
         self.output_dir = os.path.abspath(output_dir)
         self.info, self.metric, self.fold = info, metric, fold
         options = lambda keep: ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self.latest = ocp.CheckpointManager(os.path.join(self.output_dir, "checkpoints"),
-                                            options=options(keep_latest),
-                                            item_names=("state", "meta"))
-        self.best = ocp.CheckpointManager(os.path.join(self.output_dir, "best"),
-                                          options=options(1), item_names=("state", "meta"))
+        self.latest = ocp.CheckpointManager(
+            os.path.join(self.output_dir, "checkpoints"),
+            options=options(keep_latest),
+            item_names=("state", "meta"),
+        )
+        self.best = ocp.CheckpointManager(
+            os.path.join(self.output_dir, "best"), options=options(1), item_names=("state", "meta")
+        )
 
     def save(self, step: int, state, meta: dict, best: bool = False) -> None:
         """Saves to latest (and to best); blocks until written, then writes prompt.npy
@@ -97,8 +120,12 @@ class PromptCheckpointer:
         for manager in managers:
             if manager.latest_step() == step:
                 continue  # already saved (e.g. final step == last periodic save)
-            manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                       meta=ocp.args.JsonSave(meta)))
+            manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+            )
             manager.wait_until_finished()
             trainable = self.fold(fetch(state.trainable))
             if is_leader():
@@ -106,10 +133,16 @@ class PromptCheckpointer:
                 if self.info is None:
                     save_trainable(directory, trainable)
                     continue
-                selected = {"metric": self.metric, "value": meta.get("best_metric")} \
-                    if manager is self.best else None
-                write_prompt_directory(directory, trainable, dataclasses.replace(
-                    self.info, step=step, selected_on=selected))
+                selected = (
+                    {"metric": self.metric, "value": meta.get("best_metric")}
+                    if manager is self.best
+                    else None
+                )
+                write_prompt_directory(
+                    directory,
+                    trainable,
+                    dataclasses.replace(self.info, step=step, selected_on=selected),
+                )
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -121,11 +154,17 @@ class PromptCheckpointer:
         if step is None:
             raise CheckpointError(f"No checkpoint in {manager.directory}.")
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+                ),
+            )
         except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{manager.directory}/{step}: cannot restore the prompt state "
-                                  f"into this run's structure: {e}") from e
+            raise CheckpointError(
+                f"{manager.directory}/{step}: cannot restore the prompt state "
+                f"into this run's structure: {e}"
+            ) from e
         return restored["state"], restored["meta"]
 
     def best_prompt_path(self, name: str = PROMPT_FILE) -> str | None:

@@ -34,8 +34,11 @@ def _handler(signum, frame):
         raise KeyboardInterrupt
     _received.append(signum)
     name = signal.Signals(signum).name
-    print(f"\n{name} received: stopping after the current step and saving (again to stop "
-          "without saving).", flush=True)
+    print(
+        f"\n{name} received: stopping after the current step and saving (again to stop "
+        "without saving).",
+        flush=True,
+    )
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ class MetricsLog:
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
+
                 self._writer = SummaryWriter(os.path.join(output_dir, "tensorboard"))
             except ImportError:  # tensorboardX is a core dependency; stay usable without it.
                 self._writer = None
@@ -32,8 +33,7 @@ class MetricsLog:
     def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": int(step), "split": split,
-                  **{k: float(v) for k, v in metrics.items()}}
+        record = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._writer is not None:
@@ -59,11 +59,15 @@ def plot_learning_curve(output_dir: str, eval_metric: str = "loss") -> str | Non
     """Writes learning_curve.png (train loss; validation `eval_metric`) and returns its path."""
     records = read_metrics(output_dir)
     train = [(r["step"], r["loss"]) for r in records if r["split"] == "train" and "loss" in r]
-    valid = [(r["step"], r[eval_metric]) for r in records
-             if r["split"] == "validation" and eval_metric in r]
+    valid = [
+        (r["step"], r[eval_metric])
+        for r in records
+        if r["split"] == "validation" and eval_metric in r
+    ]
     if not train and not valid:
         return None
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

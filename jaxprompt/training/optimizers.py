@@ -48,12 +48,19 @@ def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
     """Constant, or linear warmup then constant / cosine decay."""
     if config.decay_steps > 0:
         return optax.warmup_cosine_decay_schedule(
-            0.0, config.learning_rate, max(config.warmup_steps, 1),
-            config.warmup_steps + config.decay_steps)
+            0.0,
+            config.learning_rate,
+            max(config.warmup_steps, 1),
+            config.warmup_steps + config.decay_steps,
+        )
     if config.warmup_steps > 0:
         return optax.join_schedules(
-            [optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps),
-             optax.constant_schedule(config.learning_rate)], [config.warmup_steps])
+            [
+                optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps),
+                optax.constant_schedule(config.learning_rate),
+            ],
+            [config.warmup_steps],
+        )
     return optax.constant_schedule(config.learning_rate)
 
 
@@ -62,16 +69,23 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
     schedule = learning_rate_schedule(config)
     if config.name == "adafactor":
         tx = optax.adafactor(
-            learning_rate=schedule, decay_rate=config.decay_rate, decay_offset=0,
+            learning_rate=schedule,
+            decay_rate=config.decay_rate,
+            decay_offset=0,
             multiply_by_parameter_scale=config.multiply_by_parameter_scale,
-            clipping_threshold=config.clipping_threshold, momentum=None,
-            weight_decay_rate=config.weight_decay or None, eps=1e-30, factored=True,
-            min_dim_size_to_factor=128)
+            clipping_threshold=config.clipping_threshold,
+            momentum=None,
+            weight_decay_rate=config.weight_decay or None,
+            eps=1e-30,
+            factored=True,
+            min_dim_size_to_factor=128,
+        )
     elif config.name == "adam":
         tx = optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps)
     else:
-        tx = optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-                         weight_decay=config.weight_decay)
+        tx = optax.adamw(
+            schedule, b1=config.b1, b2=config.b2, eps=config.eps, weight_decay=config.weight_decay
+        )
     if config.grad_clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
     return tx
@@ -79,6 +93,7 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
 
 def trainable_labels(tree) -> object:
     """'train' for leaves under a TRAINABLE_KEYS top-level key, 'freeze' elsewhere."""
+
     def label(path, _):
         top = path[0].key if path and hasattr(path[0], "key") else None
         return "train" if top in TRAINABLE_KEYS else "freeze"
@@ -93,8 +108,7 @@ def trainable_only(tx: optax.GradientTransformation) -> optax.GradientTransforma
     passes the combined {prompt, frozen weights} tree never moves a frozen weight and
     never allocates optimizer state for one.
     """
-    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()},
-                                 trainable_labels)
+    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, trainable_labels)
 
 
 def prompt_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:

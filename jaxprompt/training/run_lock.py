@@ -21,8 +21,7 @@ class DirectoryInUse(RuntimeError):
 class HeldLock:
     """An open, flock-ed lock file; closing it (or the process ending) releases the lock."""
 
-    def __init__(self, directory: str, what: str, name: str = LOCK_FILE,
-                 remove: bool = False):
+    def __init__(self, directory: str, what: str, name: str = LOCK_FILE, remove: bool = False):
         os.makedirs(directory, exist_ok=True)
         self.path, self.remove = os.path.join(directory, name), remove
         self.file = open(self.path, "a+")
@@ -32,8 +31,10 @@ class HeldLock:
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
             self.file.close()
-            raise DirectoryInUse(f"{directory} is in use by another {what} ({holder}); wait "
-                                 "for it to finish or use another output.") from None
+            raise DirectoryInUse(
+                f"{directory} is in use by another {what} ({holder}); wait "
+                "for it to finish or use another output."
+            ) from None
         except OSError as e:  # a file system without locks (e.g. some network mounts)
             if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 self.file.close()

@@ -29,8 +29,12 @@ from jaxprompt.models.t5 import T5, param_axes, param_shapes
 from jaxprompt.prompts.reparam import PromptEncoderConfig, effective_prompt
 from jaxprompt.prompts.trainable import trainable_axes
 
-BATCH_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
-              "decoder_loss_weights")
+BATCH_KEYS = (
+    "encoder_input_tokens",
+    "decoder_input_tokens",
+    "decoder_target_tokens",
+    "decoder_loss_weights",
+)
 Batch = dict[str, jax.Array]
 
 
@@ -54,40 +58,78 @@ class StepConfig:
 
     def __post_init__(self):
         if self.loss_normalization not in ("tokens", "sum"):
-            raise ValueError(f"loss_normalization must be 'tokens' or 'sum', got "
-                             f"{self.loss_normalization!r}.")
+            raise ValueError(
+                f"loss_normalization must be 'tokens' or 'sum', got {self.loss_normalization!r}."
+            )
 
 
-def init_train_state(trainable: dict, optimizer: optax.GradientTransformation,
-                     seed: int) -> TrainState:
+def init_train_state(
+    trainable: dict, optimizer: optax.GradientTransformation, seed: int
+) -> TrainState:
     """Step 0 of a run: the trainable tree (float32), its optimizer state and the base rng."""
     trainable = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), trainable)
-    return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
-                      opt_state=optimizer.init(trainable), rng=jax.random.PRNGKey(seed))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        trainable=trainable,
+        opt_state=optimizer.init(trainable),
+        rng=jax.random.PRNGKey(seed),
+    )
 
 
-def forward(model: T5, trainable: dict, frozen: dict, batch: Batch, *, prompt_mode: str,
-            enable_dropout: bool = False, rng: jax.Array | None = None,
-            prompt_encoder: PromptEncoderConfig | None = None) -> jax.Array:
+def forward(
+    model: T5,
+    trainable: dict,
+    frozen: dict,
+    batch: Batch,
+    *,
+    prompt_mode: str,
+    enable_dropout: bool = False,
+    rng: jax.Array | None = None,
+    prompt_encoder: PromptEncoderConfig | None = None,
+) -> jax.Array:
     """Logits [B, S, V] of the frozen model with the trainable prompt (through its encoder,
     if any) and deep prompt."""
     encoder_rng = jax.random.fold_in(rng, 1) if enable_dropout and rng is not None else None
     prompt = effective_prompt(trainable, prompt_encoder, encoder_rng)
-    return model.apply({"params": frozen}, batch["encoder_input_tokens"],
-                       batch["decoder_input_tokens"], prompt=prompt,
-                       deep_prompt=trainable.get("deep_prompt"),
-                       prompt_mode=prompt_mode, enable_dropout=enable_dropout,
-                       rngs={"dropout": rng} if enable_dropout else None)
+    return model.apply(
+        {"params": frozen},
+        batch["encoder_input_tokens"],
+        batch["decoder_input_tokens"],
+        prompt=prompt,
+        deep_prompt=trainable.get("deep_prompt"),
+        prompt_mode=prompt_mode,
+        enable_dropout=enable_dropout,
+        rngs={"dropout": rng} if enable_dropout else None,
+    )
 
 
-def loss_fn(trainable: dict, frozen: dict, batch: Batch, rng: jax.Array, *, model: T5,
-            step_config: StepConfig) -> tuple[jax.Array, dict]:
+def loss_fn(
+    trainable: dict,
+    frozen: dict,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    model: T5,
+    step_config: StepConfig,
+) -> tuple[jax.Array, dict]:
     """Scalar training loss and the summed statistics behind it."""
-    logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode,
-                     enable_dropout=step_config.enable_dropout, rng=rng,
-                     prompt_encoder=step_config.prompt_encoder)
-    sums = cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
-                         step_config.z_loss, step_config.label_smoothing)
+    logits = forward(
+        model,
+        trainable,
+        frozen,
+        batch,
+        prompt_mode=step_config.prompt_mode,
+        enable_dropout=step_config.enable_dropout,
+        rng=rng,
+        prompt_encoder=step_config.prompt_encoder,
+    )
+    sums = cross_entropy(
+        logits,
+        batch["decoder_target_tokens"],
+        batch["decoder_loss_weights"],
+        step_config.z_loss,
+        step_config.label_smoothing,
+    )
     if step_config.loss_normalization == "tokens":
         loss = sums["loss"] / jnp.maximum(sums["weight"], 1.0)
     else:
@@ -95,28 +137,52 @@ def loss_fn(trainable: dict, frozen: dict, batch: Batch, rng: jax.Array, *, mode
     return loss, sums
 
 
-def train_step(state: TrainState, frozen: dict, batch: Batch, *, model: T5,
-               optimizer: optax.GradientTransformation, step_config: StepConfig
-               ) -> tuple[TrainState, dict]:
+def train_step(
+    state: TrainState,
+    frozen: dict,
+    batch: Batch,
+    *,
+    model: T5,
+    optimizer: optax.GradientTransformation,
+    step_config: StepConfig,
+) -> tuple[TrainState, dict]:
     """One optimizer step on the trainable tree: (state, frozen, batch) -> (state, metrics)."""
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(
-        functools.partial(loss_fn, model=model, step_config=step_config), has_aux=True)
+        functools.partial(loss_fn, model=model, step_config=step_config), has_aux=True
+    )
     (loss, sums), grads = grad_fn(state.trainable, frozen, batch, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
-    metrics = {"loss": loss, "nll_sum": sums["nll"], "z_loss_sum": sums["z_loss"],
-               "weight": sums["weight"], "grad_norm": optax.tree.norm(grads)}
+    metrics = {
+        "loss": loss,
+        "nll_sum": sums["nll"],
+        "z_loss_sum": sums["z_loss"],
+        "weight": sums["weight"],
+        "grad_norm": optax.tree.norm(grads),
+    }
     return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
 
 
-def eval_step(trainable: dict, frozen: dict, batch: Batch, *, model: T5,
-              step_config: StepConfig) -> dict:
+def eval_step(
+    trainable: dict, frozen: dict, batch: Batch, *, model: T5, step_config: StepConfig
+) -> dict:
     """Summed validation statistics (no dropout): {"nll", "loss", "z_loss", "weight"}."""
-    logits = forward(model, trainable, frozen, batch, prompt_mode=step_config.prompt_mode,
-                     prompt_encoder=step_config.prompt_encoder)
-    return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
-                         step_config.z_loss, 0.0)
+    logits = forward(
+        model,
+        trainable,
+        frozen,
+        batch,
+        prompt_mode=step_config.prompt_mode,
+        prompt_encoder=step_config.prompt_encoder,
+    )
+    return cross_entropy(
+        logits,
+        batch["decoder_target_tokens"],
+        batch["decoder_loss_weights"],
+        step_config.z_loss,
+        0.0,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,9 +197,14 @@ class ShardedSteps:
     batch_sharding: jax.sharding.NamedSharding
 
 
-def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config: StepConfig,
-                state: TrainState, mesh: Mesh, rules=partitioning.DEFAULT_RULES
-                ) -> ShardedSteps:
+def shard_steps(
+    model: T5,
+    optimizer: optax.GradientTransformation,
+    step_config: StepConfig,
+    state: TrainState,
+    mesh: Mesh,
+    rules=partitioning.DEFAULT_RULES,
+) -> ShardedSteps:
     """jax.jit's the steps with explicit in/out shardings; the train state is donated.
 
     Frozen params are sharded by their logical axes and the rules; the trainable tree by
@@ -142,33 +213,45 @@ def shard_steps(model: T5, optimizer: optax.GradientTransformation, step_config:
     batches are split along B over the mesh axis of the 'batch' rule.
     """
     frozen_shardings = partitioning.tree_shardings(
-        param_shapes(model.config), param_axes(model.config), mesh, rules)
+        param_shapes(model.config), param_axes(model.config), mesh, rules
+    )
     state_shardings = jax.tree.map(lambda _: partitioning.replicated(mesh), state)
-    state_shardings = state_shardings.replace(trainable=partitioning.tree_shardings(
-        state.trainable, trainable_axes(state.trainable), mesh, rules))
+    state_shardings = state_shardings.replace(
+        trainable=partitioning.tree_shardings(
+            state.trainable, trainable_axes(state.trainable), mesh, rules
+        )
+    )
     batch_sharding = partitioning.batch_sharding(mesh, rules)
 
     def with_rules(fn):
         """Traces `fn` with the mesh and rules that activation constraints resolve against;
         named as `fn` (jit_train_step, jit_eval_step in profiles and XLA dumps)."""
+
         def wrapped(*args):
-            with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), \
-                    partitioning.activation_rules(rules):
+            with (
+                jax.sharding.use_abstract_mesh(mesh.abstract_mesh),
+                partitioning.activation_rules(rules),
+            ):
                 return fn(*args)
+
         wrapped.__name__ = wrapped.__qualname__ = fn.func.__name__
         return wrapped
 
     train = jax.jit(
-        with_rules(functools.partial(train_step, model=model, optimizer=optimizer,
-                                     step_config=step_config)),
-        in_shardings=(state_shardings,  # state: the trainable tree by its axes, the rest replicated
-                      frozen_shardings,  # frozen T5: sharded once, never copied per step
-                      batch_sharding),  # batch: split along B
+        with_rules(
+            functools.partial(train_step, model=model, optimizer=optimizer, step_config=step_config)
+        ),
+        in_shardings=(
+            state_shardings,  # state: the trainable tree by its axes, the rest replicated
+            frozen_shardings,  # frozen T5: sharded once, never copied per step
+            batch_sharding,
+        ),  # batch: split along B
         out_shardings=(state_shardings, partitioning.replicated(mesh)),
-        donate_argnums=(0,))
+        donate_argnums=(0,),
+    )
     evaluate = jax.jit(
         with_rules(functools.partial(eval_step, model=model, step_config=step_config)),
         in_shardings=(state_shardings.trainable, frozen_shardings, batch_sharding),
-        out_shardings=partitioning.replicated(mesh))
+        out_shardings=partitioning.replicated(mesh),
+    )
     return ShardedSteps(train, evaluate, mesh, frozen_shardings, state_shardings, batch_sharding)
-
