@@ -51,6 +51,42 @@ def test_ensemble_in_one_pass_equals_separate_runs(params):
         np.testing.assert_allclose(together[n], alone, atol=1e-5)
 
 
+def test_ensemble_of_prompts_of_different_lengths_equals_separate_runs(params):
+    """Left-padded and masked as a bank pads them (stack_prompts), each prompt of an ensemble
+    scores what it scores alone, and `predict` votes on those scores."""
+    from jaxprompt.evaluation.bank import stack_prompts
+
+    vocab = data.vocabulary()
+    rng = np.random.default_rng(1)
+    prompts = [rng.normal(size=(n, CONFIG.d_model)).astype(np.float32) for n in (4, 2, 3)]
+    stacked, mask = stack_prompts(prompts)
+    assert stacked.shape == (3, 4, CONFIG.d_model) and mask.sum(1).tolist() == [4, 2, 3]
+    texts = ["a fine film", "bad", "so so", "great fun"]
+    ids = jnp.asarray(evaluation.encode_batch(vocab, texts, 12))
+    labels = ["negative", "positive"]
+    candidates = jnp.asarray(evaluation.encode_batch(vocab, labels, 4))
+    together = np.asarray(
+        evaluation.ensemble_scores(CONFIG, params, stacked, ids, candidates, prompt_mask=mask)
+    )
+    for n, prompt in enumerate(prompts):
+        alone = evaluation.score_candidates(CONFIG, params, prompt, ids, candidates)
+        np.testing.assert_allclose(together[n], alone, atol=1e-5)
+    voted = evaluation.predict(
+        CONFIG,
+        params,
+        {"prompt": stacked},
+        vocab,
+        texts,
+        label_names=labels,
+        lengths=data.Lengths(12, 4),
+        batch_size=4,
+        ensemble="vote",
+        ensemble_mask=mask,
+    )
+    assert voted == [labels[i] for i in evaluation.combine_ensemble(together, "vote")]
+    assert stack_prompts(prompts[:1] * 2)[1] is None  # one length: no mask
+
+
 def test_mixed_batch_equals_single_task_batches(params):
     vocab = data.vocabulary()
     rng = np.random.default_rng(0)

@@ -219,7 +219,7 @@ def test_prefix_tuning_train_eval_and_export_refusal(tmp_path, model_dir, files,
         main(
             [
                 "train",
-                "--gin_file=runs/prefix_tuning.gin",
+                "--gin_file=runs/deep_prompt_tuning.gin",
                 "--gin_file=runs/user_files.gin",
                 f"--gin.train.model='{model_dir}'",
                 f"--gin.from_files.train='{files / 'train.csv'}'",

@@ -10,12 +10,14 @@ class CliError(Exception):
 
 
 def trainable_from_prompts(args, artifacts, config):
-    """The trainable tree of the --prompt artifacts (one prompt [P, H], or [N, P, H] for an
-    ensemble) and the deep prompt (--deep_prompt, else the prompt directory's own), each
-    refused as training would refuse it: width, and prompt + --inputs_length within the
-    encoder's limit."""
+    """(trainable tree, ensemble mask) of the --prompt artifacts: one prompt [P, H], or
+    [N, P_max, H] for an ensemble (prompts of different lengths left-padded, their mask
+    [N, P_max]; else None), and the deep prompt (--deep_prompt, else the prompt directory's
+    own), each refused as training would refuse it: width, and prompt + --inputs_length
+    within the encoder's limit."""
     import jax.numpy as jnp
 
+    from jaxprompt.evaluation.bank import stack_prompts
     from jaxprompt.prompts.files import check_width
     from jaxprompt.prompts.trainable import check_prompt_use, make_trainable
 
@@ -27,21 +29,22 @@ def trainable_from_prompts(args, artifacts, config):
     if len(artifacts) > 1:
         if not getattr(args, "ensemble", None):
             raise CliError("Several --prompt need --ensemble vote|mean.")
-        if len({p.shape for p in prompts}) > 1 or len(prompts) != len(artifacts):
+        if len(prompts) != len(artifacts):
             raise CliError(
-                f"Ensembled prompts must share a shape; got "
+                "Every ensembled --prompt needs an input prompt; got "
                 f"{[None if a.prompt is None else a.prompt.shape for a in artifacts]}."
             )
-        prompt = jnp.stack([jnp.asarray(p) for p in prompts])
+        stacked, mask = stack_prompts(prompts)
+        prompt = jnp.asarray(stacked)
     else:
-        prompt = jnp.asarray(prompts[0]) if prompts else None
+        prompt, mask = (jnp.asarray(prompts[0]) if prompts else None), None
     deep = load_deep_prompt_arg(args, config)
     if deep is None and len(artifacts) == 1 and "deep_prompt" in artifacts[0].trainable:
         from jaxprompt.prompts.deep import check_deep_prompt
 
         deep = artifacts[0].trainable["deep_prompt"]
         check_deep_prompt(deep, config)
-    return make_trainable(prompt, deep)
+    return make_trainable(prompt, deep), mask
 
 
 def load_deep_prompt_arg(args, config):

@@ -50,7 +50,7 @@ def run(args) -> int:
         from jaxprompt.prompts.hard import with_hard_prompt
 
         task = with_hard_prompt(task, args.hard_prompt or "", args.shots, args.seed)
-    trainable = trainable_from_prompts(args, artifacts, config)
+    trainable, ensemble_mask = trainable_from_prompts(args, artifacts, config)
     result = evaluation.evaluate(
         config,
         params,
@@ -63,6 +63,7 @@ def run(args) -> int:
         lengths=data.Lengths(args.inputs_length, args.targets_length),
         max_examples=args.max_examples,
         ensemble=args.ensemble if len(artifacts) > 1 else None,
+        ensemble_mask=ensemble_mask,
         prompt_mode=prompt_mode(artifacts),
         mesh=mesh,
     )

@@ -89,7 +89,7 @@ def run(args) -> int:
         )
     else:
         inputs = model_inputs(args, records, artifacts)
-        trainable = trainable_from_prompts(args, artifacts, config)
+        trainable, _ = trainable_from_prompts(args, artifacts, config)  # one --prompt
         predictions = evaluation.predict(
             config,
             params,

@@ -109,6 +109,15 @@ def make_bank(
     return PromptBank(names, bank, mask, after_bos, labels, candidates)
 
 
+def stack_prompts(prompts) -> tuple[np.ndarray, np.ndarray | None]:
+    """An ensemble's prompts [P_i, H] as one [N, P_max, H] (left-padded as a bank pads) and
+    its mask [N, P_max]; the mask is None when every prompt has one length."""
+    if len({np.shape(p) for p in prompts}) == 1:
+        return np.stack([np.asarray(p, np.float32) for p in prompts]), None
+    bank = make_bank({f"{i:06d}": p for i, p in enumerate(prompts)})  # names keep the order
+    return bank.prompts, bank.prompt_mask
+
+
 def bank_from_entries(
     entries: Mapping[str, BankEntry], vocab, targets_length: int | None = None
 ) -> PromptBank:
@@ -186,4 +195,11 @@ def predict_mixed(
     return predictions
 
 
-__all__ = ["PromptBank", "bank_from_entries", "encode_labels", "make_bank", "predict_mixed"]
+__all__ = [
+    "PromptBank",
+    "bank_from_entries",
+    "encode_labels",
+    "make_bank",
+    "predict_mixed",
+    "stack_prompts",
+]

@@ -43,13 +43,15 @@ def predict(
     batch_size: int = 32,
     prompt_mode: str = "prefix",
     ensemble: str | None = None,
+    ensemble_mask=None,
     mesh=None,
 ) -> list[str]:
     """Predicted target strings for `inputs` (rank over label_names, or greedy decoding).
 
     `trainable`: the trainable tree ({"prompt", "deep_prompt"}, any subset; {} or None for
     the bare model; an array means {"prompt": it}). With `ensemble` ("vote" or "mean"),
-    trainable["prompt"] is [N, P, H]: N prompts scored together.
+    trainable["prompt"] is [N, P, H]: N prompts scored together; `ensemble_mask` [N, P]
+    marks the real rows of prompts of different lengths (`evaluation.bank.stack_prompts`).
     `mesh`: split every batch over the mesh (`params` placed on it); on several processes
     (a pod slice) each host builds only its rows and every host gets all predictions.
     """
@@ -65,13 +67,15 @@ def predict(
     placement = default_placement(mesh)
     placement.check_batch(batch_size)
     trainable = placement.replicated(trainable)
+    if ensemble_mask is not None:
+        ensemble_mask = placement.replicated(np.asarray(ensemble_mask, bool))
     if method == "rank":
         candidates = placement.replicated(encode_batch(vocab, label_names, lengths.targets))
 
     def run(ids, start):
         if ensemble:
             scores = ensemble_scores(
-                config, params, trainable["prompt"], ids, candidates, prompt_mode
+                config, params, trainable["prompt"], ids, candidates, prompt_mode, ensemble_mask
             )
             return [label_names[i] for i in combine_ensemble(placement.gather(scores), ensemble)]
         if method == "rank":
@@ -127,6 +131,7 @@ def evaluate(
     prompt_mode: str = "prefix",
     max_examples: int | None = None,
     ensemble: str | None = None,
+    ensemble_mask=None,
     mesh=None,
 ) -> EvalResult:
     """Task metrics of the frozen model with the trainable tree on `split`.
@@ -149,6 +154,7 @@ def evaluate(
         batch_size=batch_size,
         prompt_mode=prompt_mode,
         ensemble=ensemble,
+        ensemble_mask=ensemble_mask,
         mesh=mesh,
     )
     metrics = compute_metrics(task.metrics, examples, predictions, task.label_names)

@@ -208,21 +208,27 @@ def ensemble_scores(
     encoder_ids: jax.Array,
     candidates: jax.Array,
     prompt_mode: str = "prefix",
+    prompt_mask=None,
 ) -> jax.Array:
     """Candidate scores under N prompts in one batched pass: [N, P, H] -> [N, B, C].
 
     The batch is tiled N times and each row gets its prompt ([N * B, P, H] per-example
-    prompts), so the cost is one pass over N * B rows, not N separate runs.
+    prompts), so the cost is one pass over N * B rows, not N separate runs. prompt_mask:
+    None, or [N, P] (prompts of different lengths, left-padded as a bank pads them:
+    `jaxprompt.evaluation.bank.stack_prompts`).
     """
-    return _ensemble_scores(config, params, prompts, encoder_ids, candidates, prompt_mode)
+    return _ensemble_scores(
+        config, params, prompts, encoder_ids, candidates, prompt_mode, prompt_mask
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
-def _ensemble_scores(config, params, prompts, encoder_ids, candidates, prompt_mode):
+def _ensemble_scores(config, params, prompts, encoder_ids, candidates, prompt_mode, prompt_mask):
     num_prompts, batch = prompts.shape[0], encoder_ids.shape[0]
     rows = jnp.repeat(prompts, batch, axis=0)  # [N * B, P, H]
     ids = jnp.tile(encoder_ids, (num_prompts, 1))  # [N * B, T]
-    scores = _score_candidates(config, params, {"prompt": rows}, ids, candidates, prompt_mode, None)
+    mask = None if prompt_mask is None else jnp.repeat(prompt_mask, batch, axis=0)
+    scores = _score_candidates(config, params, {"prompt": rows}, ids, candidates, prompt_mode, mask)
     return scores.reshape(num_prompts, batch, -1)
 
 
