@@ -70,3 +70,36 @@ def model_config(name: str):
             os.path.join(REPO, "jaxprompt", "assets", "t5_tiny_lm", "config.json")
         )
     return T5Config.preset(name)
+
+
+def random_prompt_step(args, dtype: str, scan: bool = False, remat: str = "none"):
+    """The train step `jaxprompt train` runs (`training.step.shard_steps`, Adafactor, no
+    dropout) on a random model of `args.preset`'s shape, compute and frozen weights in
+    `dtype`, a uniform random prompt [args.prompt_length, H] and a random batch:
+    (config, sharded steps, state, frozen params, batch), all placed."""
+    import jax
+
+    from jaxprompt import partitioning
+    from jaxprompt.models.t5 import T5, init_params
+    from jaxprompt.training import optimizers
+    from jaxprompt.training import step as train
+
+    config = model_config(args.preset).replace(
+        dropout_rate=0.0, dtype=dtype, scan_layers=scan, remat_policy=remat
+    )
+    optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
+    prompt = jax.random.uniform(
+        jax.random.key(1), (args.prompt_length, config.d_model), minval=-0.5, maxval=0.5
+    )
+    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
+    steps = train.shard_steps(
+        T5(config),
+        optimizer,
+        train.StepConfig(enable_dropout=False),
+        state,
+        partitioning.make_mesh(),
+    )
+    frozen = jax.tree.map(lambda w: w.astype(dtype), init_params(config, jax.random.key(0)))
+    frozen = jax.device_put(frozen, steps.frozen_shardings)
+    batch = jax.device_put(random_batch(args, config.vocab_size), steps.batch_sharding)
+    return config, steps, state, frozen, batch

@@ -28,7 +28,14 @@ import subprocess
 import sys
 import time
 
-from _common import add_shape_flags, median_result, median_seconds, model_config, random_batch
+from _common import (
+    add_shape_flags,
+    median_result,
+    median_seconds,
+    model_config,
+    random_batch,
+    random_prompt_step,
+)
 
 
 def _peak_rss_mib() -> float:
@@ -59,25 +66,13 @@ def run_jax(args) -> dict:
 
     import jax
 
-    from jaxprompt import partitioning
-    from jaxprompt.training import optimizers, step as train
-    from jaxprompt.models.t5 import T5, init_params
+    from jaxprompt.models.t5 import T5
+    from jaxprompt.training import step as train
 
-    config = model_config(args.preset).replace(
-        dropout_rate=0.0, dtype=args.dtype, scan_layers=args.scan, remat_policy=args.remat
+    config, steps, state, frozen, batch = random_prompt_step(
+        args, args.dtype, args.scan, args.remat
     )
-    frozen = init_params(config, jax.random.key(0))
-    optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
-    prompt = jax.random.uniform(
-        jax.random.key(1), (args.prompt_length, config.d_model), minval=-0.5, maxval=0.5
-    )
-    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     step_config = train.StepConfig(enable_dropout=False)
-    steps = train.shard_steps(T5(config), optimizer, step_config, state, partitioning.make_mesh())
-    batch = jax.device_put(random_batch(args, config.vocab_size), steps.batch_sharding)
-    frozen = jax.device_put(
-        jax.tree.map(lambda w: w.astype(args.dtype), frozen), steps.frozen_shardings
-    )
 
     start = time.perf_counter()
     compiled = steps.train_step.lower(state, frozen, batch).compile()

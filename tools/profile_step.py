@@ -17,7 +17,7 @@ import re
 import tempfile
 import time
 
-from _common import add_shape_flags, model_config, random_batch
+from _common import add_shape_flags, random_prompt_step
 
 
 def thunk_groups(trace_dir: str, hlo: str, steps: int) -> collections.Counter:
@@ -58,26 +58,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import jax
-    import jax.numpy as jnp
 
-    from jaxprompt import partitioning
-    from jaxprompt.models.t5 import T5, init_params
-    from jaxprompt.training import optimizers
-    from jaxprompt.training import step as train
-
-    config = model_config(args.preset).replace(dropout_rate=0.0, dtype=args.dtype)
-    frozen = jax.tree.map(lambda w: w.astype(args.dtype), init_params(config, jax.random.key(0)))
-    optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
-    prompt = jnp.zeros((args.prompt_length, config.d_model))
-    state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
-    steps = train.shard_steps(
-        T5(config),
-        optimizer,
-        train.StepConfig(enable_dropout=False),
-        state,
-        partitioning.make_mesh(),
-    )
-    batch = jax.device_put(random_batch(args, config.vocab_size), steps.batch_sharding)
+    config, steps, state, frozen, batch = random_prompt_step(args, args.dtype)
     compiled = steps.train_step.lower(state, frozen, batch).compile()
     for _ in range(2):
         state, _ = compiled(state, frozen, batch)
