@@ -85,6 +85,18 @@ def test_ensemble_of_prompts_of_different_lengths_equals_separate_runs(params):
     )
     assert voted == [labels[i] for i in evaluation.combine_ensemble(together, "vote")]
     assert stack_prompts(prompts[:1] * 2)[1] is None  # one length: no mask
+    with pytest.raises(ValueError, match="pass ensemble"):  # a mask alone is refused
+        evaluation.predict(
+            CONFIG,
+            params,
+            {"prompt": stacked[0]},
+            vocab,
+            texts,
+            label_names=labels,
+            ensemble_mask=mask,
+        )
+    with pytest.raises(ValueError, match="d_model 8 bank"):
+        make_bank({"a": prompts[0]}, d_model=8)
 
 
 def test_mixed_batch_equals_single_task_batches(params):

@@ -68,14 +68,15 @@ def make_bank(
     label_ids: Mapping[str, np.ndarray] | None = None,
     prompt_length: int | None = None,
     label_shape: tuple[int, int] | None = None,
+    d_model: int | None = None,
 ) -> PromptBank:
     """A bank of prompts {task: [P, H]} with labels and placements per task.
 
     label_ids: {task: [C, S]} ids of the labels, else encoded from `labels` with `vocab`
       (at `targets_length` tokens, as `jaxprompt.evaluation.predict` encodes label_names;
       default: each task's longest label).
-    prompt_length, label_shape: fixed P_max and (C, S) (the server's compiled shapes;
-    default: the bank's largest).
+    prompt_length, label_shape, d_model: fixed P_max, (C, S) and H (the server's compiled
+    shapes, kept by an empty bank too; default: the bank's own).
     """
     names = tuple(sorted(prompts))
     widths = {np.shape(p)[1] for p in prompts.values()}
@@ -89,7 +90,11 @@ def make_bank(
             )
         label_ids = {t: encode_labels(vocab, v, targets_length) for t, v in labels.items()}
     length = prompt_length or max((np.shape(p)[0] for p in prompts.values()), default=1)
-    width = widths.pop() if widths else 1
+    if d_model is not None and widths - {d_model}:
+        raise ValueError(
+            f"Prompts of widths {sorted(widths)} cannot join a d_model {d_model} bank."
+        )
+    width = d_model or (widths.pop() if widths else 1)
     bank = np.zeros((len(names), length, width), np.float32)
     mask = np.zeros((len(names), length), bool)
     ids = [label_ids.get(name) for name in names]

@@ -62,6 +62,8 @@ def predict(
         raise ValueError("Rank classification needs label_names (the candidate targets).")
     if ensemble and (method != "rank" or prompt is None or np.ndim(prompt) != 3):
         raise ValueError("An ensemble needs rank classification and prompts [N, P, H].")
+    if ensemble_mask is not None and not ensemble:
+        raise ValueError("ensemble_mask marks the rows of an ensemble's prompts; pass ensemble.")
     if ensemble and "deep_prompt" in trainable:
         raise ValueError("Ensembles of deep prompts are not supported; ensemble prompts.")
     placement = default_placement(mesh)

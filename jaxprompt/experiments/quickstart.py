@@ -92,9 +92,7 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
 
     start = time.time()
     dtype = resolve_dtype(qc.dtype)
-    config, params = load_pretrained(
-        qc.model, dtype=np.dtype(dtype) if dtype == "float32" else jax.numpy.bfloat16
-    )
+    config, params = load_pretrained(qc.model, dtype=jax.numpy.dtype(dtype))
     config = config.replace(dtype=dtype)
     vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
     task = sst2_task(qc.validation_rows, qc.test_rows)

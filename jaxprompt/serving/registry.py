@@ -173,11 +173,8 @@ class TaskRegistry:
             label_ids={n: t.label_ids for n, t in tasks.items() if t.label_ids is not None},
             prompt_length=self.max_prompt_length,
             label_shape=(num, longest),
+            d_model=self.config.d_model,
         )
-        if not tasks:  # an empty bank still has the model's width
-            bank = dataclasses.replace(
-                bank, prompts=np.zeros((0, self.max_prompt_length, self.config.d_model), np.float32)
-            )
         return BankSnapshot(dict(tasks), bank)
 
 
