@@ -175,9 +175,7 @@ def test_training_moves_only_the_deep_prompt_sharded_over_the_model_axis():
     initial = jax.tree.map(np.array, deep)
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     state = train.init_train_state({"deep_prompt": deep}, optimizer, seed=0)
-    steps = train.shard_steps(
-        T5(TINY), optimizer, train.StepConfig(), state, partitioning.make_mesh()
-    )
+    steps = train.shard_steps(TINY, optimizer, train.StepConfig(), state, partitioning.make_mesh())
     assert steps.state_shardings.trainable["deep_prompt"][
         "encoder_key"
     ].spec == jax.sharding.PartitionSpec(None, None, "model")

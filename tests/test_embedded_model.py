@@ -105,7 +105,7 @@ def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
 
     optimizer = prompt_optimizer(OptimizerConfig())
     steps = train_lib.shard_steps(
-        T5(config),
+        config,
         optimizer,
         train_lib.StepConfig(),
         train_lib.init_train_state({"prompt": prompt}, optimizer, 0),

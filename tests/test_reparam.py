@@ -114,18 +114,14 @@ def test_folded_prompt_scores_equal_the_unfolded_model(residual_run):
     labels = encode_batch(vocab, ["negative", "positive"], 4)
     encoder = PromptEncoderConfig(bottleneck=24)
     from jaxprompt.training.step import forward
-    from jaxprompt.models.t5 import T5
 
-    batch = {
-        "encoder_input_tokens": ids,
-        "decoder_input_tokens": np.pad(labels[:1, :-1].repeat(3, 0), ((0, 0), (1, 0))),
-    }
+    batch = {"encoder_input_tokens": ids, "decoder_target_tokens": labels[:1].repeat(3, 0)}
     unfolded = forward(
-        T5(config), trainable, frozen, batch, prompt_mode="prefix", prompt_encoder=encoder
+        config, trainable, frozen, batch, prompt_mode="prefix", prompt_encoder=encoder
     )
-    plain = forward(T5(config), {"prompt": folded}, frozen, batch, prompt_mode="prefix")
+    plain = forward(config, {"prompt": folded}, frozen, batch, prompt_mode="prefix")
     np.testing.assert_allclose(np.asarray(unfolded), np.asarray(plain), atol=1e-4)
-    raw = forward(T5(config), {"prompt": trainable["prompt"]}, frozen, batch, prompt_mode="prefix")
+    raw = forward(config, {"prompt": trainable["prompt"]}, frozen, batch, prompt_mode="prefix")
     assert not np.allclose(np.asarray(raw), np.asarray(plain), atol=1e-3)
     # What eval reads is the folded prompt; jaxprompt.json names the method.
     info = json.loads((best / INFO_FILE).read_text())

@@ -33,9 +33,7 @@ def _setup(prompt_length=6):
         jax.random.key(5), (prompt_length, TINY.d_model), minval=-0.5, maxval=0.5
     )
     state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
-    steps = train.shard_steps(
-        T5(TINY), optimizer, train.StepConfig(), state, partitioning.make_mesh()
-    )
+    steps = train.shard_steps(TINY, optimizer, train.StepConfig(), state, partitioning.make_mesh())
     return optimizer, state, steps
 
 
@@ -65,20 +63,19 @@ def _flops(compiled) -> float:
 def test_prompt_step_computes_no_weight_gradients():
     # Wide enough that weight matmuls, not softmax or the logits, dominate the FLOPs.
     config = TINY.replace(d_model=128, num_heads=4, d_kv=32, d_ff=512, vocab_size=256)
-    model = T5(config)
     optimizer = optimizers.prompt_optimizer(optimizers.OptimizerConfig())
     frozen = init_params(config, jax.random.key(0))
     prompt = jnp.zeros((4, config.d_model))
     state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     step_config = train.StepConfig()
-    steps = train.shard_steps(model, optimizer, step_config, state, partitioning.make_mesh())
+    steps = train.shard_steps(config, optimizer, step_config, state, partitioning.make_mesh())
     batch = synthetic_batch(0, batch=8, inputs=16, targets=4)
     prompt_flops = _flops(steps.train_step.lower(state, frozen, batch).compile())
 
     def all_params_step(prompt, frozen, batch, rng):
         def loss(prompt, frozen):
             return train.loss_fn(
-                {"prompt": prompt}, frozen, batch, rng, model=model, step_config=step_config
+                {"prompt": prompt}, frozen, batch, rng, config=config, step_config=step_config
             )[0]
 
         return jax.value_and_grad(loss, argnums=(0, 1))(prompt, frozen)

@@ -19,7 +19,6 @@ from tests.train_helpers import TINY, synthetic_batch, synthetic_batches, tiny_f
 def three_steps(mesh_shape, devices=None) -> tuple[list[float], np.ndarray]:
     from jaxprompt import partitioning
     from jaxprompt.training import optimizers, step as train
-    from jaxprompt.models.t5 import T5
 
     # Adafactor normalises each gradient element by its own RMS, so float32 summation-order
     # noise in tiny gradient elements reaches the prompt scaled by the learning rate; 0.03
@@ -28,7 +27,7 @@ def three_steps(mesh_shape, devices=None) -> tuple[list[float], np.ndarray]:
     prompt = jax.random.uniform(jax.random.key(5), (6, TINY.d_model), minval=-0.5, maxval=0.5)
     state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     mesh = partitioning.make_mesh(mesh_shape, devices)
-    steps = train.shard_steps(T5(TINY), optimizer, train.StepConfig(), state, mesh)
+    steps = train.shard_steps(TINY, optimizer, train.StepConfig(), state, mesh)
     frozen = jax.device_put(tiny_frozen(), steps.frozen_shardings)
     state = jax.device_put(state, steps.state_shardings)
     losses = []

@@ -80,7 +80,7 @@ def random_prompt_step(args, dtype: str, scan: bool = False, remat: str = "none"
     import jax
 
     from jaxprompt import partitioning
-    from jaxprompt.models.t5 import T5, init_params
+    from jaxprompt.models.t5 import init_params
     from jaxprompt.training import optimizers
     from jaxprompt.training import step as train
 
@@ -93,7 +93,7 @@ def random_prompt_step(args, dtype: str, scan: bool = False, remat: str = "none"
     )
     state = train.init_train_state({"prompt": prompt}, optimizer, seed=0)
     steps = train.shard_steps(
-        T5(config),
+        config,
         optimizer,
         train.StepConfig(enable_dropout=False),
         state,

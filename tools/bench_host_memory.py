@@ -29,7 +29,6 @@ def child(steps: int) -> dict:
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.experiments.quickstart import sst2_task
     from jaxprompt.experiments.tune import RunConfig
-    from jaxprompt.models.t5 import T5
     from jaxprompt.prompts.init import PromptConfig, init_prompt
     from jaxprompt.training.optimizers import OptimizerConfig, make_optimizer
     from jaxprompt.training.step import BATCH_KEYS, StepConfig, init_train_state, shard_steps
@@ -48,7 +47,7 @@ def child(steps: int) -> dict:
     optimizer = make_optimizer(OptimizerConfig(learning_rate=run.learning_rate))
     state = init_train_state({"prompt": prompt}, optimizer, 0)
     steps_fn = shard_steps(
-        T5(config), optimizer, StepConfig(enable_dropout=False), state, partitioning.make_mesh(None)
+        config, optimizer, StepConfig(enable_dropout=False), state, partitioning.make_mesh(None)
     )
     batch_list = [
         {k: jnp.asarray(b[k]) for k in BATCH_KEYS}

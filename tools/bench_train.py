@@ -66,7 +66,6 @@ def run_jax(args) -> dict:
 
     import jax
 
-    from jaxprompt.models.t5 import T5
     from jaxprompt.training import step as train
 
     config, steps, state, frozen, batch = random_prompt_step(
@@ -79,7 +78,7 @@ def run_jax(args) -> dict:
     compile_seconds = time.perf_counter() - start
     cost = compiled.cost_analysis()
     flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
-    forward = jax.jit(functools.partial(train.loss_fn, model=T5(config), step_config=step_config))
+    forward = jax.jit(functools.partial(train.loss_fn, config=config, step_config=step_config))
     rng = jax.random.PRNGKey(0)
     forward(state.trainable, frozen, batch, rng)[0].block_until_ready()
 

@@ -11,7 +11,12 @@ from jaxprompt.config import T5Config
 
 
 def _local_path(path: str) -> str:
-    """ "tiny", a Hub id (`org/name[@revision]`, jaxprompt.checkpoints.hub) or a path."""
+    """ "tiny", a named model of an extra ("gemma-3-270m"), a Hub id (`org/name[@revision]`,
+    jaxprompt.checkpoints.hub) or a path."""
+    from jaxprompt.checkpoints.gguf_file import NAMED_MODELS, named_model
+
+    if path in NAMED_MODELS:
+        return named_model(path)
     if path in ("tiny", "t5_tiny_lm"):  # the embedded pretrained model (tools/pretrain_tiny.py)
         return os.path.join(
             os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "t5_tiny_lm"
@@ -30,8 +35,17 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
     if vocabulary:
         return vocabulary
     if model is not None and not os.fspath(model).startswith("gs://"):
+        from jaxprompt.checkpoints.gguf_file import find_gguf
+
         path = _local_path(os.fspath(model))
+        gguf = find_gguf(path)
+        if gguf is not None:
+            return gguf  # the tokenizer is in the file's metadata
         directory = path if os.path.isdir(path) else os.path.dirname(path)
+        if os.path.exists(os.path.join(directory, "tokenizer.json")) and not os.path.exists(
+            os.path.join(directory, "spiece.model")
+        ):
+            return os.path.join(directory, "tokenizer.json")
         own = os.path.join(directory, "spiece.model")
         if os.path.exists(own):
             return own
@@ -70,6 +84,10 @@ def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
         raise CheckpointError(
             f"{path}: no such file or directory, nor a preset name ({', '.join(PRESETS)})."
         )
+    from jaxprompt.checkpoints.gguf_file import find_gguf, gguf_config
+
+    if find_gguf(path):
+        return gguf_config(find_gguf(path)), "float32"  # dequantized on loading
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return load_hf_config(path), stored_dtype(path)
     if path.startswith("gs://") or is_t5x_checkpoint(path):
@@ -84,14 +102,16 @@ def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
 def load_pretrained(
     path: str | os.PathLike, dtype=None, config: T5Config | None = None, shardings=None
 ) -> tuple[T5Config, dict]:
-    """Loads a pretrained T5: returns (T5Config, params) for `jaxprompt.T5(config)`.
+    """Loads a pretrained model: (T5Config, params) for `jaxprompt.T5(config)`, or
+    (DecoderConfig, params) for a decoder-only LM (jaxprompt.models.decoder).
 
     Args:
-      path: "tiny" (jaxprompt's embedded pretrained T5), a Hugging Face Hub id
+      path: "tiny" (jaxprompt's embedded pretrained T5), "gemma-3-270m" (the `gemma`
+        extra's GGUF), a GGUF file or a directory holding one, a Hugging Face Hub id
         ("google/t5-base-lm-adapt", "org/name@revision": resolved through the local cache,
         downloaded if missing), a Hugging Face T5 directory
-        (config.json + model.safetensors, a sharded safetensors index, or
-        pytorch_model.bin), or a T5X checkpoint (a `checkpoint_N`
+        or decoder-only (Gemma 3, Llama, Qwen 2/3) directory (config.json + model.safetensors,
+        a sharded safetensors index, or pytorch_model.bin), or a T5X checkpoint (a `checkpoint_N`
         directory or its msgpack file; `gs://` paths via tensorstore's GCS driver).
       dtype: cast the weights (e.g. jnp.bfloat16); None keeps the stored dtype.
       config: for T5X checkpoints, which store no config: the architecture (e.g. a preset);
@@ -107,6 +127,10 @@ def load_pretrained(
             "directory (config.json + model.safetensors), a Hub id "
             "(org/name[@revision]) or a T5X checkpoint."
         )
+    from jaxprompt.checkpoints.gguf_file import find_gguf, load_gguf
+
+    if find_gguf(path):
+        return load_gguf(find_gguf(path), dtype)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
         return load_hf_checkpoint(path, dtype)
     if is_t5x_checkpoint(path):

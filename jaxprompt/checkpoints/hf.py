@@ -21,7 +21,7 @@ from flax import traverse_util
 
 from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.checkpoints.safetensors_io import SafetensorsFile, write_safetensors
-from jaxprompt.config import ConfigError, T5Config
+from jaxprompt.config import T5Config
 from jaxprompt.models.t5 import param_shapes
 
 logger = logging.getLogger(__name__)
@@ -181,17 +181,35 @@ class _TensorSource:
         return self._readers[name]()
 
 
-def load_hf_config(directory: str) -> T5Config:
+class _Lazy:
+    """One tensor of a _TensorSource, read when numpy asks for it."""
+
+    def __init__(self, source: _TensorSource, name: str):
+        self.source, self.name = source, name
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.source.get(self.name)
+        return array if dtype is None else array.astype(dtype)
+
+
+def load_hf_config(directory: str):
+    """The T5Config, or DecoderConfig for a decoder-only model_type, of a HF directory."""
+    from jaxprompt.decoder_config import DECODER_MODEL_TYPES, DecoderConfig
+
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.exists(path):
         raise CheckpointError(
-            f"{directory}: no {CONFIG_FILE}; a Hugging Face T5 directory "
+            f"{directory}: no {CONFIG_FILE}; a Hugging Face model directory "
             "holds config.json and model.safetensors."
         )
     try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        if isinstance(raw, dict) and raw.get("model_type") in DECODER_MODEL_TYPES:
+            return DecoderConfig.from_hf_config(raw, source=path)
         return T5Config.from_hf_config(path)
-    except ConfigError as e:
-        raise CheckpointError(str(e)) from e
+    except (ValueError, OSError, RecursionError) as e:  # ConfigError and JSON errors
+        raise CheckpointError(str(e)[:500]) from None
 
 
 def stored_dtype(directory: str) -> str:
@@ -282,6 +300,13 @@ def load_hf_checkpoint(directory: str | os.PathLike, dtype=None) -> tuple[T5Conf
     """
     directory = os.fspath(directory)
     config = load_hf_config(directory)
+    if not isinstance(config, T5Config):
+        from jaxprompt.checkpoints.decoder_names import params_from_hf
+
+        source = _TensorSource(directory)
+        tensors = {name: _Lazy(source, name) for name in source.names()}
+        params = params_from_hf(tensors, config, source.description, dtype)
+        return config, jax.tree.map(jax.device_put, params)
     flat = {path: jax.device_put(array) for path, array in iter_hf_params(directory, config, dtype)}
     return config, traverse_util.unflatten_dict(flat)
 

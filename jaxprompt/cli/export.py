@@ -6,7 +6,7 @@ import json
 import os
 
 from jaxprompt.cli.common import CliError
-from jaxprompt.config import T5Config
+from jaxprompt.models.family import config_from_architecture
 
 
 def run(args) -> int:
@@ -41,7 +41,7 @@ def run(args) -> int:
     if architecture is None and args.checkpoint:
         with open(os.path.join(args.checkpoint, "model_info.json")) as f:
             architecture = json.load(f)["architecture"]
-    config = T5Config(**architecture) if architecture else None
+    config = config_from_architecture(architecture) if architecture else None
     base_model = args.base_model or (info.model.get("path") if info else None)
     path = export_prompt(
         artifact.prompt, args.format, args.out, config=config, base_model=base_model

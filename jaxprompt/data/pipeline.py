@@ -52,7 +52,10 @@ def truncation_report(
     """Counts examples longer than the lengths (EOS included); raises if `strict`."""
     examples = task.examples(split)
     too_long_inputs = sum(len(vocab.encode(e["inputs"])) + 1 > lengths.inputs for e in examples)
-    too_long_targets = sum(len(vocab.encode(e["targets"])) + 1 > lengths.targets for e in examples)
+    prefix = getattr(vocab, "target_prefix", "")
+    too_long_targets = sum(
+        len(vocab.encode(prefix + e["targets"])) + 1 > lengths.targets for e in examples
+    )
     report = TruncationReport(len(examples), too_long_inputs, too_long_targets)
     if strict and (too_long_inputs or too_long_targets):
         raise DataError(
@@ -65,9 +68,12 @@ def truncation_report(
     return report
 
 
-def encode_batch(vocab, texts: Sequence[str], length: int) -> np.ndarray:
+def encode_batch(vocab, texts: Sequence[str], length: int, targets: bool = False) -> np.ndarray:
     """Token ids [N, length]: each text truncated to length - 1, EOS appended, 0-padded
-    (seqio's tokenize + append_eos_after_trim + pad)."""
+    (seqio's tokenize + append_eos_after_trim + pad). `targets`: the texts are targets, which
+    a decoder-only LM's vocabulary reads as continuations (its `target_prefix`, a space)."""
+    if targets:
+        texts = [getattr(vocab, "target_prefix", "") + text for text in texts]
     encoded = (
         vocab.encode_batch(list(texts))
         if hasattr(vocab, "encode_batch")
@@ -90,7 +96,7 @@ def tokenized_split(task: TextTask, split: str, lengths: Lengths, vocab=None) ->
             vocab, [e["inputs"] for e in examples], lengths.inputs
         ),
         "decoder_target_tokens": encode_batch(
-            vocab, [e["targets"] for e in examples], lengths.targets
+            vocab, [e["targets"] for e in examples], lengths.targets, targets=True
         ),
     }
 

@@ -108,11 +108,12 @@ def vocabulary_fingerprint(vocab) -> str:
     import hashlib
 
     tokenizer = getattr(vocab, "tokenizer", None)
-    content = (
-        tokenizer.serialized_model_proto()
-        if tokenizer is not None
-        else repr(type(vocab).__name__).encode() + str(vocab.vocab_size).encode()
-    )
+    if hasattr(vocab, "fingerprint_content"):  # a checkpoint's own tokenizer (tokenizers)
+        content = vocab.fingerprint_content()
+    elif tokenizer is not None:
+        content = tokenizer.serialized_model_proto()
+    else:
+        content = repr(type(vocab).__name__).encode() + str(vocab.vocab_size).encode()
     return hashlib.sha256(content).hexdigest()[:32]
 
 
@@ -130,7 +131,12 @@ def longest_piece(vocab) -> int:
 @functools.lru_cache(maxsize=None)
 def vocabulary(path: str | None = None):
     """T5's vocabulary at `path` (default: the bundled spiece.model), cached per path;
-    "byte": ByT5's byte vocabulary (ByteVocabulary)."""
+    "byte": ByT5's byte vocabulary (ByteVocabulary); a tokenizer.json or a GGUF file: that
+    checkpoint's own tokenizer (jaxprompt.data.hf_tokenizer)."""
     if path == BYTE_VOCABULARY:
         return ByteVocabulary()
+    if path and (path.endswith((".gguf", "tokenizer.json"))):
+        from jaxprompt.data.hf_tokenizer import load_tokenizer
+
+        return load_tokenizer(path)
     return Vocabulary(path or DEFAULT_VOCABULARY)

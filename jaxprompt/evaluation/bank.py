@@ -53,9 +53,9 @@ class PromptBank:
 def encode_labels(vocab, labels: Sequence[str], length: int | None = None) -> np.ndarray:
     """[C, S] ids of a task's labels, EOS-terminated; S: `length` (as `predict` encodes
     label_names at the targets length), default the longest label's."""
-    return encode_batch(
-        vocab, labels, length or max(len(vocab.encode(label)) + 1 for label in labels)
-    )
+    prefix = getattr(vocab, "target_prefix", "")
+    longest = max(len(vocab.encode(prefix + label)) + 1 for label in labels)
+    return encode_batch(vocab, labels, length or longest, targets=True)
 
 
 def make_bank(

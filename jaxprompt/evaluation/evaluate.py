@@ -72,7 +72,9 @@ def predict(
     if ensemble_mask is not None:
         ensemble_mask = placement.replicated(np.asarray(ensemble_mask, bool))
     if method == "rank":
-        candidates = placement.replicated(encode_batch(vocab, label_names, lengths.targets))
+        candidates = placement.replicated(
+            encode_batch(vocab, label_names, lengths.targets, targets=True)
+        )
 
     def run(ids, start):
         if ensemble:
@@ -93,6 +95,15 @@ def predict(
     return over_batches(vocab, inputs, batch_size, lengths.inputs, placement, run)
 
 
+BUCKET = 32  # batch lengths are multiples of this: few shapes to compile
+
+
+def _encoded(vocab, texts: list[str]) -> list[list[int]]:
+    if hasattr(vocab, "encode_batch"):
+        return vocab.encode_batch(texts)
+    return [vocab.encode(text) for text in texts]
+
+
 def over_batches(
     vocab,
     texts: Sequence[str],
@@ -101,18 +112,23 @@ def over_batches(
     placement,
     run: Callable[[Any, int], list],
 ) -> list:
-    """`run(ids, start)` on every batch of `texts` (ids [batch_size, inputs_length], the
-    last batch padded with empty inputs; `start`: the index of its first text), its
-    outputs for the real rows concatenated. On a pod slice each process encodes only the
-    rows its devices hold (`placement`)."""
+    """`run(ids, start)` on every batch of `texts` (ids [batch_size, N], the last batch
+    padded with empty inputs; `start`: the index of its first text), its outputs for the
+    real rows concatenated. N is the batch's longest input (EOS included) rounded up to a
+    multiple of BUCKET, at most `inputs_length`: padding beyond it is masked in every
+    family, so trimming it changes no output and saves its compute. On a pod slice each
+    process encodes only the rows its devices hold (`placement`); every process sees the
+    whole chunk, so all agree on N."""
     outputs: list = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         real = len(chunk)
         chunk += [""] * (batch_size - real)
+        longest = max(len(ids) for ids in _encoded(vocab, chunk[:real])) + 1
+        length = min(inputs_length, -(-longest // BUCKET) * BUCKET)
         ids = placement.rows(
-            lambda rows: encode_batch(vocab, chunk[rows], inputs_length),
-            (batch_size, inputs_length),
+            lambda rows: encode_batch(vocab, chunk[rows], length),
+            (batch_size, length),
             np.int32,
         )
         outputs += list(run(ids, start))[:real]

@@ -1,10 +1,10 @@
 """Model calls of evaluation: rank classification, greedy decoding, prompt ensembles.
 
 Rank classification scores every candidate target of an example (log-likelihood of its
-tokens, EOS included) in one batched pass: the encoder runs once per example and its
-output is repeated for the C candidates. Greedy decoding runs the decoder one token at a
-time against a KV cache inside a jitted while-loop that stops when every row has emitted
-EOS. Every call takes the trainable tree as one argument.
+tokens, EOS included) in one batched pass; greedy decoding runs one token at a time against
+a KV cache inside a jitted while-loop that stops when every row has emitted EOS. Both go
+through the model's family (jaxprompt.models.family): T5 runs its encoder once per example,
+a decoder-only LM its prefix once. Every call takes the trainable tree as one argument.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
-from jaxprompt.models.t5 import T5
+from jaxprompt.models.family import family_of
 from jaxprompt.prompts.trainable import as_trainable
-from jaxprompt.models.losses import sequence_log_likelihood
 
 
 def _placement(prompt_mode) -> tuple[str, jax.Array | None]:
@@ -29,7 +27,7 @@ def _placement(prompt_mode) -> tuple[str, jax.Array | None]:
 
 
 def score_candidates(
-    config: T5Config,
+    config,
     params: dict,
     trainable,
     encoder_ids: jax.Array,
@@ -56,7 +54,7 @@ def score_candidates(
 
 
 def score_own_candidates(
-    config: T5Config,
+    config,
     params: dict,
     trainable,
     encoder_ids: jax.Array,
@@ -84,41 +82,22 @@ def _score_candidates(config, params, trainable, encoder_ids, candidates, prompt
     """candidates [C, S] (shared by the batch) or [B, C, S] (per example) -> [B, C]."""
     if candidates.ndim == 2:
         candidates = jnp.broadcast_to(candidates, (encoder_ids.shape[0],) + candidates.shape)
-    return _score_per_example(
-        config, params, trainable, encoder_ids, candidates, *_placement(prompt_mode), prompt_mask
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("config", "prompt_mode"))
-def _score_per_example(
-    config, params, trainable, encoder_ids, candidates, prompt_mode, row_modes, prompt_mask
-):
-    prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
-    prompt_mode = prompt_mode if row_modes is None else row_modes
-    model = T5(config)
-    batch, num_candidates, length = candidates.shape
-    encoded, mask = model.apply(
-        {"params": params},
+    mode, rows = _placement(prompt_mode)
+    return family_of(config).score(
+        config,
+        params,
         encoder_ids,
-        prompt=prompt,
-        prompt_mask=prompt_mask,
-        prompt_mode=prompt_mode,
-        deep_prompt=deep_prompt,
-        method=T5.encode,
+        candidates,
+        trainable.get("prompt"),
+        prompt_mask,
+        mode,
+        trainable.get("deep_prompt"),
+        rows,
     )
-    encoded = jnp.repeat(encoded, num_candidates, axis=0)  # [B * C, P + T, H]
-    mask = jnp.repeat(mask, num_candidates, axis=0)
-    targets = candidates.reshape(batch * num_candidates, length)  # [B * C, S]
-    decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))  # shift right, start id 0
-    logits = model.apply(
-        {"params": params}, encoded, mask, decoder_inputs, deep_prompt=deep_prompt, method=T5.decode
-    )
-    scores = sequence_log_likelihood(logits, targets, targets > 0)
-    return scores.reshape(batch, num_candidates)
 
 
 def greedy_decode(
-    config: T5Config,
+    config,
     params: dict,
     trainable,
     encoder_ids: jax.Array,
@@ -129,80 +108,23 @@ def greedy_decode(
     """Greedy decoding with a KV cache: [B, T] -> tokens [B, max_length] (0 after EOS).
 
     `trainable` and `prompt_mode` as in `score_candidates`."""
-    return _greedy_decode(
+    trainable = as_trainable(trainable)
+    mode, rows = _placement(prompt_mode)
+    return family_of(config).greedy(
         config,
         params,
-        as_trainable(trainable),
         encoder_ids,
         max_length,
-        *_placement(prompt_mode),
+        trainable.get("prompt"),
         prompt_mask,
+        mode,
+        trainable.get("deep_prompt"),
+        rows,
     )
-
-
-@functools.partial(jax.jit, static_argnames=("config", "max_length", "prompt_mode"))
-def _greedy_decode(
-    config, params, trainable, encoder_ids, max_length, prompt_mode, row_modes, prompt_mask
-):
-    prompt, deep_prompt = trainable.get("prompt"), trainable.get("deep_prompt")
-    prompt_mode = prompt_mode if row_modes is None else row_modes
-    model = T5(config)
-    batch = encoder_ids.shape[0]
-    encoded, mask = model.apply(
-        {"params": params},
-        encoder_ids,
-        prompt=prompt,
-        prompt_mask=prompt_mask,
-        prompt_mode=prompt_mode,
-        deep_prompt=deep_prompt,
-        method=T5.encode,
-    )
-    cache_shapes = jax.eval_shape(
-        lambda: model.init(
-            jax.random.key(0),
-            encoded,
-            mask,
-            jnp.zeros((batch, max_length), jnp.int32),
-            decode=True,
-            deep_prompt=deep_prompt,
-            method=T5.decode,
-        )
-    )["cache"]
-    cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache_shapes)
-
-    def step(carry):
-        i, cache, token, out, done = carry
-        logits, variables = model.apply(
-            {"params": params, "cache": cache},
-            encoded,
-            mask,
-            token[:, None],
-            decode=True,
-            deep_prompt=deep_prompt,
-            method=T5.decode,
-            mutable=["cache"],
-        )
-        token = jnp.where(done, 0, jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32))
-        out = out.at[:, i].set(token)
-        return i + 1, variables["cache"], token, out, done | (token == EOS_ID)
-
-    def not_finished(carry):
-        i, _, _, _, done = carry
-        return (i < max_length) & ~jnp.all(done)
-
-    start = jnp.zeros((batch,), jnp.int32)
-    carry = (
-        jnp.zeros((), jnp.int32),
-        cache,
-        start,
-        jnp.zeros((batch, max_length), jnp.int32),
-        jnp.zeros((batch,), bool),
-    )
-    return jax.lax.while_loop(not_finished, step, carry)[3]
 
 
 def ensemble_scores(
-    config: T5Config,
+    config,
     params: dict,
     prompts: jax.Array,
     encoder_ids: jax.Array,

@@ -167,7 +167,7 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None, vocab=Non
 
     from jaxprompt import data, evaluation, partitioning
     from jaxprompt.checkpoints import load_pretrained
-    from jaxprompt.models.t5 import param_axes, param_shapes
+    from jaxprompt.models.family import family_of
     from jaxprompt.prompts.deep import init_deep_prompt
     from jaxprompt.prompts.init import PromptConfig, init_prompt
     from jaxprompt.prompts.trainable import make_trainable
@@ -187,9 +187,10 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None, vocab=Non
 
     def frozen_shardings(checkpoint_config):  # T5X checkpoints: each host reads its slices.
         mesh = partitioning.make_mesh(tc.mesh_shape)
+        family = family_of(checkpoint_config)
         return partitioning.tree_shardings(
-            param_shapes(checkpoint_config),
-            param_axes(checkpoint_config),
+            family.param_shapes(checkpoint_config),
+            family.param_axes(checkpoint_config),
             mesh,
             tc.logical_axis_rules or partitioning.DEFAULT_RULES,
         )
@@ -223,11 +224,17 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None, vocab=Non
             length=s.prompt_length,
             init=s.prompt_init,
             file=s.prompt_file,
-            label_token_ids=tuple(tuple(vocab.encode(w)) for w in (task.label_names or ())),
+            label_token_ids=tuple(
+                tuple(vocab.encode(getattr(vocab, "target_prefix", "") + w))
+                for w in (task.label_names or ())
+            ),
             text_token_ids=tuple(vocab.encode(s.prompt_text)) if s.prompt_text else (),
         )
         prompt = init_prompt(
-            jax.random.key(tc.seed), params["token_embedder"]["embedding"], prompt_config
+            jax.random.key(tc.seed),
+            params["token_embedder"]["embedding"],
+            prompt_config,
+            embedding_scale=family_of(config).embedding_scale(config),
         )
     if s.deep_prompt_length:
         deep_prompt = init_deep_prompt(

@@ -310,7 +310,7 @@ def write_prompt_directory(directory: str, trainable: dict, info: PromptInfo) ->
     """prompt.npy / deep_prompt.npz, the PEFT adapter and jaxprompt.json into `directory`
     (which exists). The PEFT files hold the input prompt, and only when its placement is
     "prefix": PEFT always prepends, so it would use any other prompt wrongly."""
-    from jaxprompt.config import T5Config
+    from jaxprompt.models.family import config_from_architecture
     from jaxprompt.prompts.export import export_prompt
     from jaxprompt.prompts.trainable import save_trainable
 
@@ -321,7 +321,7 @@ def write_prompt_directory(directory: str, trainable: dict, info: PromptInfo) ->
             np.asarray(trainable["prompt"], np.float32),
             "peft",
             directory,
-            config=T5Config(**architecture) if architecture else None,
+            config=config_from_architecture(architecture) if architecture else None,
             base_model=info.model.get("path"),
         )
     write_info(directory, info)

@@ -12,23 +12,23 @@ import os
 import numpy as np
 
 from jaxprompt.checkpoints.safetensors_io import write_safetensors
-from jaxprompt.config import T5Config
 from jaxprompt.prompts.files import PEFT_CONFIG
 
 FORMATS = ("peft", "torch", "npy", "safetensors", "t5x")
 
 
-def peft_adapter_config(
-    prompt_length: int, d_model: int, config: T5Config | None, base_model: str | None
-) -> dict:
-    """adapter_config.json of a PEFT PROMPT_TUNING adapter for T5 (seq2seq)."""
+def peft_adapter_config(prompt_length: int, d_model: int, config, base_model: str | None) -> dict:
+    """adapter_config.json of a PEFT PROMPT_TUNING adapter: SEQ_2_SEQ_LM for T5 (without it
+    PEFT silently ignores the prompt), CAUSAL_LM for a decoder-only LM; a T5 without a
+    config."""
+    from jaxprompt.models.family import family_of
+
     return {
         "peft_type": "PROMPT_TUNING",
-        # Without SEQ_2_SEQ_LM, PEFT silently ignores the prompt for T5.
-        "task_type": "SEQ_2_SEQ_LM",
+        "task_type": family_of(config).peft_task_type if config else "SEQ_2_SEQ_LM",
         "num_virtual_tokens": prompt_length,
         "token_dim": d_model,
-        # One block of rows: PEFT prepends the first num_virtual_tokens rows to the encoder.
+        # One block of rows: PEFT prepends the first num_virtual_tokens rows to the inputs.
         "num_transformer_submodules": 1,
         "num_layers": config.num_layers if config else None,
         "num_attention_heads": config.num_heads if config else None,
@@ -48,7 +48,7 @@ def export_prompt(
     fmt: str,
     out: str | os.PathLike,
     *,
-    config: T5Config | None = None,
+    config=None,
     base_model: str | None = None,
     step: int = 0,
 ) -> str:

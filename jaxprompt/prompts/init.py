@@ -140,7 +140,11 @@ _BY_NAME: dict[str, Callable] = {
 
 
 def init_prompt(
-    rng: jax.Array, embedding: jax.Array, config: PromptConfig, max_length: int | None = None
+    rng: jax.Array,
+    embedding: jax.Array,
+    config: PromptConfig,
+    max_length: int | None = None,
+    embedding_scale: float = 1.0,
 ) -> jax.Array:
     """Builds the prompt [P, H] (float32) with the configured initializer.
 
@@ -149,6 +153,9 @@ def init_prompt(
       embedding: the frozen token embedding [V, H].
       config: PromptConfig.
       max_length: the encoder's input budget; P must leave room for tokens.
+      embedding_scale: what the model multiplies a token's embedding row by before its
+        first layer (Gemma: sqrt(H); T5: 1), applied to the rows the vocabulary inits copy,
+        so that the prompt starts as the model sees those tokens.
     """
     if max_length is not None and config.length >= max_length:
         raise PromptError(
@@ -156,5 +163,7 @@ def init_prompt(
             f"encoder input budget is {max_length} tokens."
         )
     prompt = _BY_NAME[config.init](rng, embedding, config)
+    if config.init in ("sampled_vocab", "class_labels", "text"):
+        prompt = prompt * embedding_scale
     assert prompt.shape == (config.length, embedding.shape[1]), prompt.shape
     return prompt

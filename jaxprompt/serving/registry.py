@@ -120,7 +120,8 @@ class TaskRegistry:
                     f"labels: {len(labels)} labels; this server scores at most "
                     f"{self.max_labels} per task (--max_labels)."
                 )
-            lengths = [len(self.vocab.encode(label)) + 1 for label in labels]  # + EOS
+            prefix = getattr(self.vocab, "target_prefix", "")
+            lengths = [len(self.vocab.encode(prefix + label)) + 1 for label in labels]  # + EOS
             for label, length in zip(labels, lengths):
                 if length > self.targets_length:
                     raise TaskError(

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprompt import partitioning
-from jaxprompt.config import ConfigError, T5Config
-from jaxprompt.models.scan import stack_layers
-from jaxprompt.models.t5 import T5, param_shapes
+from jaxprompt.config import ConfigError
+from jaxprompt.models.family import family_of
 from jaxprompt.training.optimizers import OptimizerConfig, prompt_optimizer
 from jaxprompt.training.step import (
     BATCH_KEYS,
@@ -31,27 +30,27 @@ from jaxprompt.training.step import (
     shard_steps,
 )
 
-# T5Config fields that change how a model runs, not what it computes (or its shapes).
+# Config fields (T5Config, DecoderConfig) that change how a model runs, not what it computes.
 EXECUTION_FIELDS = ("dtype", "scan_layers", "remat_policy", "dropout_rate")
 # The dtypes of a training batch as jaxprompt.data builds it (seqio's feature converter).
 BATCH_DTYPES = {key: jnp.int32 for key in BATCH_KEYS}
 
 
-def execution_config(
-    checkpoint: T5Config, bindings: Mapping[str, Any], source: str = "the checkpoint"
-) -> T5Config:
-    """The checkpoint's architecture with the execution settings of `bindings`.
+def execution_config(checkpoint, bindings: Mapping[str, Any], source: str = "the checkpoint"):
+    """The checkpoint's architecture (a T5Config or DecoderConfig) with the execution
+    settings of `bindings`.
 
-    `bindings` are T5Config fields set by the user (gin's `T5Config.*`). An architecture
+    `bindings` are config fields set by the user (gin's `T5Config.*`). An architecture
     field must equal the checkpoint's (the models/*.gin files then act as a check); an
-    execution field (EXECUTION_FIELDS) replaces it; T5Config's own checks refuse bad values.
+    execution field (EXECUTION_FIELDS) replaces it; the config's own checks refuse bad values.
     """
-    known = {f.name for f in dataclasses.fields(T5Config)}
+    kind = type(checkpoint).__name__
+    known = {f.name for f in dataclasses.fields(checkpoint)}
     unknown = sorted(set(bindings) - known)
     if unknown:
-        raise ConfigError(f"T5Config has no field(s) {unknown}.")
+        raise ConfigError(f"{kind} has no field(s) {unknown}.")
     differing = [
-        f"T5Config.{k} = {v!r} but {source} has {getattr(checkpoint, k)!r}"
+        f"{kind}.{k} = {v!r} but {source} has {getattr(checkpoint, k)!r}"
         for k, v in bindings.items()
         if k not in EXECUTION_FIELDS and getattr(checkpoint, k) != v
     ]
@@ -65,7 +64,7 @@ def execution_config(
     return checkpoint.replace(**{k: v for k, v in bindings.items() if k in EXECUTION_FIELDS})
 
 
-def execution_settings(config: T5Config, param_dtype: str | None, mesh_shape) -> dict[str, Any]:
+def execution_settings(config, param_dtype: str | None, mesh_shape) -> dict[str, Any]:
     """What model_info.json records of how a run executed."""
     return {
         "dtype": config.dtype,
@@ -77,7 +76,7 @@ def execution_settings(config: T5Config, param_dtype: str | None, mesh_shape) ->
 
 
 def build_steps(
-    model_config: T5Config,
+    model_config,
     trainable_shapes: dict,
     optimizer_config: OptimizerConfig,
     step_config: StepConfig,
@@ -95,14 +94,14 @@ def build_steps(
     optimizer = prompt_optimizer(optimizer_config)
     trainable = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), trainable_shapes)
     abstract_state = jax.eval_shape(lambda t: init_train_state(t, optimizer, 0), trainable)
-    steps = shard_steps(T5(model_config), optimizer, step_config, abstract_state, mesh, rules)
+    steps = shard_steps(model_config, optimizer, step_config, abstract_state, mesh, rules)
     return steps, optimizer, abstract_state
 
 
 def abstract_arguments(
     steps: ShardedSteps,
     abstract_state,
-    model_config: T5Config,
+    model_config,
     param_dtype: str,
     batch_size: int,
     inputs_length: int,
@@ -117,10 +116,10 @@ def abstract_arguments(
     )
     frozen = jax.tree.map(
         lambda s, sh: struct(s.shape, jnp.dtype(param_dtype), sh),
-        param_shapes(model_config),
+        family_of(model_config).param_shapes(model_config),
         steps.frozen_shardings,
     )
-    lengths = {"encoder_input_tokens": inputs_length}
+    lengths = {"encoder_input_tokens": inputs_length}  # the rest: [B, targets_length]
     batch = {
         key: struct(
             (batch_size, lengths.get(key, targets_length)), BATCH_DTYPES[key], steps.batch_sharding
@@ -141,12 +140,10 @@ def check_batch_divides(batch_size: int, mesh, batch_sharding) -> None:
         )
 
 
-def model_layout(params: dict, config: T5Config) -> dict:
-    """Checkpoint params (per-layer `layers_i`) in the layout `T5(config)` expects: stacked
+def model_layout(params: dict, config) -> dict:
+    """Checkpoint params (per-layer `layers_i`) in the layout the model expects: stacked
     `layers` [L, ...] under scan_layers."""
-    if config.scan_layers and "layers_0" in params["encoder"]:
-        return stack_layers(params, config)
-    return params
+    return family_of(config).model_layout(params, config)
 
 
 def tree_dtype(params: dict) -> str:

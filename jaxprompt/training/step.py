@@ -1,6 +1,6 @@
 """Pure prompt-tuning steps and their sharded, jitted forms.
 
-The frozen T5 params and the trainable tree ({"prompt": [P, H]}, and/or a deep prompt
+The frozen model params (T5 or a decoder-only LM) and the trainable tree ({"prompt": [P, H]}, and/or a deep prompt
 {"deep_prompt": {"encoder_key": [L, P, K], ...}}) are separate pytrees.
 `loss_fn(trainable, frozen, batch, rng)` is differentiated with respect to `trainable`
 only, so no weight gradient is ever computed; the optimizer is masked to trainable
@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 
 from jaxprompt import partitioning
 from jaxprompt.models.losses import cross_entropy
-from jaxprompt.models.t5 import T5, param_axes, param_shapes
+from jaxprompt.models.family import family_of
 from jaxprompt.prompts.reparam import PromptEncoderConfig, effective_prompt
 from jaxprompt.prompts.trainable import trainable_axes
 
@@ -77,7 +77,7 @@ def init_train_state(
 
 
 def forward(
-    model: T5,
+    config,
     trainable: dict,
     frozen: dict,
     batch: Batch,
@@ -87,19 +87,21 @@ def forward(
     rng: jax.Array | None = None,
     prompt_encoder: PromptEncoderConfig | None = None,
 ) -> jax.Array:
-    """Logits [B, S, V] of the frozen model with the trainable prompt (through its encoder,
-    if any) and deep prompt."""
+    """Logits [B, S, V] of the frozen model (any family: jaxprompt.models.family) with the
+    trainable prompt (through its encoder, if any) and deep prompt."""
     encoder_rng = jax.random.fold_in(rng, 1) if enable_dropout and rng is not None else None
     prompt = effective_prompt(trainable, prompt_encoder, encoder_rng)
-    return model.apply(
-        {"params": frozen},
+    return family_of(config).target_logits(
+        config,
+        frozen,
         batch["encoder_input_tokens"],
-        batch["decoder_input_tokens"],
-        prompt=prompt,
-        deep_prompt=trainable.get("deep_prompt"),
-        prompt_mode=prompt_mode,
+        batch["decoder_target_tokens"],
+        prompt,
+        None,
+        prompt_mode,
+        trainable.get("deep_prompt"),
         enable_dropout=enable_dropout,
-        rngs={"dropout": rng} if enable_dropout else None,
+        rng=rng,
     )
 
 
@@ -109,12 +111,12 @@ def loss_fn(
     batch: Batch,
     rng: jax.Array,
     *,
-    model: T5,
+    config,
     step_config: StepConfig,
 ) -> tuple[jax.Array, dict]:
     """Scalar training loss and the summed statistics behind it."""
     logits = forward(
-        model,
+        config,
         trainable,
         frozen,
         batch,
@@ -142,14 +144,14 @@ def train_step(
     frozen: dict,
     batch: Batch,
     *,
-    model: T5,
+    config,
     optimizer: optax.GradientTransformation,
     step_config: StepConfig,
 ) -> tuple[TrainState, dict]:
     """One optimizer step on the trainable tree: (state, frozen, batch) -> (state, metrics)."""
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(
-        functools.partial(loss_fn, model=model, step_config=step_config), has_aux=True
+        functools.partial(loss_fn, config=config, step_config=step_config), has_aux=True
     )
     (loss, sums), grads = grad_fn(state.trainable, frozen, batch, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
@@ -165,11 +167,11 @@ def train_step(
 
 
 def eval_step(
-    trainable: dict, frozen: dict, batch: Batch, *, model: T5, step_config: StepConfig
+    trainable: dict, frozen: dict, batch: Batch, *, config, step_config: StepConfig
 ) -> dict:
     """Summed validation statistics (no dropout): {"nll", "loss", "z_loss", "weight"}."""
     logits = forward(
-        model,
+        config,
         trainable,
         frozen,
         batch,
@@ -198,7 +200,7 @@ class ShardedSteps:
 
 
 def shard_steps(
-    model: T5,
+    config,
     optimizer: optax.GradientTransformation,
     step_config: StepConfig,
     state: TrainState,
@@ -212,8 +214,9 @@ def shard_steps(
     "joined_kv")); the rest of the state (optimizer statistics, step, rng) is replicated;
     batches are split along B over the mesh axis of the 'batch' rule.
     """
+    family = family_of(config)
     frozen_shardings = partitioning.tree_shardings(
-        param_shapes(model.config), param_axes(model.config), mesh, rules
+        family.param_shapes(config), family.param_axes(config), mesh, rules
     )
     state_shardings = jax.tree.map(lambda _: partitioning.replicated(mesh), state)
     state_shardings = state_shardings.replace(
@@ -239,7 +242,9 @@ def shard_steps(
 
     train = jax.jit(
         with_rules(
-            functools.partial(train_step, model=model, optimizer=optimizer, step_config=step_config)
+            functools.partial(
+                train_step, config=config, optimizer=optimizer, step_config=step_config
+            )
         ),
         in_shardings=(
             state_shardings,  # state: the trainable tree by its axes, the rest replicated
@@ -250,7 +255,7 @@ def shard_steps(
         donate_argnums=(0,),
     )
     evaluate = jax.jit(
-        with_rules(functools.partial(eval_step, model=model, step_config=step_config)),
+        with_rules(functools.partial(eval_step, config=config, step_config=step_config)),
         in_shardings=(state_shardings.trainable, frozen_shardings, batch_sharding),
         out_shardings=partitioning.replicated(mesh),
     )

@@ -1,0 +1,137 @@
+"""A decoder-only LM through the user's commands: a tiny random Gemma 3 saved by transformers
+(config.json, model.safetensors) with its own tokenizer.json is prompt-tuned by `jaxprompt
+train`, evaluated by `jaxprompt eval --prompt`, used by `jaxprompt predict`; the prompt
+directory it writes loads in real PEFT (task_type CAUSAL_LM) on transformers' model with the
+same logits and the same greedy continuation."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cli_helpers import jaxprompt_command
+from decoder_reference import torch, torch_model
+
+peft = pytest.importorskip("peft", reason="peft is not installed (pip install 'jaxprompt[torch]').")
+
+WORDS = "a truly great film dull and awful fun bad movie positive negative".split()
+
+
+def _tokenizer_json(path) -> None:
+    """A word-level tokenizer.json: <pad> 0, <eos> 1, <bos> 2, <unk> 3, then WORDS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
+    vocab.update({w: i + 4 for i, w in enumerate(WORDS)})
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(path / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("decoder")
+    model = torch_model("gemma3")
+    model.save_pretrained(path / "model")
+    _tokenizer_json(path / "model")
+    rows = [("a truly great film", 1), ("dull and awful", 0), ("great fun", 1), ("bad movie", 0)]
+    for name, subset in (("train.csv", rows * 4), ("dev.csv", rows)):
+        (path / name).write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in subset))
+    return path
+
+
+def test_train_eval_predict_and_peft_on_a_decoder_only_model(workdir, tmp_path):
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.data import vocabulary
+    from jaxprompt.evaluation import scoring
+    from jaxprompt.prompts.artifact import read_prompt
+
+    run = tmp_path / "run"
+    result = jaxprompt_command(
+        [
+            "train",
+            "--gin_file=runs/prompt_tuning.gin",
+            "--gin_file=runs/user_files.gin",
+            f"--gin.train.model='{workdir / 'model'}'",
+            f"--gin.from_files.train='{workdir / 'train.csv'}'",
+            f"--gin.from_files.validation='{workdir / 'dev.csv'}'",
+            "--gin.from_files.verbalizer={'0': 'negative', '1': 'positive'}",
+            "--gin.train.prompt_length=3",
+            "--gin.train.batch_size=4",
+            "--gin.train.inputs_length=8",
+            "--gin.train.targets_length=3",
+            "--gin.TrainerConfig.steps=4",
+            "--gin.TrainerConfig.eval_every=2",
+            "--gin.TrainerConfig.progress=False",
+            f"--gin.train.output_dir='{run}'",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    artifact = read_prompt(str(run))
+    (best,) = (run / "best").iterdir()  # best/<step>/
+    adapter = json.loads((best / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "CAUSAL_LM" and adapter["num_virtual_tokens"] == 3
+    info = artifact.info
+    assert info.model["architecture"]["model_type"] == "gemma3"
+    assert info.vocabulary["path"].endswith("tokenizer.json")
+
+    evaluated = jaxprompt_command(
+        ["eval", "--prompt", str(run), "--output", str(tmp_path / "e.json")]
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    accuracy = json.loads((tmp_path / "e.json").read_text())["metrics"]["accuracy"]
+    assert accuracy == pytest.approx(info.selected_on["value"])
+
+    (tmp_path / "in.jsonl").write_text('{"text": "great fun"}\n{"text": "dull and awful"}\n')
+    predicted = jaxprompt_command(
+        [
+            "predict",
+            "--prompt",
+            str(run),
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    config, params = load_pretrained(str(workdir / "model"))
+    vocab = vocabulary(str(workdir / "model" / "tokenizer.json"))
+    from jaxprompt.data.pipeline import encode_batch
+
+    ids = jnp.asarray(encode_batch(vocab, ["text: great fun", "text: dull and awful"], 8))
+    prompt = jnp.asarray(artifact.trainable["prompt"])
+    labels = jnp.asarray(encode_batch(vocab, ["negative", "positive"], 3, targets=True))
+    scores = np.asarray(scoring.score_candidates(config, params, prompt, ids, labels))
+    assert [r["prediction"] for r in rows] == [
+        ["negative", "positive"][i] for i in scores.argmax(1)
+    ]
+
+    # Real PEFT on transformers' model from the same directory.
+    model = torch_model("gemma3")
+    tuned = peft.PeftModel.from_pretrained(model, str(best)).eval()
+    text = [2] + vocab.encode("text: great fun")
+    with torch.no_grad():
+        ref = tuned(input_ids=torch.tensor([text])).logits[0, -1].numpy()
+        # use_cache=False: with its KV cache, PEFT 0.21's generate (transformers 5.25) leaves
+        # the full forward after the first token on Gemma 3 and Llama (measured, see
+        # docs/decoder_only.md); without it, it is the full forward.
+        generated = tuned.generate(
+            input_ids=torch.tensor([text]),
+            max_new_tokens=4,
+            do_sample=False,
+            eos_token_id=1,
+            pad_token_id=0,
+            use_cache=False,
+        )[0, len(text) :].numpy()
+    from jaxprompt.models import causal
+
+    one = ids[:1]
+    ours = causal.target_logits(config, params, one, jnp.asarray([[4, 1, 0]]), prompt)[0, 0]
+    np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-4)
+    greedy = np.asarray(causal.greedy(config, params, one, 4, prompt))[0]
+    assert greedy[: len(generated)].tolist() == generated.tolist()
