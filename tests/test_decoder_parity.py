@@ -70,7 +70,9 @@ def test_prompted_target_logits_equal_transformers(pair, mode):
                 embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], 1)
             ref = model(inputs_embeds=embeds).logits[0].numpy()
         start = len(prompt) + len(row)  # the position before the first target
-        np.testing.assert_allclose(ours[i, : len(target)], ref[start : start + len(target)], atol=ATOL)
+        np.testing.assert_allclose(
+            ours[i, : len(target)], ref[start : start + len(target)], atol=ATOL
+        )
 
 
 @pytest.mark.parametrize("mode", ["prefix", "prefix_after_bos"])

@@ -103,9 +103,7 @@ def _run(config, params, prefix, x, mask, extra: int):
         )
     )["cache"]
     cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    hidden = functools.partial(
-        model.apply, method=DecoderLM.hidden, decode=True, mutable=["cache"]
-    )
+    hidden = functools.partial(model.apply, method=DecoderLM.hidden, decode=True, mutable=["cache"])
     if shared:
         prefix_mask = jnp.ones((1, total), bool)
         positions = jnp.arange(shared)[None]
