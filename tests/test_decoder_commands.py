@@ -135,3 +135,73 @@ def test_train_eval_predict_and_peft_on_a_decoder_only_model(workdir, tmp_path):
     np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-4)
     greedy = np.asarray(causal.greedy(config, params, one, 4, prompt))[0]
     assert greedy[: len(generated)].tolist() == generated.tolist()
+
+
+def test_serve_and_predict_bank_on_a_decoder_only_model(workdir, tmp_path):
+    """`jaxprompt serve` of the tiny Gemma 3 with a bank of two tasks answers as single-task
+    scoring with each unpadded prompt does; `predict --prompt_bank` (tasks mixed in one
+    batch) agrees with the server."""
+    pytest.importorskip("aiohttp")
+    from test_serve import call
+
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.cli.main import main as cli_main
+    from jaxprompt.data import vocabulary
+    from jaxprompt.data.pipeline import encode_batch
+    from jaxprompt.evaluation import scoring
+    from jaxprompt.serving.running import ServerThread
+    from jaxprompt.serving.server import PromptServer, ServeConfig
+
+    config, params = load_pretrained(str(workdir / "model"))
+    vocab = vocabulary(str(workdir / "model" / "tokenizer.json"))
+    labels = {"pos": ["negative", "positive"], "fun": ["bad", "fun", "great"]}
+    rng = np.random.default_rng(0)
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    for name, length in (("pos", 3), ("fun", 2)):
+        np.save(bank / f"{name}.npy", rng.normal(size=(length, config.d_model)).astype(np.float32))
+    (bank / "bank.json").write_text(json.dumps({k: {"labels": v} for k, v in labels.items()}))
+    texts = ["a truly great film", "dull and awful", "great fun", "bad movie", "fun"]
+    settings = ServeConfig(
+        max_batch=4,
+        batch_buckets=(2, 4),
+        length_buckets=(8, 16),
+        inputs_length=16,
+        targets_length=3,
+        max_wait_ms=100.0,
+        max_prompt_length=4,
+        prompt_dirs=(str(bank),),
+    )
+    server = PromptServer(config, params, vocab, settings)
+    server.load_bank_directory(str(bank))
+    server.start()
+    handle = ServerThread(server)
+    answers = {}
+    try:
+        for task in labels:
+            status, answer, _ = call(
+                handle.url + "/v1/predict", "POST", {"task": task, "inputs": texts}
+            )
+            assert status == 200, answer
+            answers[task] = answer["predictions"]
+            expected = np.asarray(
+                scoring.score_candidates(
+                    config,
+                    params,
+                    np.load(bank / f"{task}.npy"),
+                    encode_batch(vocab, texts, 16),
+                    encode_batch(vocab, labels[task], 3, targets=True),
+                )
+            )
+            got = np.asarray([[s[label] for label in labels[task]] for s in answer["scores"]])
+            np.testing.assert_allclose(got, expected, atol=2e-4)
+            assert answer["predictions"] == [labels[task][i] for i in expected.argmax(1)]
+    finally:
+        handle.stop()
+    rows = [{"task": task, "inputs": text} for text in texts for task in labels]  # interleaved
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["predict", "--model", str(workdir / "model"), "--prompt_bank", str(bank)]
+    argv += ["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl")]
+    assert cli_main(argv + ["--inputs_length", "16", "--targets_length", "3"]) == 0
+    got = [json.loads(line)["prediction"] for line in open(tmp_path / "out.jsonl")]
+    assert got == [answers[task][i] for i in range(len(texts)) for task in labels]

@@ -139,7 +139,7 @@ def test_quickstart_smoke(tmp_path, capsys):
     for line in ("majority class", "zero-shot hard prompt", "prompt tuning"):
         assert line in printed
     assert os.path.exists(tmp_path / "qs" / "learning_curve.png")
-    assert np.load(result["prompt_path"]).shape[0] == config.prompt_length
+    assert np.load(result["prompt_path"]).shape[0] == quickstart.T5_RECIPE.prompt_length
     # The majority line is the share of the majority training label among the test rows.
     labels = [e["label"] for e in sst2_task().examples("test")][:64]
     assert result["majority"] == pytest.approx(100 * np.mean(np.asarray(labels) == 1))

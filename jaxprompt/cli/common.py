@@ -78,11 +78,14 @@ def start_mesh(args, config, params):
     if not args.mesh and jax.process_count() == 1:
         return None, params, True
     from jaxprompt import partitioning
-    from jaxprompt.models.t5 import param_axes, param_shapes
+    from jaxprompt.models.family import family_of
 
     mesh = partitioning.make_mesh(int_list(args.mesh, "--mesh"))
     params = distributed.place(
-        params, partitioning.tree_shardings(param_shapes(config), param_axes(config), mesh)
+        params,
+        partitioning.tree_shardings(
+            family_of(config).param_shapes(config), family_of(config).param_axes(config), mesh
+        ),
     )
     return mesh, params, distributed.is_leader()
 

@@ -1,26 +1,47 @@
-"""`jaxprompt quickstart`: prompt-tune the embedded T5 on SST-2, offline."""
+"""`jaxprompt quickstart`: prompt-tune a model on SST-2, offline (the embedded T5 by
+default; `--model gemma-3-270m` a real pretrained decoder-only LM from the gemma extra)."""
 
 from __future__ import annotations
-
-import dataclasses
 
 
 def run(args) -> int:
     from jaxprompt.experiments import quickstart
 
-    config = quickstart.QuickstartConfig(output_dir=args.output_dir, dtype=args.dtype)
-    if args.steps:
-        config = dataclasses.replace(config, steps=args.steps)
+    config = quickstart.QuickstartConfig(
+        output_dir=args.output_dir,
+        model=args.model or quickstart.TINY_MODEL,
+        prompt_length=args.prompt_length,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        eval_every=args.eval_every,
+        validation_rows=args.validation_rows,
+        test_rows=args.test_rows,
+        dtype=args.dtype,
+    )
     quickstart.run(config)
     return 0
 
 
 def add_parser(sub) -> None:
-    quick = sub.add_parser("quickstart", help="prompt-tune the embedded T5 on SST-2, offline")
+    quick = sub.add_parser("quickstart", help="prompt-tune a model on SST-2, offline")
     quick.add_argument("--output_dir", default="quickstart_sst2")
     quick.add_argument(
-        "--steps", type=int, default=None, help="training steps (default: the quickstart's)"
+        "--model",
+        default=None,
+        help="default: the embedded tiny T5; 'gemma-3-270m' (pip install 'jaxprompt[gemma]'), "
+        "a .gguf file or a checkpoint directory",
     )
+    for name, kind, what in (
+        ("prompt_length", int, "P"),
+        ("steps", int, "training steps"),
+        ("learning_rate", float, "Adafactor learning rate"),
+        ("eval_every", int, "validation every N steps"),
+        ("validation_rows", int, "validation sentences (of 500)"),
+        ("test_rows", int, "test sentences (of 872)"),
+    ):
+        quick.add_argument(
+            f"--{name}", type=kind, default=None, help=f"{what} (default: the recipe's)"
+        )
     quick.add_argument(
         "--dtype",
         default="auto",

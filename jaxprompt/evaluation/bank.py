@@ -164,8 +164,8 @@ def predict_mixed(
             continue
         rows = bank.rows([tasks[i] for i in group])
 
-        def run(ids, start, rows=rows, rank=rank):
-            chunk = rows[start : start + batch_size]
+        def run(ids, index, rows=rows, rank=rank):
+            chunk = rows[index]
             chunk = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[0])])
             per_row = lambda table: placement.rows(
                 lambda r: table[chunk[r]], (batch_size,) + table.shape[1:], table.dtype

@@ -20,15 +20,49 @@ VERBALIZER = {"0": "negative", "1": "positive"}
 
 
 @dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What the quickstart runs on one kind of model (the paper's recipe, scaled down)."""
+
+    input_template: str
+    prompt_length: int
+    steps: int
+    batch_size: int
+    learning_rate: float  # Adafactor, no parameter scaling (the paper's prompt recipe)
+    eval_every: int
+    validation_rows: int | None  # None: all 500 validation sentences
+    inputs_length: int  # tokens; SST-2's longest test sentence under either template fits
+    hard_prompt: str | None  # zero-shot: an instruction before the input (None: the template)
+    few_shot: int  # few-shot hard prompt: this many train examples before the input (0: none)
+
+
+# The embedded 17.7M-parameter T5: P=100 chosen over P=20/50 by validation accuracy.
+T5_RECIPE = Recipe("sentence: {sentence}", 100, 400, 32, 0.3, 100, None, 64, HARD_PROMPT, 0)
+# A pretrained decoder-only LM (Gemma 3 270M): fits 15 minutes on 2 CPU cores, where one
+# step of batch 16 takes ~5 s; 86.01 % test in 18.5 min (docs/measurements.md).
+DECODER_RECIPE = Recipe("Review: {sentence}\nSentiment:", 20, 60, 16, 0.3, 30, 200, 64, None, 4)
+
+
+@dataclasses.dataclass(frozen=True)
 class QuickstartConfig:
     output_dir: str = "quickstart_sst2"
-    model: str = TINY_MODEL
-    prompt_length: int = 100  # the paper's P; chosen over P=20/50 by validation accuracy
-    steps: int = 400  # the rest of the recipe: jaxprompt.experiments.RunConfig's defaults
-    eval_every: int = 100
-    validation_rows: int | None = None  # None: all 500; fewer for a smoke test
+    model: str = TINY_MODEL  # or "gemma-3-270m", a GGUF file, an HF decoder directory
+    prompt_length: int | None = None  # None: the recipe's (T5_RECIPE / DECODER_RECIPE)
+    steps: int | None = None
+    learning_rate: float | None = None
+    eval_every: int | None = None
+    validation_rows: int | None = None  # None: the recipe's; fewer for a smoke test
     test_rows: int | None = None  # None: all 872
     dtype: str = "auto"  # compute and frozen weights: float32, bfloat16 or auto (see below)
+
+    def recipe(self, decoder_only: bool) -> Recipe:
+        """The recipe for the model's kind, with this config's overrides."""
+        recipe = DECODER_RECIPE if decoder_only else T5_RECIPE
+        overrides = {
+            name: getattr(self, name)
+            for name in ("prompt_length", "steps", "learning_rate", "eval_every", "validation_rows")
+            if getattr(self, name) is not None
+        }
+        return dataclasses.replace(recipe, **overrides)
 
 
 def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -57,7 +91,12 @@ def resolve_dtype(dtype: str) -> str:
     return "bfloat16" if jax.default_backend() == "cpu" and cpu_has_amx() else "float32"
 
 
-def sst2_task(validation_rows: int | None = None, test_rows: int | None = None):
+def sst2_task(
+    validation_rows: int | None = None,
+    test_rows: int | None = None,
+    input_template: str = T5_RECIPE.input_template,
+    name: str = "quickstart_sst2",
+):
     """The bundled SST-2 sentences as a task (optionally the first rows of validation/test)."""
     from jaxprompt.data import from_files
     from jaxprompt.data.tasks import TEXT_TASKS
@@ -66,19 +105,49 @@ def sst2_task(validation_rows: int | None = None, test_rows: int | None = None):
         train=os.path.join(SST2_DIR, "train.tsv"),
         validation=os.path.join(SST2_DIR, "dev.tsv"),
         test=os.path.join(SST2_DIR, "test.tsv"),
-        input_template="sentence: {sentence}",
+        input_template=input_template,
         target_field="label",
         verbalizer=VERBALIZER,
-        name="quickstart_sst2",
+        name=name,
     )
     if validation_rows is None and test_rows is None:
         return task
     rows = {"validation": validation_rows, "test": test_rows}
     subset = dataclasses.replace(
-        task, name="quickstart_sst2_subset", load=lambda split: task.load(split)[: rows.get(split)]
+        task, name=f"{name}_subset", load=lambda split: task.load(split)[: rows.get(split)]
     )
     TEXT_TASKS[subset.name] = subset
     return subset
+
+
+def few_shot_text(task, count: int) -> str:
+    """`count` train examples, classes alternating, each as the template and its label,
+    then a blank line: the demonstrations of a few-shot hard prompt."""
+    by_label: dict[str, list[dict]] = {}
+    for example in task.examples("train"):
+        by_label.setdefault(example["targets"], []).append(example)
+    labels = sorted(by_label)
+    demos = [by_label[labels[i % len(labels)]][i // len(labels)] for i in range(count)]
+    return "".join(f"{e['inputs']} {e['targets']}\n\n" for e in demos)
+
+
+def hard_prompt(config, params, vocab, text: str) -> dict:
+    """A text as a fixed prompt placed after BOS: the same sequence as the text typed
+    before the input ([BOS; text; input]), so that scoring shares its prefix (computed once
+    for the batch) and needs no special path."""
+    import jax
+
+    from jaxprompt.models.family import family_of
+    from jaxprompt.prompts.init import PromptConfig, init_prompt
+
+    ids = tuple(vocab.encode(text))
+    prompt = init_prompt(
+        jax.random.key(0),
+        params["token_embedder"]["embedding"],
+        PromptConfig(length=len(ids), init="text", text_token_ids=ids),
+        embedding_scale=family_of(config).embedding_scale(config),
+    )
+    return {"prompt": prompt}
 
 
 def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
@@ -86,7 +155,8 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     import numpy as np
 
     from jaxprompt import data, evaluation
-    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
+    from jaxprompt.decoder_config import DecoderConfig
     from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
     from jaxprompt.prompts.hard import with_hard_prompt
 
@@ -94,62 +164,101 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     dtype = resolve_dtype(qc.dtype)
     config, params = load_pretrained(qc.model, dtype=jax.numpy.dtype(dtype))
     config = config.replace(dtype=dtype)
-    vocab = data.vocabulary(os.path.join(qc.model, "spiece.model"))
-    task = sst2_task(qc.validation_rows, qc.test_rows)
-    run_config = RunConfig(steps=qc.steps, eval_every=qc.eval_every)
+    decoder_only = isinstance(config, DecoderConfig)
+    recipe = qc.recipe(decoder_only)
+    vocab = data.vocabulary(model_vocabulary(qc.model))
+    task = sst2_task(
+        recipe.validation_rows,
+        qc.test_rows,
+        recipe.input_template,
+        "quickstart_sst2_lm" if decoder_only else "quickstart_sst2",
+    )
+    run_config = RunConfig(
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        eval_every=recipe.eval_every,
+        inputs_length=recipe.inputs_length,
+    )
     lengths = data.Lengths(run_config.inputs_length, run_config.targets_length)
     test = task.examples("test")
+    size = sum(x.size for x in jax.tree.leaves(params))
     print(
-        f"jaxprompt quickstart: embedded T5 ({sum(x.size for x in jax.tree.leaves(params)):,} "
-        f"params), SST-2: {len(task.examples('train'))} train / {len(task.examples('validation'))}"
-        f" validation / {len(test)} test sentences; {dtype}",
+        f"jaxprompt quickstart: {qc.model} ({size:,} params), SST-2: "
+        f"{len(task.examples('train'))} train / {len(task.examples('validation'))} validation"
+        f" / {len(test)} test sentences; {dtype}",
         flush=True,
     )
 
+    def timed(name, fn):
+        begin = time.time()
+        value = fn()
+        print(f"  {value:6.2f}  {name}  ({time.time() - begin:.0f} s)", flush=True)
+        return name, value
+
     majority_label = int(np.bincount([e["label"] for e in task.examples("train")]).argmax())
     majority = 100 * float(np.mean([e["label"] == majority_label for e in test]))
-    zero_shot = evaluation.evaluate(
-        config,
-        params,
-        None,
-        with_hard_prompt(task, HARD_PROMPT),
-        vocab,
-        split="test",
-        lengths=lengths,
+    rows = [("majority class", majority)]
+    accuracy = lambda task, trainable=None, **kw: evaluation.evaluate(
+        config, params, trainable, task, vocab, split="test", lengths=lengths, **kw
     ).metrics["accuracy"]
+    if recipe.hard_prompt:
+        zero_shot = f"zero-shot hard prompt: {recipe.hard_prompt!r}"
+        rows.append(timed(zero_shot, lambda: accuracy(with_hard_prompt(task, recipe.hard_prompt))))
+    else:
+        rows.append(
+            timed(f"zero-shot hard prompt: {recipe.input_template!r}", lambda: accuracy(task))
+        )
+    if recipe.few_shot:
+        demos = hard_prompt(config, params, vocab, few_shot_text(task, recipe.few_shot))
+        rows.append(
+            timed(
+                f"few-shot hard prompt: {recipe.few_shot} train examples before the input",
+                lambda: accuracy(task, demos, prompt_mode="prefix_after_bos"),
+            )
+        )
+    begin = time.time()
     tuned, result, _ = tune_and_evaluate(
         config,
         params,
         vocab,
         task,
-        qc.prompt_length,
+        recipe.prompt_length,
         "class_labels",
         run_config,
         qc.output_dir,
         model_path=qc.model,
     )
+    name = (
+        f"prompt tuning (P={recipe.prompt_length}, {recipe.steps} steps of "
+        f"{recipe.batch_size}, best of validation)"
+    )
+    print(f"  {tuned:6.2f}  {name}  ({time.time() - begin:.0f} s)", flush=True)
+    rows.append((name, tuned))
     minutes = (time.time() - start) / 60
-    rows = [
-        ("majority class", majority),
-        (f"zero-shot hard prompt: {HARD_PROMPT!r}", zero_shot),
-        (f"prompt tuning (P={qc.prompt_length}, {qc.steps} steps, best of validation)", tuned),
-    ]
     print(f"\nSST-2 test accuracy ({len(test)} sentences), {minutes:.1f} min in all ({dtype}):")
     for name, value in rows:
         print(f"  {value:6.2f}  {name}")
     best = os.path.dirname(result.best_prompt_path)
+    torch_model = (
+        f"AutoModelForCausalLM.from_pretrained(<dir>, gguf_file=<{qc.model} .gguf>)"
+        if decoder_only
+        else f"T5ForConditionalGeneration.from_pretrained({qc.model!r})"
+    )
     print(
         f"\nPrompt: {best}/ (a PEFT adapter with jaxprompt.json: model, task, labels)\n"
         f"Learning curve: {os.path.join(qc.output_dir, 'learning_curve.png')}\n"
         f"Predict: jaxprompt predict --prompt {qc.output_dir} --input reviews.jsonl "
         '--output predictions.jsonl   (one {"sentence": ...} per line)\n'
-        f"In PyTorch: PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained("
-        f"{qc.model!r}), {best!r})"
+        f"In PyTorch: PeftModel.from_pretrained({torch_model}, {best!r})"
     )
+    values = dict(rows)
     return {
         "majority": majority,
-        "zero_shot": zero_shot,
+        "zero_shot": rows[1][1],
+        "few_shot": rows[2][1] if recipe.few_shot else None,
         "prompt_tuning": tuned,
+        "rows": values,
         "minutes": minutes,
         "best_step": result.best_step,
         "dtype": dtype,

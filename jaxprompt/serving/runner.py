@@ -24,7 +24,7 @@ from jaxprompt.config import T5Config
 from jaxprompt.data.vocabulary import EOS_ID
 from jaxprompt.evaluation.bank import PromptBank
 from jaxprompt.evaluation.scoring import decode_tokens, greedy_decode, score_own_candidates
-from jaxprompt.models.t5 import param_axes, param_shapes
+from jaxprompt.models.family import family_of
 from jaxprompt.serving.registry import BankSnapshot
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Result:
 
 
 class ModelRunner:
-    """Runs mixed-task batches of a frozen T5 at fixed, pre-compiled shapes."""
+    """Runs mixed-task batches of a frozen model (any family) at fixed, pre-compiled shapes."""
 
     def __init__(
         self,
@@ -90,7 +90,10 @@ class ModelRunner:
                     f"axis ({data}); use multiples of {data}."
                 )
             shardings = partitioning.tree_shardings(
-                param_shapes(config), param_axes(config), mesh, rules
+                family_of(config).param_shapes(config),
+                family_of(config).param_axes(config),
+                mesh,
+                rules,
             )
             params = jax.device_put(params, shardings)
             self._batch_sharding = partitioning.batch_sharding(mesh, rules)
