@@ -205,3 +205,18 @@ def test_serve_and_predict_bank_on_a_decoder_only_model(workdir, tmp_path):
     assert cli_main(argv + ["--inputs_length", "16", "--targets_length", "3"]) == 0
     got = [json.loads(line)["prediction"] for line in open(tmp_path / "out.jsonl")]
     assert got == [answers[task][i] for i in range(len(texts)) for task in labels]
+
+
+def test_a_tokenizer_with_other_special_ids_is_refused_in_one_line(tmp_path):
+    """Llama/Qwen-style ids (EOS not 1, padding not 0) are refused, naming the file and ids:
+    the pipeline pads with 0 and ends sequences with 1."""
+    from tokenizers import Tokenizer, models
+
+    from jaxprompt.data import vocabulary
+    from jaxprompt.data.readers import DataError
+
+    vocab = {"!": 0, '"': 1, "<s>": 2, "</s>": 3, "hello": 4}
+    Tokenizer(models.WordLevel(vocab, unk_token="!")).save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "config.json").write_text('{"eos_token_id": 3, "bos_token_id": 2}')
+    with pytest.raises(DataError, match=r"EOS id 3 and padding id None.*pads with 0"):
+        vocabulary(str(tmp_path / "tokenizer.json"))

@@ -20,7 +20,6 @@ transformers = pytest.importorskip("transformers", reason="the reference needs t
 pytest.importorskip("accelerate", reason="transformers' GGUF load needs accelerate")
 
 
-
 def _sentences(count: int = 8) -> list[str]:
     from jaxprompt.experiments.quickstart import SST2_DIR
 

@@ -66,7 +66,9 @@ class TokenizerVocabulary:
 def load_tokenizer(path: str) -> TokenizerVocabulary:
     """The tokenizer of a tokenizer.json file, a directory holding one, or a GGUF file."""
     if path.endswith(".gguf"):
-        return _from_gguf(path)
+        vocab = _from_gguf(path)
+        vocab.check_pipeline_ids()
+        return vocab
     file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
     if not os.path.exists(file):
         raise DataError(
@@ -80,7 +82,9 @@ def load_tokenizer(path: str) -> TokenizerVocabulary:
     except Exception as e:  # tokenizers raises a bare Exception on malformed files
         raise DataError(f"{file} is not a tokenizers JSON file ({str(e)[:200]}).") from None
     eos, pad = _special_ids(os.path.dirname(file), tokenizer)
-    return TokenizerVocabulary(tokenizer, file, eos, pad)
+    vocab = TokenizerVocabulary(tokenizer, file, eos, pad)
+    vocab.check_pipeline_ids()
+    return vocab
 
 
 def _special_ids(directory: str, tokenizer) -> tuple[int, int | None]:
