@@ -274,7 +274,7 @@ def _gemma3(d_model, layers, heads, kv_heads, d_ff, vocab=262144, scaling=None, 
         rope_scaling=scaling,
         layer_kinds=tuple("sliding" if (i + 1) % 6 else "global" for i in range(layers)),
         sliding_window=window,
-        max_length=32768 if d_model < 1000 else 131072,
+        max_length=32768 if d_model < 2000 else 131072,  # 270M and 1B: 32K; 4B-27B: 128K
         bos_id=2,
         eos_id=1,
     )
