@@ -7,7 +7,9 @@ same logits and the same greedy continuation."""
 from __future__ import annotations
 
 import json
+import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -110,6 +112,9 @@ def test_train_eval_predict_and_peft_on_a_decoder_only_model(workdir, tmp_path):
     assert [r["prediction"] for r in rows] == [
         ["negative", "positive"][i] for i in scores.argmax(1)
     ]
+    # Each candidate's log-likelihood is written beside the prediction.
+    written = np.array([[r["log_likelihoods"][k] for k in ("negative", "positive")] for r in rows])
+    np.testing.assert_allclose(written, scores, atol=1e-4)
 
     # Real PEFT on transformers' model from the same directory.
     model = torch_model("gemma3")
@@ -220,3 +225,96 @@ def test_a_tokenizer_with_other_special_ids_is_refused_in_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"eos_token_id": 3, "bos_token_id": 2}')
     with pytest.raises(DataError, match=r"EOS id 3 and padding id None.*pads with 0"):
         vocabulary(str(tmp_path / "tokenizer.json"))
+
+
+def test_inspect_a_decoder_only_model_and_a_prompt_s_nearest_tokens(workdir, tmp_path, capsys):
+    """`jaxprompt inspect` names the family of a decoder-only checkpoint, and reads a prompt
+    made of two of its (sqrt(H)-scaled) embedding rows back as those two words."""
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.cli.main import main
+    from jaxprompt.models.family import family_of
+
+    model = str(workdir / "model")
+    assert main(["inspect", model]) == 0
+    described = capsys.readouterr().out
+    assert "decoder-only (gemma3) checkpoint" in described and "sliding_window" in described
+
+    config, params = load_pretrained(model)
+    table = np.asarray(params["token_embedder"]["embedding"])
+    words = ["great", "film"]
+    ids = [WORDS.index(w) + 4 for w in words]
+    prompt = table[ids] * family_of(config).embedding_scale(config)
+    np.save(tmp_path / "prompt.npy", prompt.astype(np.float32))
+    heatmap = tmp_path / "similarity.png"
+    args = ["inspect", str(tmp_path / "prompt.npy"), "--model", model, "--neighbours", "1"]
+    assert main([*args, "--heatmap", str(heatmap)]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s+\d+: (.*)$", out, re.MULTILINE)
+    assert rows == ["great (1.00)", "film (1.00)"], out
+    assert heatmap.exists()
+
+
+def _user_files_flags(workdir) -> list[str]:
+    return [
+        "--gin_file=runs/prompt_tuning.gin",
+        "--gin_file=runs/user_files.gin",
+        f"--gin.train.model='{workdir / 'model'}'",
+        f"--gin.from_files.train='{workdir / 'train.csv'}'",
+        f"--gin.from_files.validation='{workdir / 'dev.csv'}'",
+        "--gin.from_files.verbalizer={'0': 'negative', '1': 'positive'}",
+        "--gin.train.prompt_length=3",
+        "--gin.train.batch_size=4",
+        "--gin.train.inputs_length=8",
+        "--gin.train.targets_length=3",
+    ]
+
+
+def test_plan_a_decoder_only_run_and_its_extrapolated_cost(workdir, capsys):
+    """`jaxprompt plan` compiles a decoder-only run (DecoderConfig.* bindings take effect),
+    and the estimate's FLOPs and bytes, extrapolated from 1- and 2-layer compiles of each
+    layer kind (sliding, global), equal those of compiling the full depth."""
+    from jaxprompt.checkpoints import read_model_shapes
+    from jaxprompt.cli.configure import configured_run
+    from jaxprompt.cli.main import main
+    from jaxprompt.experiments.runs import model_config
+    from jaxprompt.planning.plan import _decoder_totals, plan_run
+
+    flags = _user_files_flags(workdir)
+    assert (
+        main(["plan", *flags, "--gin.DecoderConfig.remat_policy='full'", "--cpu_devices", "1"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "remat full" in out and "verdict: fits" in out, out
+
+    files = [f[len("--gin_file=") :] for f in flags if f.startswith("--gin_file=")]
+    run = configured_run(files, [f[len("--gin.") :] for f in flags if f.startswith("--gin.")])
+    shapes = read_model_shapes(run.settings.model)
+    config = model_config(run, shapes[0])
+    assert set(config.layer_kinds) == {"sliding", "global"}
+    full = plan_run(run, *shapes, jax.devices()[:1], with_eval=False, config=config)[0]
+
+    def compiled(shallow, label):
+        p = plan_run(run, *shapes, jax.devices()[:1], with_eval=False, config=shallow)[0]
+        return p.tflop, p.gbytes
+
+    tflop, gbytes = _decoder_totals(config, compiled)
+    assert tflop == pytest.approx(full.tflop, rel=1e-3)
+    assert gbytes == pytest.approx(full.gbytes, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "binding, message",
+    [
+        ("T5Config.dtype='bfloat16'", r"T5Config.dtype bound, but the model .* is a DecoderConfig"),
+        ("DecoderConfig.remat_policy='bogus'", r"remat_policy='bogus' must be 'none', 'full'"),
+        ("DecoderConfig.d_model=999", r"DecoderConfig.d_model = 999 but the model .* has 24"),
+    ],
+)
+def test_bad_decoder_bindings_are_refused_in_one_line(workdir, capsys, binding, message):
+    from jaxprompt.cli.main import main
+
+    assert (
+        main(["plan", *_user_files_flags(workdir), f"--gin.{binding}", "--cpu_devices", "1"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1, err

@@ -134,6 +134,8 @@ def test_after_bos_prompt_scores_the_same_in_eval_predict_and_serve(runs, tmp_pa
     )
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [r["prediction"] for r in rows] == [LABELS[i] for i in reference.argmax(-1)]
+    written = np.array([[r["log_likelihoods"][label] for label in LABELS] for r in rows])
+    np.testing.assert_allclose(written, reference, atol=1e-4)
 
     # The server, one mixed batch of both placements, labels from the directories.
     from jaxprompt.serving.runner import Example

@@ -42,15 +42,15 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def random_batch(args, vocab_size: int, seed: int = 0) -> dict:
+def random_batch(args, vocab_size: int, seed: int = 0, eos_id: int = 1) -> dict:
     """A training batch of random ids [batch, inputs] / [batch, targets], EOS-terminated."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     encoder = rng.integers(3, vocab_size, (args.batch, args.inputs)).astype(np.int32)
-    encoder[:, -1] = 1
+    encoder[:, -1] = eos_id
     target = rng.integers(3, vocab_size, (args.batch, args.targets)).astype(np.int32)
-    target[:, -1] = 1
+    target[:, -1] = eos_id
     decoder_input = np.zeros_like(target)
     decoder_input[:, 1:] = target[:, :-1]
     return {
@@ -62,9 +62,13 @@ def random_batch(args, vocab_size: int, seed: int = 0) -> dict:
 
 
 def model_config(name: str):
-    """A preset's T5Config, or "tiny": the embedded pretrained model's (the quickstart's)."""
+    """A preset's config: T5Config presets, decoder-only presets (`DECODER_PRESETS`, e.g.
+    gemma3_270m), or "tiny": the embedded pretrained T5's (the T5 quickstart's)."""
     from jaxprompt.config import T5Config
+    from jaxprompt.decoder_config import DECODER_PRESETS
 
+    if name in DECODER_PRESETS:
+        return DECODER_PRESETS[name]
     if name == "tiny":
         return T5Config.from_hf_config(
             os.path.join(REPO, "jaxprompt", "assets", "t5_tiny_lm", "config.json")
@@ -80,7 +84,7 @@ def random_prompt_step(args, dtype: str, scan: bool = False, remat: str = "none"
     import jax
 
     from jaxprompt import partitioning
-    from jaxprompt.models.t5 import init_params
+    from jaxprompt.models.family import family_of
     from jaxprompt.training import optimizers
     from jaxprompt.training import step as train
 
@@ -99,7 +103,10 @@ def random_prompt_step(args, dtype: str, scan: bool = False, remat: str = "none"
         state,
         partitioning.make_mesh(),
     )
-    frozen = jax.tree.map(lambda w: w.astype(dtype), init_params(config, jax.random.key(0)))
+    family = family_of(config)
+    frozen = family.model_layout(family.init_params(config, jax.random.key(0)), config)
+    frozen = jax.tree.map(lambda w: w.astype(dtype), frozen)
     frozen = jax.device_put(frozen, steps.frozen_shardings)
-    batch = jax.device_put(random_batch(args, config.vocab_size), steps.batch_sharding)
+    batch = random_batch(args, config.vocab_size, eos_id=config.eos_id)
+    batch = jax.device_put(batch, steps.batch_sharding)
     return config, steps, state, frozen, batch

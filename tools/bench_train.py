@@ -57,8 +57,10 @@ def _matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) ->
 def _torch_matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) -> float:
     import torch
 
-    a = torch.ones((size, size), dtype=getattr(torch, dtype))
-    return 2 * size**3 / median_seconds(lambda: a @ a, repeats)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.ones((size, size), dtype=getattr(torch, dtype), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return 2 * size**3 / median_seconds(lambda: (a @ a, sync()), repeats)
 
 
 def run_jax(args) -> dict:
@@ -80,12 +82,13 @@ def run_jax(args) -> dict:
     flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
     forward = jax.jit(functools.partial(train.loss_fn, config=config, step_config=step_config))
     rng = jax.random.PRNGKey(0)
-    forward(state.trainable, frozen, batch, rng)[0].block_until_ready()
 
     step_times, forward_times = [], []
     for _ in range(args.warmup):
         state, metrics = compiled(state, frozen, batch)
     jax.block_until_ready(state)
+    # Compiled for the placed state the steps return (the first state may be placed apart).
+    forward(state.trainable, frozen, batch, rng)[0].block_until_ready()
     for _ in range(args.steps):
         t = time.perf_counter()
         state, metrics = compiled(state, frozen, batch)
@@ -117,15 +120,25 @@ def run_peft(args) -> dict:
     import transformers
     from transformers.optimization import Adafactor
 
+    from jaxprompt.decoder_config import DecoderConfig
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     config = model_config(args.preset)
-    hf_config = transformers.T5Config(**{**config.to_hf_config(), "dropout_rate": 0.0})
-    model = transformers.T5ForConditionalGeneration(hf_config)
+    decoder_only = isinstance(config, DecoderConfig)
+    if decoder_only:
+        # transformers' class of the same architecture (Gemma3ForCausalLM for gemma3_270m).
+        hf_config = transformers.AutoConfig.for_model(**config.to_hf_config())
+        model = transformers.AutoModelForCausalLM.from_config(hf_config)
+    else:
+        hf_config = transformers.T5Config(**{**config.to_hf_config(), "dropout_rate": 0.0})
+        model = transformers.T5ForConditionalGeneration(hf_config)
     model = peft.get_peft_model(
-        model,
+        model.to(device),
         peft.PromptTuningConfig(
-            task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=args.prompt_length
+            task_type=peft.TaskType.CAUSAL_LM if decoder_only else peft.TaskType.SEQ_2_SEQ_LM,
+            num_virtual_tokens=args.prompt_length,
         ),
     )
     model.train()
@@ -137,11 +150,18 @@ def run_peft(args) -> dict:
         warmup_init=False,
         weight_decay=1e-5,
     )
-    batch = random_batch(args, config.vocab_size)
+    batch = random_batch(args, config.vocab_size, eos_id=config.eos_id)
     inputs = torch.tensor(batch["encoder_input_tokens"], dtype=torch.long)
     labels = torch.tensor(batch["decoder_target_tokens"], dtype=torch.long)
+    if decoder_only:
+        # [BOS; input; target], the loss on the target only: the sequence jaxprompt trains
+        # on (PEFT places the prompt before BOS; the length is the same).
+        bos = torch.full((args.batch, 1), config.bos_id, dtype=torch.long)
+        inputs = torch.cat([bos, inputs, labels], dim=1)
+        labels = torch.cat([torch.full_like(inputs[:, : -labels.shape[1]], -100), labels], 1)
+    inputs, labels = inputs.to(device), labels.to(device)
 
-    autocast = torch.autocast("cpu", torch.bfloat16, enabled=args.dtype == "bfloat16")
+    autocast = torch.autocast(device, torch.bfloat16, enabled=args.dtype == "bfloat16")
 
     def step():
         with autocast:
@@ -151,7 +171,7 @@ def run_peft(args) -> dict:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        return float(loss)
+        return float(loss)  # waits for the device
 
     for _ in range(args.warmup):
         step()

@@ -57,10 +57,11 @@ def main() -> int:
         f"{'bound':>9}{'hours':>8}"
     )
     for label, extra, fields, dtype in variants:
-        run = with_model(configured_run(args.gin_file, bindings + extra), **fields)
+        run = configured_run(args.gin_file, bindings + extra)
+        shapes = read_model_shapes(run.settings.model)
+        run = with_model(run, shapes[0], **fields)
         if dtype:
             run = dataclasses.replace(run, settings=dataclasses.replace(run.settings, dtype=dtype))
-        shapes = read_model_shapes(run.settings.model)
         train, evaluation = plan_run(run, *shapes, devices)
         if not train.fits:
             print(f"{label:<24}does not fit: {train.error[:100]}", flush=True)

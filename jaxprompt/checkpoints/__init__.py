@@ -69,20 +69,24 @@ def _tokenizer_class(directory: str) -> str | None:
 
 def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
     """(architecture, stored weight dtype) of a model without reading its weights: a preset
-    name (e.g. "t5_1_1_lm100k_xxl": float32), "tiny", a Hugging Face T5 directory (config.json
+    name (e.g. "t5_1_1_lm100k_xxl": float32; "gemma3_27b": bfloat16), "tiny", a Hugging Face T5 directory (config.json
     and the safetensors header) or a T5X checkpoint (its msgpack and array metadata)."""
     import numpy as np
 
     from jaxprompt.checkpoints.hf import load_hf_config, stored_dtype
     from jaxprompt.checkpoints.t5x import t5x_shapes
     from jaxprompt.config import PRESETS
+    from jaxprompt.decoder_config import DECODER_PRESETS
 
     path = _local_path(os.fspath(path))
     if path in PRESETS:
         return PRESETS[path], "float32"
+    if path in DECODER_PRESETS:  # Gemma 3, Llama 3, Qwen 3 publish bfloat16 weights
+        return DECODER_PRESETS[path], "bfloat16"
     if not path.startswith("gs://") and not os.path.exists(path):
         raise CheckpointError(
-            f"{path}: no such file or directory, nor a preset name ({', '.join(PRESETS)})."
+            f"{path}: no such file or directory, nor a preset name "
+            f"({', '.join([*PRESETS, *DECODER_PRESETS])})."
         )
     from jaxprompt.checkpoints.gguf_file import find_gguf, gguf_config
 

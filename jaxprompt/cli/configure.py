@@ -16,6 +16,7 @@ import gin
 
 from jaxprompt.cli.common import CliError
 from jaxprompt.config import T5Config
+from jaxprompt.decoder_config import DecoderConfig
 from jaxprompt.experiments.runs import Run, RunSettings
 from jaxprompt.training.loop import TrainerConfig
 from jaxprompt.training.optimizers import OptimizerConfig
@@ -57,7 +58,7 @@ def register_gin_configurables() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    for cls in (T5Config, OptimizerConfig, StepConfig, TrainerConfig):
+    for cls in (T5Config, DecoderConfig, OptimizerConfig, StepConfig, TrainerConfig):
         gin.external_configurable(cls, cls.__name__)
     gin.external_configurable(RunSettings, "train")
     gin.external_configurable(user_files_task, "from_files")
@@ -120,14 +121,22 @@ def _short(selector: str) -> str:
 def configured_run(files: list[str], bindings: list[str]) -> Run:
     """Parses the flags and builds the Run; refuses bindings that nothing reads."""
     parse_gin(files, bindings)
+    t5, decoder = dict(gin.get_bindings("T5Config")), dict(gin.get_bindings("DecoderConfig"))
+    if t5 and decoder:
+        raise CliError(
+            "gin configuration binds both T5Config.* and DecoderConfig.*: bind the class "
+            "of the model the run loads (T5Config for T5, DecoderConfig for Gemma/Llama/Qwen)."
+        )
     run = Run(
         settings=_configured("train"),
         optimizer=_configured("OptimizerConfig"),
         step=_configured("StepConfig"),
         trainer=_configured("TrainerConfig"),
-        model_bindings=dict(gin.get_bindings("T5Config")),
+        model_bindings=decoder or t5,
+        model_bindings_class="DecoderConfig" if decoder else "T5Config",
     )
-    read = {_short(selector) for _, selector in gin.config._OPERATIVE_CONFIG} | {"T5Config"}
+    read = {_short(selector) for _, selector in gin.config._OPERATIVE_CONFIG}
+    read |= {"T5Config", "DecoderConfig"}
     unread = sorted(
         {
             f"{_short(selector)}.{param}"

@@ -47,25 +47,31 @@ def _describe_model(path: str) -> None:
     import numpy as np
 
     from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.models.family import family_of
 
     config, params = load_pretrained(path)
     leaves = jax.tree.leaves(params)
     count = sum(int(np.prod(x.shape)) for x in leaves)
     dtypes = sorted({str(x.dtype) for x in leaves})
-    print(f"{path}: T5 checkpoint, {count:,} parameters ({', '.join(dtypes)})")
+    kind = "T5" if family_of(config).name == "t5" else f"decoder-only ({config.model_type})"
+    print(f"{path}: {kind} checkpoint, {count:,} parameters ({', '.join(dtypes)}, as loaded)")
     for key, value in config.architecture().items():
         print(f"  {key:<32} {value}")
 
 
 def run(args) -> int:
+    from jaxprompt.checkpoints.gguf_file import NAMED_MODELS, find_gguf
     from jaxprompt.checkpoints.hub import is_hub_id
     from jaxprompt.checkpoints.t5x import is_t5x_checkpoint
     from jaxprompt.prompts.artifact import read_prompt
     from jaxprompt.prompts.files import PromptFileError
 
     path = args.path
-    if is_hub_id(path) or (
-        os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json"))
+    if (
+        is_hub_id(path)
+        or path in NAMED_MODELS
+        or find_gguf(path)
+        or (os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")))
     ):
         _describe_model(path)
         return 0
@@ -122,7 +128,8 @@ def add_parser(sub) -> None:
     inspect.add_argument("--neighbours", type=int, default=5)
     inspect.add_argument(
         "--vocabulary",
-        help="SentencePiece model (default: the model's own spiece.model, else T5's)",
+        help="vocabulary: a SentencePiece model or tokenizer.json (default: the model's own; "
+        "a GGUF's from its metadata; else T5's)",
     )
     inspect.add_argument("--heatmap", help="PNG of position similarities (with --model)")
     inspect.set_defaults(func=run)

@@ -102,12 +102,15 @@ def _suggest(run, config, shapes, devices) -> str:
     from jaxprompt.planning.plan import meshes, plan_run, with_mesh, with_model
 
     candidates = []
+    kind = type(config).__name__  # T5Config or DecoderConfig
     if config.remat_policy != "full":
         candidates.append(
-            ("--gin.T5Config.remat_policy=\"'full'\"", with_model(run, remat_policy="full"))
+            (f"--gin.{kind}.remat_policy=\"'full'\"", with_model(run, config, remat_policy="full"))
         )
     if not config.scan_layers:
-        candidates.append(("--gin.T5Config.scan_layers=True", with_model(run, scan_layers=True)))
+        candidates.append(
+            (f"--gin.{kind}.scan_layers=True", with_model(run, config, scan_layers=True))
+        )
     if (run.settings.dtype or shapes[1]) != "bfloat16":
         candidates.append(
             (
@@ -119,7 +122,7 @@ def _suggest(run, config, shapes, devices) -> str:
         )
     if config.dtype != "bfloat16":
         candidates.append(
-            ("--gin.T5Config.dtype=\"'bfloat16'\"", with_model(run, dtype="bfloat16"))
+            (f"--gin.{kind}.dtype=\"'bfloat16'\"", with_model(run, config, dtype="bfloat16"))
         )
     current = tuple(run.trainer.mesh_shape or (len(devices), 1))
     for mesh in sorted(meshes(len(devices)), key=lambda m: -m[1]):
@@ -177,8 +180,9 @@ def run(args) -> int:
     configured = configured_run(args.gin_file, list(args.gin_bindings))
     if not configured.settings.model:
         raise CliError(
-            "give the model: --gin.train.model=\"'t5_1_1_lm100k_xxl'\" (a preset "
-            "name), a Hugging Face T5 directory or a T5X checkpoint."
+            "give the model: --gin.train.model=\"'t5_1_1_lm100k_xxl'\" or "
+            "\"'gemma3_27b'\" (a preset name), a Hugging Face directory, a GGUF file or a "
+            "T5X checkpoint."
         )
     devices, target = _devices(args)
     if args.mesh and args.mesh != "auto":

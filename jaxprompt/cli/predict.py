@@ -86,6 +86,7 @@ def run(args) -> int:
             targets_length=args.targets_length,
             batch_size=args.batch_size,
             mesh=mesh,
+            with_scores=True,
         )
     else:
         inputs = model_inputs(args, records, artifacts)
@@ -102,12 +103,16 @@ def run(args) -> int:
             lengths=data.Lengths(args.inputs_length, args.targets_length),
             prompt_mode=prompt_mode(artifacts),
             mesh=mesh,
+            with_scores=True,
         )
     if not writes:  # another process of a pod slice: process 0 writes
         return 0
     with open(args.output, "w") as f:
-        for text, prediction in zip(inputs, predictions):
-            f.write(json.dumps({"inputs": text, "prediction": prediction}) + "\n")
+        for text, (prediction, scores) in zip(inputs, predictions):
+            row = {"inputs": text, "prediction": prediction}
+            if scores is not None:  # rank classification: every candidate's log-likelihood
+                row["log_likelihoods"] = scores
+            f.write(json.dumps(row) + "\n")
     print(f"wrote {len(predictions)} predictions to {args.output}")
     return 0
 

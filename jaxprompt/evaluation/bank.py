@@ -148,12 +148,14 @@ def predict_mixed(
     targets_length: int = 16,
     batch_size: int = 32,
     mesh=None,
-) -> list[str]:
+    with_scores: bool = False,
+) -> list:
     """Predictions for a stream of (task, input) pairs, batches mixing tasks freely.
 
     Tasks with labels in the bank are ranked on their own labels; the others are decoded
     greedily. `mesh`: as in `jaxprompt.evaluation.predict` (multi-host: each host builds
-    only its rows).
+    only its rows). `with_scores`: (prediction, {label: log-likelihood}) per input, None
+    in place of the dict for greedily decoded tasks.
     """
     placement = default_placement(mesh)
     placement.check_batch(batch_size)
@@ -184,13 +186,19 @@ def predict_mixed(
                         prompt_mode=modes,
                     )
                 )
-                return [
-                    bank.labels[bank.names[k]][int(np.argmax(s))] for k, s in zip(chunk, scores)
-                ]
+                out = []
+                for k, row in zip(chunk, scores):
+                    labels = bank.labels[bank.names[k]]
+                    row = row[: len(labels)]  # the bank pads every task to the most labels
+                    chosen = labels[int(np.argmax(row))]
+                    named = {label: float(v) for label, v in zip(labels, row)}
+                    out.append((chosen, named) if with_scores else chosen)
+                return out
             tokens = greedy_decode(
                 config, params, prompt, ids, targets_length, prompt_mode=modes, prompt_mask=mask
             )
-            return decode_tokens(vocab, placement.gather(tokens))
+            texts = decode_tokens(vocab, placement.gather(tokens))
+            return [(t, None) for t in texts] if with_scores else texts
 
         texts = [inputs[i] for i in group]
         for i, text in zip(

@@ -45,8 +45,14 @@ def predict(
     ensemble: str | None = None,
     ensemble_mask=None,
     mesh=None,
-) -> list[str]:
+    with_scores: bool = False,
+) -> list:
     """Predicted target strings for `inputs` (rank over label_names, or greedy decoding).
+
+    `with_scores`: each output is (prediction, {label: log-likelihood}) instead, the
+    log-likelihood of each candidate continuation (summed over its tokens; under an
+    ensemble, its combined score) so users can threshold and calibrate; greedy decoding
+    gives (prediction, None).
 
     `trainable`: the trainable tree ({"prompt", "deep_prompt"}, any subset; {} or None for
     the bare model; an array means {"prompt": it}). With `ensemble` ("vote" or "mean"),
@@ -81,18 +87,33 @@ def predict(
             scores = ensemble_scores(
                 config, params, trainable["prompt"], ids, candidates, prompt_mode, ensemble_mask
             )
-            return [label_names[i] for i in combine_ensemble(placement.gather(scores), ensemble)]
+            scores = placement.gather(scores)
+            chosen = combine_ensemble(scores, ensemble)
+            if not with_scores:
+                return [label_names[i] for i in chosen]
+            combined = scores.mean(axis=0)  # [B, C]: the prompts' mean log-likelihood
+            return [(label_names[i], _named(label_names, s)) for i, s in zip(chosen, combined)]
         if method == "rank":
             scores = score_candidates(
                 config, params, trainable, ids, candidates, prompt_mode=prompt_mode
             )
-            return [label_names[i] for i in placement.gather(scores).argmax(axis=-1)]
+            scores = placement.gather(scores)
+            chosen = [label_names[i] for i in scores.argmax(axis=-1)]
+            if with_scores:
+                return [(c, _named(label_names, s)) for c, s in zip(chosen, scores)]
+            return chosen
         tokens = greedy_decode(
             config, params, trainable, ids, lengths.targets, prompt_mode=prompt_mode
         )
-        return decode_tokens(vocab, placement.gather(tokens))
+        texts = decode_tokens(vocab, placement.gather(tokens))
+        return [(t, None) for t in texts] if with_scores else texts
 
     return over_batches(vocab, inputs, batch_size, lengths.inputs, placement, run)
+
+
+def _named(labels: Sequence[str], scores) -> dict[str, float]:
+    """{label: log-likelihood} of one row's candidate scores [C]."""
+    return {label: float(score) for label, score in zip(labels, scores)}
 
 
 BUCKET = 32  # batch lengths are multiples of this: few shapes to compile

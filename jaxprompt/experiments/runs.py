@@ -106,11 +106,22 @@ class Run:
     optimizer: OptimizerConfig = OptimizerConfig()
     step: StepConfig = StepConfig()
     trainer: TrainerConfig = TrainerConfig()
-    model_bindings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # T5Config.*
+    # The model config's fields bound in gin (`T5Config.*` or `DecoderConfig.*`) and that
+    # class's name: execution settings, or architecture checks against the checkpoint.
+    model_bindings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model_bindings_class: str = "T5Config"
 
 
-def model_config(run: Run, checkpoint_config: T5Config) -> T5Config:
-    """The checkpoint's architecture with the run's execution settings."""
+def model_config(run: Run, checkpoint_config):
+    """The checkpoint's architecture (T5Config or DecoderConfig) with the run's execution
+    settings; bindings of the other family's class are refused."""
+    kind = type(checkpoint_config).__name__
+    if run.model_bindings and run.model_bindings_class != kind:
+        names = ", ".join(f"{run.model_bindings_class}.{k}" for k in run.model_bindings)
+        raise ConfigError(
+            f"{names} bound, but the model {run.settings.model!r} is a {kind}: bind "
+            f"{kind}.* instead (the same fields: dtype, scan_layers, remat_policy)."
+        )
     return execution_config(
         checkpoint_config, run.model_bindings, f"the model {run.settings.model!r}"
     )

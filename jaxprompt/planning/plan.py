@@ -19,6 +19,7 @@ import time
 import jax
 
 from jaxprompt.config import T5Config
+from jaxprompt.decoder_config import DecoderConfig
 from jaxprompt.experiments.runs import Run, model_config, step_config, trainable_shapes
 from jaxprompt.planning.topology import GIB
 from jaxprompt.training.build import abstract_arguments, build_steps
@@ -204,16 +205,21 @@ def estimate(
     """FLOPs and bytes of the full-depth train step from shallow per-layer compiles."""
     full = model_config(run, checkpoint_config)
 
-    def counts(encoder: int, decoder: int) -> tuple[float, float]:
-        shallow = full.replace(num_layers=encoder, num_decoder_layers=decoder, scan_layers=False)
+    def compiled(shallow, label: str) -> tuple[float, float]:
         p = plan_run(
             run, checkpoint_config, stored_dtype, devices, with_eval=False, config=shallow
         )[0]
         if p.error:
-            raise RuntimeError(f"the {encoder}+{decoder}-layer step does not compile: {p.error}")
+            raise RuntimeError(f"the {label} step does not compile: {p.error}")
         return p.tflop, p.gbytes
 
-    if full.num_layers == full.num_decoder_layers:  # every T5.1.1 size
+    def counts(encoder: int, decoder: int) -> tuple[float, float]:
+        shallow = full.replace(num_layers=encoder, num_decoder_layers=decoder, scan_layers=False)
+        return compiled(shallow, f"{encoder}+{decoder}-layer")
+
+    if isinstance(full, DecoderConfig):
+        totals = _decoder_totals(full, compiled)
+    elif full.num_layers == full.num_decoder_layers:  # every T5.1.1 size
         # The TPU compiler can refuse one shallow shape while deeper ones compile (v5e-16,
         # mesh (2, 8): Large's 1+1-layer step, "CompileTimeScopedVmemOom"): try the next.
         depths, failures = {}, []
@@ -241,6 +247,27 @@ def estimate(
     )
 
 
+def _decoder_totals(full: DecoderConfig, compiled) -> list[float]:
+    """A decoder-only step's full-depth (TFLOP, GB) from 1- and 2-layer compiles: one extra
+    layer of each kind the model has (sliding-window and global attention layers differ)."""
+    kinds = full.layer_kinds
+
+    def at(layer_kinds: tuple[str, ...]) -> tuple[float, float]:
+        shallow = full.replace(
+            num_layers=len(layer_kinds), layer_kinds=layer_kinds, scan_layers=False
+        )
+        return compiled(shallow, f"{len(layer_kinds)}-layer ({', '.join(layer_kinds)})")
+
+    first = kinds[0]
+    one = at((first,))
+    totals = list(one)
+    for kind in sorted(set(kinds)):
+        extra = [b - a for a, b in zip(one, at((first, kind)))]
+        count = kinds.count(kind) - (kind == first)
+        totals = [t + count * e for t, e in zip(totals, extra)]
+    return totals
+
+
 def meshes(device_count: int) -> list[tuple[int, int]]:
     """Every (data, model) mesh over `device_count` devices, data-parallel first."""
     return [(device_count // m, m) for m in range(1, device_count + 1) if device_count % m == 0]
@@ -252,9 +279,13 @@ def with_mesh(run: Run, mesh_shape) -> Run:
     )
 
 
-def with_model(run: Run, **fields) -> Run:
-    """The run with other T5Config execution bindings (e.g. remat_policy='full')."""
-    return dataclasses.replace(run, model_bindings={**run.model_bindings, **fields})
+def with_model(run: Run, config, **fields) -> Run:
+    """The run with other execution bindings (e.g. remat_policy='full') of `config`'s class."""
+    return dataclasses.replace(
+        run,
+        model_bindings={**run.model_bindings, **fields},
+        model_bindings_class=type(config).__name__,
+    )
 
 
 __all__ = [
