@@ -14,7 +14,9 @@ import jax
 import numpy as np
 
 
-def main(process_id: int, num_processes: int, port: int, output_dir: str) -> None:
+def main(
+    process_id: int, num_processes: int, port: int, output_dir: str, family: str = "t5"
+) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     from jaxprompt.distributed import maybe_initialize
 
@@ -34,14 +36,16 @@ def main(process_id: int, num_processes: int, port: int, output_dir: str) -> Non
         for batch in synthetic_batches(position):
             yield {k: v[process_id * rows : (process_id + 1) * rows] for k, v in batch.items()}
 
-    result = run(output_dir, local_rows, mesh_shape=(2, 4))
+    result = run(output_dir, local_rows, mesh_shape=(2, 4), family=family)
     from jaxprompt.prompts.deep import save_deep_prompt
     from jaxprompt.distributed import fetch
 
     trainable = fetch(result.state.trainable)
     np.save(f"{output_dir}/prompt_process_{process_id}.npy", trainable["prompt"])
-    save_deep_prompt(f"{output_dir}/deep_prompt_process_{process_id}.npz", trainable["deep_prompt"])
+    if "deep_prompt" in trainable:
+        path = f"{output_dir}/deep_prompt_process_{process_id}.npz"
+        save_deep_prompt(path, trainable["deep_prompt"])
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:])

@@ -318,3 +318,27 @@ def test_bad_decoder_bindings_are_refused_in_one_line(workdir, capsys, binding, 
     )
     err = capsys.readouterr().err
     assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_real_peft_causal_lm_adapter_is_imported(workdir, tmp_path):
+    """A prompt-tuning adapter made and saved by real PEFT (task_type CAUSAL_LM, PEFT's own
+    random init) reads into jaxprompt, which then gives PEFT's next-token logits."""
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.models import causal
+    from jaxprompt.prompts.artifact import read_prompt
+
+    torch.manual_seed(3)
+    tuned = peft.get_peft_model(
+        torch_model("gemma3"),
+        peft.PromptTuningConfig(task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=4),
+    ).eval()
+    tuned.save_pretrained(tmp_path / "adapter")
+    prompt = read_prompt(str(tmp_path / "adapter")).prompt
+    assert prompt.shape == (4, 24)
+    ids = [2, 5, 6, 7]  # BOS "truly great film"
+    with torch.no_grad():
+        theirs = tuned(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+    config, params = load_pretrained(str(workdir / "model"))
+    batch = jnp.asarray([ids[1:] + [1]])  # the pipeline's input: tokens then EOS
+    ours = causal.target_logits(config, params, batch, jnp.asarray([[4, 1]]), prompt)[0, 0]
+    np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4)

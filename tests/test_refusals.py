@@ -93,7 +93,7 @@ def test_peft_adapter_without_task_type_is_read_with_a_warning(workdir, tmp_path
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     with caplog.at_level(logging.WARNING):
         np.testing.assert_array_equal(jaxprompt.load_prompt(adapter), np.load(prompt))
-    assert "task_type None, not 'SEQ_2_SEQ_LM': PEFT itself would silently ignore" in caplog.text
+    assert "task_type None, neither 'SEQ_2_SEQ_LM' (T5) nor 'CAUSAL_LM'" in caplog.text
 
 
 def test_a_tab_separated_csv_names_the_delimiter(tmp_path):

@@ -264,6 +264,29 @@ def test_two_process_multihost_matches_one_process(tmp_path):
     )
 
 
+def test_two_process_multihost_decoder_only_matches_one_process(tmp_path):
+    """The same 2-process job on a tiny Gemma-3-shaped decoder-only LM (sliding and global
+    layers, its weights split over the model axis of each process's 4 devices)."""
+    from tests.helpers import run_processes
+    from tests.multihost_reference import run
+
+    reference = run(str(tmp_path / "single"), synthetic_batches, family="decoder")
+    expected = np.asarray(reference.state.trainable["prompt"])
+    start = np.asarray(
+        jax.random.uniform(jax.random.key(5), expected.shape, minval=-0.5, maxval=0.5)
+    )
+    assert np.abs(expected - start).max() > 1e-3  # the 3 steps moved the prompt
+    output_dir = tmp_path / "multi"
+    run_processes("tests.multihost_worker", 2, str(output_dir), "decoder")
+    for i in range(2):
+        np.testing.assert_allclose(
+            np.load(output_dir / f"prompt_process_{i}.npy"), expected, rtol=1e-5, atol=1e-5
+        )
+    np.testing.assert_allclose(
+        np.load(output_dir / "checkpoints" / "3" / "prompt.npy"), expected, rtol=1e-5, atol=1e-5
+    )
+
+
 def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng():
     """The baselines' all-weights step: one SGD step moves every weight by -lr x the gradient
     of the mean target-token NLL written out here by hand; dropout is on only with an rng,

@@ -117,11 +117,11 @@ def _read_peft(path: str) -> np.ndarray:
     )
     if weights is None:
         raise PromptFileError(f"{path}: no {' or '.join(PEFT_WEIGHTS)}.")
-    if config.get("task_type") != "SEQ_2_SEQ_LM":
+    if config.get("task_type") not in ("SEQ_2_SEQ_LM", "CAUSAL_LM"):
         logger.warning(
-            "%s: adapter_config.json has task_type %r, not 'SEQ_2_SEQ_LM': PEFT "
-            "itself would silently ignore this prompt on a T5 (jaxprompt reads it; "
-            "jaxprompt export always writes the task_type).",
+            "%s: adapter_config.json has task_type %r, neither 'SEQ_2_SEQ_LM' (T5) nor "
+            "'CAUSAL_LM' (decoder-only LMs): PEFT itself would silently ignore this prompt "
+            "(jaxprompt reads it; jaxprompt export always writes the task_type).",
             path,
             config.get("task_type"),
         )
