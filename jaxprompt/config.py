@@ -137,10 +137,11 @@ class T5Config:
         model_type = config.get("model_type")
         if model_type not in HF_MODEL_TYPES:
             raise ConfigError(
-                f"{source}: model_type is {model_type!r}, expected one of {HF_MODEL_TYPES}. "
-                "jaxprompt loads T5ForConditionalGeneration checkpoints (T5 1.0, T5.1.1, "
-                "LM-adapted, FLAN-T5, ByT5's architecture), MT5ForConditionalGeneration (mT5) "
-                "and UMT5ForConditionalGeneration (UMT5)."
+                f"{source}: model_type is {model_type!r}, not one jaxprompt loads: "
+                f"{', '.join(HF_MODEL_TYPES)} (T5ForConditionalGeneration: T5 1.0, T5.1.1, "
+                "LM-adapted, FLAN-T5, ByT5's architecture; MT5ForConditionalGeneration; "
+                "UMT5ForConditionalGeneration) or the decoder-only gemma3, gemma3_text, "
+                "llama, qwen2, qwen3."
             )
         required = ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers")
         missing = [k for k in required if k not in config]

@@ -342,3 +342,103 @@ def test_a_real_peft_causal_lm_adapter_is_imported(workdir, tmp_path):
     batch = jnp.asarray([ids[1:] + [1]])  # the pipeline's input: tokens then EOS
     ours = causal.target_logits(config, params, batch, jnp.asarray([[4, 1]]), prompt)[0, 0]
     np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4)
+
+
+def _predict(workdir, tmp_path, prompt, *extra):
+    from jaxprompt.cli.main import main
+
+    (tmp_path / "in.jsonl").write_text('{"inputs": "great fun"}\n')
+    return main(
+        [
+            "predict",
+            "--model",
+            str(workdir / "model"),
+            "--prompt",
+            str(prompt),
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--labels",
+            "negative,positive",
+            *extra,
+        ]
+    )
+
+
+def test_bad_decoder_inputs_are_one_line_each(workdir, tmp_path, capsys):
+    """A T5-wide prompt on Gemma, a sequence beyond the model's context (predict and
+    train), and a decoder-only checkpoint without its tokenizer: refused, one line each."""
+    import shutil
+
+    from jaxprompt.cli.main import main
+
+    np.save(tmp_path / "t5.npy", np.zeros((3, 16), np.float32))  # the tiny T5's width
+    np.save(tmp_path / "ok.npy", np.zeros((3, 24), np.float32))
+
+    def refused(code: int, message: str) -> None:
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+    refused(
+        _predict(workdir, tmp_path, tmp_path / "t5.npy"),
+        "prompt width 16 does not match the model's d_model 24",
+    )
+    # The tiny Gemma's context is 256 tokens: 3 + 1 + 250 + 16 > 256.
+    refused(
+        _predict(workdir, tmp_path, tmp_path / "ok.npy", "--inputs_length", "250"),
+        "prompt_length 3 + BOS + inputs_length 250 + targets_length 16 exceeds the model's "
+        "context of 256 tokens",
+    )
+    assert _predict(workdir, tmp_path, tmp_path / "ok.npy", "--inputs_length", "200") == 0
+    capsys.readouterr()
+    flags = [*_user_files_flags(workdir), "--gin.train.inputs_length=300"]
+    refused(
+        main(["train", *flags, f"--gin.train.output_dir='{tmp_path / 'run'}'"]),
+        "exceeds the model's context of 256 tokens",
+    )
+    assert not (tmp_path / "run").exists()
+
+    bare = tmp_path / "bare"
+    shutil.copytree(workdir / "model", bare)
+    (bare / "tokenizer.json").unlink()
+    refused(
+        main(["eval", "--model", str(bare), "--prompt", str(tmp_path / "ok.npy"), "--task", "x"]),
+        f"{bare}: a decoder-only checkpoint without its tokenizer (no tokenizer.json)",
+    )
+
+
+def test_an_unsupported_gguf_architecture_names_the_supported_ones(tmp_path):
+    gguf = pytest.importorskip("gguf", reason="writing GGUF needs the gguf package")
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.checkpoints.errors import CheckpointError
+
+    writer = gguf.GGUFWriter(str(tmp_path / "gpt2.gguf"), "gpt2")
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(CheckpointError, match=r"GGUF architecture 'gpt2' is not supported; "):
+        load_pretrained(str(tmp_path / "gpt2.gguf"))
+
+
+def test_a_gguf_model_without_the_extra_names_it(tmp_path):
+    """`--model x.gguf` where the gguf package cannot be imported: one line naming the
+    extra (a real interpreter with a finder that refuses gguf)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoGguf(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'gguf': raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoGguf())\n"
+        "from jaxprompt.cli.main import main\n"
+        f"sys.exit(main(['inspect', {str(tmp_path / 'model.gguf')!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "pip install 'jaxprompt[gemma]'" in done.stderr, done.stderr[-2000:]

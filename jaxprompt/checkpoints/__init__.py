@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from jaxprompt.checkpoints.errors import CheckpointError
@@ -31,6 +32,7 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
     Hub snapshot's) own spiece.model, "byte" if its tokenizer_config.json names ByT5's
     tokenizer, else the bundled T5 vocabulary."""
     from jaxprompt.data.vocabulary import DEFAULT_VOCABULARY
+    from jaxprompt.decoder_config import DECODER_MODEL_TYPES
 
     if vocabulary:
         return vocabulary
@@ -53,12 +55,25 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
             from jaxprompt.data.vocabulary import BYTE_VOCABULARY
 
             return BYTE_VOCABULARY
+        if _model_type(directory) in DECODER_MODEL_TYPES:
+            raise CheckpointError(
+                f"{directory}: a decoder-only checkpoint without its tokenizer (no "
+                "tokenizer.json): copy the model's tokenizer.json beside config.json, or "
+                "pass --vocabulary path/to/tokenizer.json."
+            )
     return DEFAULT_VOCABULARY
 
 
-def _tokenizer_class(directory: str) -> str | None:
-    import json
+def _model_type(directory: str) -> str | None:
+    try:
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get("model_type") if isinstance(config, dict) else None
 
+
+def _tokenizer_class(directory: str) -> str | None:
     try:
         with open(os.path.join(directory, "tokenizer_config.json"), encoding="utf-8") as f:
             value = json.load(f)
@@ -69,8 +84,9 @@ def _tokenizer_class(directory: str) -> str | None:
 
 def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
     """(architecture, stored weight dtype) of a model without reading its weights: a preset
-    name (e.g. "t5_1_1_lm100k_xxl": float32; "gemma3_27b": bfloat16), "tiny", a Hugging Face T5 directory (config.json
-    and the safetensors header) or a T5X checkpoint (its msgpack and array metadata)."""
+    name (e.g. "t5_1_1_lm100k_xxl": float32; "gemma3_27b": bfloat16), "tiny", a Hugging
+    Face directory (config.json and the safetensors header), a GGUF file (its metadata) or
+    a T5X checkpoint (its msgpack and array metadata)."""
     import numpy as np
 
     from jaxprompt.checkpoints.hf import load_hf_config, stored_dtype

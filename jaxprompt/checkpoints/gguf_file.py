@@ -17,7 +17,7 @@ from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.decoder_config import DecoderConfig
 
 ARCHITECTURES = ("gemma3", "llama", "qwen2", "qwen3")
-_EXTRA = "pip install 'jaxprompt[gguf]'"
+_EXTRA = "pip install 'jaxprompt[gemma]'"
 
 _GLOBAL = {
     "token_embd.weight": "model.embed_tokens.weight",
@@ -129,12 +129,12 @@ def _unpermute(weight: np.ndarray, heads: int) -> np.ndarray:
 def load_gguf(path: str | os.PathLike, dtype=None) -> tuple[DecoderConfig, dict]:
     """(DecoderConfig, params) of a GGUF file, each tensor dequantized to float32 (then cast
     to `dtype` if given)."""
-    import gguf
-
     from jaxprompt.checkpoints.decoder_names import params_from_hf
 
     path = os.fspath(path)
-    reader = _reader(path)
+    reader = _reader(path)  # without the gguf package: the error names the extra
+    import gguf
+
     config = gguf_config(path, reader)
     arch = _field(reader, "general.architecture")
     tensors, problems = {}, []

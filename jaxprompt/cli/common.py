@@ -25,7 +25,13 @@ def trainable_from_prompts(args, artifacts, config):
     for artifact in artifacts:
         if artifact.prompt is not None:
             check_width(artifact.prompt, config.d_model, artifact.source)
-            check_prompt_use(artifact.prompt.shape[0], args.inputs_length, source=artifact.source)
+            check_prompt_use(
+                artifact.prompt.shape[0],
+                args.inputs_length,
+                source=artifact.source,
+                config=config,
+                targets_length=args.targets_length,
+            )
     if len(artifacts) > 1:
         if not getattr(args, "ensemble", None):
             raise CliError("Several --prompt need --ensemble vote|mean.")

@@ -72,6 +72,8 @@ def run(args) -> int:
         serve.max_prompt_length,
         serve.inputs_length,
         source="--max_prompt_length (the longest prompt)",
+        config=config,
+        targets_length=serve.targets_length,
     )
     mesh = make_mesh(int_list(args.mesh, "--mesh")) if args.mesh else None
     try:

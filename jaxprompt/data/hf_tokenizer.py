@@ -116,7 +116,7 @@ def _from_gguf(path: str) -> TokenizerVocabulary:
     except ModuleNotFoundError as e:
         raise DataError(
             f"{path}: building a GGUF file's tokenizer needs transformers and gguf: "
-            "pip install 'jaxprompt[gguf]'."
+            "pip install 'jaxprompt[gemma]'."
         ) from e
     architecture, tokenizer_dict, config = get_gguf_tokenizer(path)
     tokenizer, _ = convert_gguf_tokenizer(architecture, tokenizer_dict)

@@ -127,6 +127,24 @@ def model_config(run: Run, checkpoint_config):
     )
 
 
+def _check_context(s: RunSettings, config) -> None:
+    """A decoder-only model: prompt + BOS + inputs + targets within its context."""
+    from jaxprompt.prompts.init import PromptError
+    from jaxprompt.prompts.trainable import check_prompt_use
+
+    try:
+        check_prompt_use(
+            max(s.prompt_length, 1),
+            s.inputs_length,
+            s.max_encoder_length,
+            "train.prompt_length",
+            config=config,
+            targets_length=s.targets_length,
+        )
+    except PromptError as e:
+        raise ConfigError(str(e)) from None
+
+
 def step_config(run: Run) -> StepConfig:
     """The run's StepConfig with its prompt encoder's options (what train and plan run)."""
     return dataclasses.replace(run.step, prompt_encoder=run.settings.encoder_config())
@@ -209,11 +227,13 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None, vocab=Non
     if loaded is None:
         from jaxprompt.checkpoints import read_model_shapes
 
-        model_config(run, read_model_shapes(s.model)[0])  # bad bindings: refused before loading
+        # Bad bindings and a sequence beyond the model's context: refused before loading.
+        _check_context(s, model_config(run, read_model_shapes(s.model)[0]))
         dtype = None if s.dtype is None else jax.numpy.dtype(s.dtype)
         loaded = load_pretrained(s.model, dtype=dtype, shardings=frozen_shardings)
     checkpoint_config, params = loaded
     config = model_config(run, checkpoint_config)
+    _check_context(s, config)
     from jaxprompt.checkpoints import model_vocabulary
 
     vocab = vocab or data.vocabulary(model_vocabulary(s.model, s.vocabulary))

@@ -67,9 +67,13 @@ def check_prompt_use(
     inputs_length: int,
     max_encoder_length: int = MAX_ENCODER_LENGTH,
     source: str = "the prompt",
+    config=None,
+    targets_length: int = 0,
 ) -> None:
     """The one check of a prompt's length in use: at least one row, and prompt + inputs
-    within the encoder's length limit. Raises PromptError naming both and the fix."""
+    within the encoder's length limit; with a decoder-only `config`, the whole sequence
+    (prompt, BOS, inputs, targets) within the model's context. Raises PromptError naming
+    the lengths and the fix."""
     if prompt_length < 1:
         raise PromptError(f"{source}: an empty prompt (0 rows).")
     if prompt_length + inputs_length > max_encoder_length:
@@ -77,6 +81,13 @@ def check_prompt_use(
             f"{source}: prompt_length {prompt_length} + inputs_length "
             f"{inputs_length} exceeds max_encoder_length {max_encoder_length}; "
             "shorten the inputs (or the prompt)."
+        )
+    context = getattr(config, "max_length", None)  # DecoderConfig only
+    if context is not None and prompt_length + 1 + inputs_length + targets_length > context:
+        raise PromptError(
+            f"{source}: prompt_length {prompt_length} + BOS + inputs_length {inputs_length} "
+            f"+ targets_length {targets_length} exceeds the model's context of {context} "
+            "tokens; shorten the inputs (or the prompt)."
         )
 
 
