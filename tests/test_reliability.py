@@ -214,3 +214,88 @@ def test_sigint_during_the_first_compile_saves_step_1_without_a_crash(tmp_path):
     assert process.returncode == 130, err[-2000:]
     step = int(re.search(r"Interrupted \(SIGINT\) at step (\d+); saved checkpoint", err)[1])
     assert (out / "checkpoints" / str(step) / "prompt.npy").exists()
+
+
+SAVED = (
+    "checkpoints/2/prompt.npy",
+    "checkpoints/2/jaxprompt.json",
+    "checkpoints/2/adapter_config.json",
+    "checkpoints/2/adapter_model.safetensors",
+    "best/2/prompt.npy",
+    "best/2/jaxprompt.json",
+    "best/2/adapter_config.json",
+    "best/2/adapter_model.safetensors",
+)
+# A 2-step run saves once (step 2: best, then latest), 4 crash points each: before the
+# orbax commit, after it, after the prompt files, after the PEFT files (jaxprompt.json is
+# written last, atomically). All 8 pass (2026-12-04); the suite runs one of each kind to
+# stay fast: the first save's commit, its prompt files, its PEFT files, the second commit.
+CRASH_POINTS = (2, 3, 4, 6)
+
+
+@pytest.fixture(scope="module")
+def crash_workdir(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("crash"))
+    flags = gin_flags(
+        workdir,
+        "--gin.TrainerConfig.steps=2",
+        "--gin.TrainerConfig.eval_every=2",
+        "--gin.TrainerConfig.checkpoint_every=2",
+    )
+    whole = tmp_path_factory.mktemp("whole") / "run"
+    done = jaxprompt_command(["train", *flags, f"--output_dir={whole}"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return flags, whole
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_kill_at_any_point_of_a_save_resumes_to_the_same_files(crash_workdir, tmp_path, point):
+    """`JAXPROMPT_CRASH_AT=k` ends `jaxprompt train` (os._exit, no cleanup: a kill) at the
+    k-th point of its save; the same command then finishes, and every file of the saved
+    prompt directories equals the uninterrupted run's, byte for byte; predict reads it."""
+    flags, whole = crash_workdir
+    out = tmp_path / "run"
+    crashed = jaxprompt_command(
+        ["train", *flags, f"--output_dir={out}"], env={"JAXPROMPT_CRASH_AT": str(point)}
+    )
+    assert crashed.returncode == 99, crashed.stderr[-2000:]
+    resumed = jaxprompt_command(["train", *flags, f"--output_dir={out}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for name in SAVED:
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), (point, name)
+    assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
+    workdir = pathlib.Path(flags[2].split("'")[1]).parent
+    (tmp_path / "in.jsonl").write_text('{"text": "great fun"}\n')
+    predicted = jaxprompt_command(
+        [
+            "predict",
+            "--prompt",
+            str(out),
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
+    assert predicted.returncode == 0 and workdir.exists(), predicted.stderr[-2000:]
+
+
+def test_a_signal_during_the_final_save_is_not_dropped(tmp_path):
+    """SIGINT arriving after the loop's last look (here: while the final checkpoint is
+    written) ends the run with the save finished and TrainingInterrupted (exit 130)."""
+    from jaxprompt.training import checkpointer
+
+    original = checkpointer.PromptCheckpointer.save
+
+    def save_then_signal(self, step, state, meta, best=False):
+        original(self, step, state, meta, best)
+        if step == STEPS:
+            signal.raise_signal(signal.SIGINT)
+
+    checkpointer.PromptCheckpointer.save = save_then_signal
+    try:
+        with pytest.raises(TrainingInterrupted, match="SIGINT received during the last step"):
+            run(tmp_path, interrupting_batches(None))
+    finally:
+        checkpointer.PromptCheckpointer.save = original
+    assert (tmp_path / "checkpoints" / str(STEPS) / "prompt.npy").exists()

@@ -306,15 +306,19 @@ def read_prompt(path: str | os.PathLike) -> PromptArtifact:
     return PromptArtifact(source, trainable, info, os.path.join(directory, INFO_FILE))
 
 
-def write_prompt_directory(directory: str, trainable: dict, info: PromptInfo) -> None:
+def write_prompt_directory(
+    directory: str, trainable: dict, info: PromptInfo, after_each_file=lambda: None
+) -> None:
     """prompt.npy / deep_prompt.npz, the PEFT adapter and jaxprompt.json into `directory`
-    (which exists). The PEFT files hold the input prompt, and only when its placement is
-    "prefix": PEFT always prepends, so it would use any other prompt wrongly."""
+    (which exists); jaxprompt.json last, atomically: once it exists, the rest is whole. The
+    PEFT files hold the input prompt, and only when its placement is "prefix": PEFT always
+    prepends, so it would use any other prompt wrongly. `after_each_file`: a test hook."""
     from jaxprompt.models.family import config_from_architecture
     from jaxprompt.prompts.export import export_prompt
     from jaxprompt.prompts.trainable import save_trainable
 
     save_trainable(directory, trainable)
+    after_each_file()
     if "prompt" in trainable and info.prompt_mode == "prefix":
         architecture = info.model.get("architecture")
         export_prompt(
@@ -324,6 +328,7 @@ def write_prompt_directory(directory: str, trainable: dict, info: PromptInfo) ->
             config=config_from_architecture(architecture) if architecture else None,
             base_model=info.model.get("path"),
         )
+        after_each_file()
     write_info(directory, info)
 
 

@@ -131,11 +131,18 @@ def shapes(trainable: dict) -> dict:
 
 
 def save_trainable(directory: str, trainable: dict) -> None:
-    """Writes prompt.npy and/or deep_prompt.npz (float32) into `directory`."""
+    """Writes prompt.npy and/or deep_prompt.npz (float32) into `directory`, each file
+    atomically (a temporary name, then renamed): a file that exists is whole."""
     if "prompt" in trainable:
-        np.save(os.path.join(directory, PROMPT_FILE), np.asarray(trainable["prompt"], np.float32))
+        path = os.path.join(directory, PROMPT_FILE)
+        with open(path + ".tmp", "wb") as f:
+            np.save(f, np.asarray(trainable["prompt"], np.float32))
+        os.replace(path + ".tmp", path)
     if "deep_prompt" in trainable:
-        save_deep_prompt(os.path.join(directory, DEEP_PROMPT_FILE), trainable["deep_prompt"])
+        path = os.path.join(directory, DEEP_PROMPT_FILE)
+        with open(path + ".tmp", "wb") as f:
+            save_deep_prompt(f, trainable["deep_prompt"])
+        os.replace(path + ".tmp", path)
 
 
 def load_trainable(

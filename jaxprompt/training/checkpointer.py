@@ -9,6 +9,12 @@ Layout of an output directory:
                              a self-describing prompt directory (jaxprompt.prompts.artifact)
   best/<step>/               the checkpoint with the best validation metric, the same files
 The frozen weights are never written: a checkpoint is a few hundred KB to a few MB.
+
+A save commits the orbax state (atomically: orbax writes a temporary directory and renames
+it), then writes the prompt files from it, jaxprompt.json last (atomically). A step whose
+state is committed but whose files are missing or torn (a kill between the two) is found
+on resume and its files rebuilt from the state (`repair`). `JAXPROMPT_CRASH_AT=N` (tests)
+ends the process at the N-th point of this sequence: `_crash_point`.
 """
 
 from __future__ import annotations
@@ -21,11 +27,23 @@ from typing import Any, Callable
 import orbax.checkpoint as ocp
 
 from jaxprompt.checkpoints.errors import CheckpointError
-from jaxprompt.prompts.artifact import PromptInfo, write_prompt_directory
-from jaxprompt.prompts.trainable import PROMPT_FILE, save_trainable
+from jaxprompt.prompts.artifact import INFO_FILE, PromptInfo, write_prompt_directory
+from jaxprompt.prompts.trainable import DEEP_PROMPT_FILE, PROMPT_FILE, save_trainable
 from jaxprompt.distributed import fetch, is_leader
 
 MODEL_INFO_FILE = "model_info.json"
+_crash_points = [0]
+
+
+def _crash_point() -> None:
+    """Fault injection for tests: with JAXPROMPT_CRASH_AT=N the process ends (os._exit(99),
+    as a kill would: no cleanup) at the N-th crash point of this process's saves."""
+    target = os.environ.get("JAXPROMPT_CRASH_AT")
+    if not target:
+        return
+    _crash_points[0] += 1
+    if _crash_points[0] == int(target):
+        os._exit(99)
 
 
 def check_or_write_model_info(output_dir: str, info: dict[str, Any]) -> None:
@@ -114,12 +132,15 @@ class PromptCheckpointer:
         )
 
     def save(self, step: int, state, meta: dict, best: bool = False) -> None:
-        """Saves to latest (and to best); blocks until written, then writes prompt.npy
-        (and deep_prompt.npz) beside it."""
-        managers = [self.latest] + ([self.best] if best else [])
+        """Saves to best (if `best`), then to latest; blocks until each is written, then
+        writes its prompt files. Best first: a kill between the two leaves latest at the
+        previous step, so the resumed run replays this step and its evaluation; latest
+        first would record the step as done with its best save missing."""
+        managers = ([self.best] if best else []) + [self.latest]
         for manager in managers:
             if manager.latest_step() == step:
                 continue  # already saved (e.g. final step == last periodic save)
+            _crash_point()
             manager.save(
                 step,
                 args=ocp.args.Composite(
@@ -127,22 +148,53 @@ class PromptCheckpointer:
                 ),
             )
             manager.wait_until_finished()
-            trainable = self.fold(fetch(state.trainable))
-            if is_leader():
+            _crash_point()
+            self._write_files(manager, step, state, meta)
+
+    def _write_files(self, manager, step: int, state, meta: dict) -> None:
+        """The prompt files of a committed step, from its state (the last one written
+        atomically: jaxprompt.json, or without `info` the trainable's files)."""
+        trainable = self.fold(fetch(state.trainable))
+        if not is_leader():
+            return
+        directory = os.path.join(manager.directory, str(step))
+        if self.info is None:
+            save_trainable(directory, trainable)
+            return
+        selected = (
+            {"metric": self.metric, "value": meta.get("best_metric")}
+            if manager is self.best
+            else None
+        )
+        write_prompt_directory(
+            directory,
+            trainable,
+            dataclasses.replace(self.info, step=step, selected_on=selected),
+            after_each_file=_crash_point,
+        )
+
+    def _complete(self, directory: str, trainable: dict) -> bool:
+        if self.info is not None:
+            return os.path.exists(os.path.join(directory, INFO_FILE))
+        names = [PROMPT_FILE] * ("prompt" in trainable) + [DEEP_PROMPT_FILE] * (
+            "deep_prompt" in trainable
+        )
+        return all(os.path.exists(os.path.join(directory, n)) for n in names)
+
+    def repair(self, abstract_state) -> list[str]:
+        """Rebuilds the prompt files of every committed step (latest and best) that lacks
+        them, from its orbax state: what a kill between the commit and the files leaves.
+        Returns the directories rebuilt."""
+        rebuilt = []
+        for manager in (self.latest, self.best):
+            for step in manager.all_steps():
                 directory = os.path.join(manager.directory, str(step))
-                if self.info is None:
-                    save_trainable(directory, trainable)
+                if self._complete(directory, abstract_state.trainable):
                     continue
-                selected = (
-                    {"metric": self.metric, "value": meta.get("best_metric")}
-                    if manager is self.best
-                    else None
-                )
-                write_prompt_directory(
-                    directory,
-                    trainable,
-                    dataclasses.replace(self.info, step=step, selected_on=selected),
-                )
+                state, meta = self.restore(abstract_state, step, from_best=manager is self.best)
+                self._write_files(manager, step, state, meta)
+                rebuilt.append(directory)
+        return rebuilt
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()

@@ -3,7 +3,10 @@
 Inside `deferred_interrupts()` the first SIGINT/SIGTERM only records itself; the training
 loop polls `requested()` where its state, step and data position belong together, saves
 there and raises TrainingInterrupted. A signal never lands inside XLA compilation, a step or
-a checkpoint write. A second signal stops at once (like kill -9: the last checkpoint stays).
+a checkpoint write. One that arrives after the loop's last look (the last step, the final
+save) is not dropped: the run finishes its save, then TrainingInterrupted is raised as the
+block exits (exit 130 / 143). A second signal stops at once (like kill -9: the last
+checkpoint stays).
 """
 
 from __future__ import annotations
@@ -54,7 +57,16 @@ def deferred_interrupts():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        late = requested()
         _received.clear()
+    # Reached only when the block finished normally: a signal it did not act on.
+    if late is not None:
+        name = signal.Signals(late).name
+        raise TrainingInterrupted(
+            f"{name} received during the last step or the final save; the run finished "
+            "and its checkpoint is saved.",
+            late,
+        )
 
 
 __all__ = ["TrainingInterrupted", "deferred_interrupts", "requested"]

@@ -169,12 +169,14 @@ def _train(
         folded,
     )
     meta = {"data_position": 0, "best_metric": None, "best_step": None, "stale_evals": 0}
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        state,
+        sharded.state_shardings,
+    )
+    for directory in checkpointer.repair(abstract):  # a kill between a commit and its files
+        print(f"Rebuilt the prompt files of {directory} from its saved state.")
     if checkpointer.latest_step() is not None:
-        abstract = jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            state,
-            sharded.state_shardings,
-        )
         state, meta = checkpointer.restore(abstract)
         logger.info("Resuming %s from step %d.", output_dir, int(fetch(state.step)))
     else:
