@@ -209,7 +209,10 @@ def load_hf_config(directory: str):
             return DecoderConfig.from_hf_config(raw, source=path)
         return T5Config.from_hf_config(path)
     except (ValueError, OSError, RecursionError) as e:  # ConfigError and JSON errors
-        raise CheckpointError(str(e)[:500]) from None
+        message = str(e)[:500]
+        if path not in message:  # a JSON or encoding error: name the file
+            message = f"{path}: not a readable JSON config ({message})"
+        raise CheckpointError(message) from None
 
 
 def stored_dtype(directory: str) -> str:
