@@ -7,7 +7,7 @@ init, copied into PEFT's prompt), Adafactor lr 0.3 (decay 0.8, clipping 1.0, wei
 rank classification of " negative" / " positive" (each candidate's tokens and EOS).
 
     python tools/peft_gemma_sst2.py                 # both sides (107 min on 2 shared CPU cores)
-    python tools/peft_gemma_sst2.py --sides peft     # PEFT alone
+    python tools/peft_gemma_sst2.py --sides peft    # PEFT alone
 
 Needs the gemma extra, torch, transformers, peft and accelerate (the test extra has them).
 """
