@@ -55,16 +55,7 @@ def test_train_eval_predict_and_peft_on_a_decoder_only_model(workdir, tmp_path):
     result = jaxprompt_command(
         [
             "train",
-            "--gin_file=runs/prompt_tuning.gin",
-            "--gin_file=runs/user_files.gin",
-            f"--gin.train.model='{workdir / 'model'}'",
-            f"--gin.from_files.train='{workdir / 'train.csv'}'",
-            f"--gin.from_files.validation='{workdir / 'dev.csv'}'",
-            "--gin.from_files.verbalizer={'0': 'negative', '1': 'positive'}",
-            "--gin.train.prompt_length=3",
-            "--gin.train.batch_size=4",
-            "--gin.train.inputs_length=8",
-            "--gin.train.targets_length=3",
+            *_user_files_flags(workdir),
             "--gin.TrainerConfig.steps=4",
             "--gin.TrainerConfig.eval_every=2",
             "--gin.TrainerConfig.progress=False",

@@ -51,11 +51,11 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
         own = os.path.join(directory, "spiece.model")
         if os.path.exists(own):
             return own
-        if _tokenizer_class(directory) == "ByT5Tokenizer":
+        if _json_field(directory, "tokenizer_config.json", "tokenizer_class") == "ByT5Tokenizer":
             from jaxprompt.data.vocabulary import BYTE_VOCABULARY
 
             return BYTE_VOCABULARY
-        if _model_type(directory) in DECODER_MODEL_TYPES:
+        if _json_field(directory, "config.json", "model_type") in DECODER_MODEL_TYPES:
             raise CheckpointError(
                 f"{directory}: a decoder-only checkpoint without its tokenizer (no "
                 "tokenizer.json): copy the model's tokenizer.json beside config.json, or "
@@ -64,22 +64,14 @@ def model_vocabulary(model: str | os.PathLike | None, vocabulary: str | None = N
     return DEFAULT_VOCABULARY
 
 
-def _model_type(directory: str) -> str | None:
+def _json_field(directory: str, name: str, key: str):
+    """`key` of the JSON object in directory/name; None if unreadable or absent."""
     try:
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return config.get("model_type") if isinstance(config, dict) else None
-
-
-def _tokenizer_class(directory: str) -> str | None:
-    try:
-        with open(os.path.join(directory, "tokenizer_config.json"), encoding="utf-8") as f:
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
             value = json.load(f)
     except (OSError, ValueError):
         return None
-    return value.get("tokenizer_class") if isinstance(value, dict) else None
+    return value.get(key) if isinstance(value, dict) else None
 
 
 def read_model_shapes(path: str | os.PathLike) -> tuple[T5Config, str]:
