@@ -433,3 +433,21 @@ def test_a_gguf_model_without_the_extra_names_it(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "pip install 'jaxprompt[gemma]'" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_gguf_tokenizer_with_transformers_older_than_5_18_is_refused(tmp_path, monkeypatch):
+    """transformers <= 5.17 has no convert_gguf_tokenizer in its GGUF tokenizer mapping; its
+    older converter splits Gemma 3 text differently, so jaxprompt names the version needed
+    instead of building it (the attribute removed here as 5.17 lacks it)."""
+    pytest.importorskip("gguf", reason="GGUF tokenizers need the gguf package")
+    mapping = pytest.importorskip("transformers.integrations.gguf.gguf_tokenizer_mapping")
+    from jaxprompt.data.hf_tokenizer import load_tokenizer
+    from jaxprompt.data.readers import DataError
+
+    monkeypatch.delattr(mapping, "convert_gguf_tokenizer")
+    load_tokenizer.cache_clear()
+    path = str(tmp_path / "model.gguf")
+    with pytest.raises(DataError, match=r"model\.gguf: building a GGUF file's tokenizer needs "):
+        load_tokenizer(path)
+    with pytest.raises(DataError, match=r"transformers >= 5\.18 \(this is \d"):
+        load_tokenizer(path)

@@ -25,6 +25,7 @@ class RunConfig:
     inputs_length: int = 64
     targets_length: int = 4
     seed: int = 0
+    prompt_text: str | None = None  # the hard prompt of init "text"
     eval_split: str = "validation"
     test_split: str = "test"
     prompt_encoder: str | None = None  # "residual_mlp": residual reparameterization
@@ -63,6 +64,7 @@ def tune_and_evaluate(
         output_dir=output_dir,
         prompt_length=prompt_length,
         prompt_init=init,
+        prompt_text=run.prompt_text,
         prompt_file=prompt_file,
         batch_size=run.batch_size,
         inputs_length=run.inputs_length,
