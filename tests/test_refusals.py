@@ -122,3 +122,36 @@ def test_an_output_being_written_by_another_command_is_refused(workdir, tmp_path
     held.release()
     assert predict(workdir, prompt, "--inputs_length", "16") == 0
     assert not (workdir / ".out.jsonl.lock").exists()  # no lock file left beside the output
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_plan_with_fewer_than_one_cpu_device_is_one_line(capsys, count):
+    code = main(["plan", "--cpu_devices", count])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--cpu_devices {count}: give a number of devices >= 1." in err
+
+
+def test_no_tpu_probe_where_there_is_no_tpu(tmp_path):
+    """With libtpu installed and no TPU device, the command's process tells JAX to use the
+    CPU before JAX starts (no libtpu error block); an explicit JAX_PLATFORMS is kept."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("libtpu") is None:
+        pytest.skip("libtpu is not installed (the tpu extra): nothing probes for a TPU")
+    if os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0"):
+        pytest.skip("this machine has a TPU")
+    code = (
+        "import os\n"
+        "from jaxprompt.cli import skip_absent_tpu\n"
+        "skip_absent_tpu()\n"
+        "print(os.environ.get('JAX_PLATFORMS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    run = lambda env: subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    ).stdout.strip()
+    assert run(env) == "cpu"
+    assert run({**env, "JAX_PLATFORMS": "tpu,cpu"}) == "tpu,cpu"

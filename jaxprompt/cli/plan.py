@@ -177,6 +177,8 @@ def run(args) -> int:
     from jaxprompt.planning.plan import estimate, plan_run, with_mesh
     from jaxprompt.planning.topology import GIB, device_hbm_bytes
 
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        raise CliError(f"--cpu_devices {args.cpu_devices}: give a number of devices >= 1.")
     configured = configured_run(args.gin_file, list(args.gin_bindings))
     if not configured.settings.model:
         raise CliError(
