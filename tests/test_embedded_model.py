@@ -158,12 +158,22 @@ def test_quickstart_dtype_follows_the_cpu_and_the_environment(tmp_path, monkeypa
     plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
     assert quickstart.cpu_has_amx(str(amx)) and not quickstart.cpu_has_amx(str(plain))
     assert not quickstart.cpu_has_amx(str(tmp_path / "missing"))
+    epyc = tmp_path / "epyc"  # bfloat16 dot instructions without AMX
+    epyc.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
     monkeypatch.delenv("JAXPROMPT_DTYPE", raising=False)
-    expected = "bfloat16" if quickstart.cpu_has_amx() else "float32"
-    assert quickstart.resolve_dtype("auto") == expected
-    assert quickstart.resolve_dtype("float32") == "float32"
+    auto = lambda cpu, decoder_only=False: quickstart.resolve_dtype("auto", decoder_only, str(cpu))
+    assert auto(amx) == auto(amx, True) == "bfloat16"
+    assert auto(epyc) == "float32" and auto(epyc, True) == "bfloat16"  # decoder-only measured
+    assert auto(plain) == auto(plain, True) == auto(tmp_path / "missing", True) == "float32"
+    assert quickstart.resolve_dtype("float32", True, str(amx)) == "float32"
+    # A decoder-only LM trains in float32 under "auto" and is scored in bfloat16 where fast.
+    dtypes = lambda dtype, cpu, decoder_only: quickstart.run_dtypes(dtype, decoder_only, str(cpu))
+    assert dtypes("auto", epyc, True) == dtypes("auto", amx, True) == ("float32", "bfloat16")
+    assert dtypes("auto", amx, False) == ("bfloat16", "bfloat16")
+    assert dtypes("auto", plain, True) == ("float32", "float32")
+    assert dtypes("bfloat16", epyc, True) == ("bfloat16", "bfloat16")  # explicit: both
     monkeypatch.setenv("JAXPROMPT_DTYPE", "float32")  # the opt-out
-    assert quickstart.resolve_dtype("auto") == "float32"
+    assert auto(amx, True) == "float32" and dtypes("auto", amx, True) == ("float32", "float32")
     assert quickstart.resolve_dtype("bfloat16") == "bfloat16"  # an explicit flag wins
     with pytest.raises(ValueError, match="float16"):
         quickstart.resolve_dtype("float16")

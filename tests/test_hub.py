@@ -147,3 +147,26 @@ def test_the_checkpoint_s_own_vocabulary_is_the_default(tmp_path):
     assert model_vocabulary(str(model)) == str(model / "spiece.model")
     assert model_vocabulary(str(model), "/other/spiece.model") == "/other/spiece.model"
     assert model_vocabulary("tiny").endswith(os.path.join("t5_tiny_lm", "spiece.model"))
+
+
+def test_dot_segments_are_not_hub_ids_and_are_refused_in_one_line(hub, tmp_path):
+    """`org/..` and a revision of `..` segments would leave the cache's refs/ folder; they
+    are not Hub ids, and loading them is one line (no huggingface_hub traceback)."""
+    from jaxprompt.checkpoints.hub import is_hub_id
+
+    _, _, cache, _ = hub
+    bad = ["acme/..", "acme/t5-tiny@../../models--acme--t5-tiny/refs/main", "acme/./x"]
+    assert is_hub_id("acme/t5-tiny@v1.0") and not any(is_hub_id(name) for name in bad)
+    env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu")
+    for name in bad[:2]:
+        done = subprocess.run(
+            [sys.executable, "-m", "jaxprompt", "inspect", name],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        error = done.stderr.strip()
+        assert done.returncode == 2 and len(error.splitlines()) == 1, error
+        assert name in error

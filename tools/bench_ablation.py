@@ -2,9 +2,9 @@
 270M (the gemma extra) and the quickstart's SST-2 split, against in-context baselines.
 
 Every cell is prompt tuning as `jaxprompt quickstart --model gemma-3-270m` runs it (the
-same template, batch 16, Adafactor lr 0.3, 200 validation sentences, the run built by
-`jaxprompt train`'s own code: jaxprompt.experiments.tune), with the same step budget for
-every cell; its figure is the test accuracy (872 sentences) of the prompt it selected on
+same template, batch 16, Adafactor lr 0.1, 200 validation sentences, its dtypes; the run
+built by `jaxprompt train`'s own code: jaxprompt.experiments.tune), with the same step
+budget for every cell; its figure is the test accuracy (872 sentences) of the prompt it selected on
 validation. Inits: uniform (U[-0.5, 0.5], the paper's "random uniform"), sampled_vocab,
 class_labels, text (INIT_TEXT). Baselines, on the same model and split: the majority class
 and the frozen model with a hard prompt: zero-shot (the template alone) and k-shot (k
@@ -40,27 +40,33 @@ SHOTS = (4, 16)
 
 @functools.lru_cache(maxsize=1)
 def _model(model: str, dtype: str):
-    """(config, params, vocab, task) of the model, loaded once per process."""
+    """(config, params, vocab, task, scoring) of the model, loaded once per process: trained
+    and scored in the quickstart's dtypes (`run_dtypes`)."""
+    import jax
     import jax.numpy as jnp
 
     from jaxprompt import data
     from jaxprompt.checkpoints import load_pretrained, model_vocabulary
-    from jaxprompt.experiments.quickstart import DECODER_RECIPE, resolve_dtype, sst2_task
+    from jaxprompt.experiments.quickstart import DECODER_RECIPE, run_dtypes, sst2_task
 
-    dtype = resolve_dtype(dtype)
+    dtype, score_dtype = run_dtypes(dtype, decoder_only=True)
     config, params = load_pretrained(model, dtype=jnp.dtype(dtype))
     config = config.replace(dtype=dtype)
+    scoring = (config, params)
+    if score_dtype != dtype:
+        cast = jax.tree.map(lambda a: a.astype(score_dtype), params)
+        scoring = (config.replace(dtype=score_dtype), cast)
     vocab = data.vocabulary(model_vocabulary(model))
     recipe = DECODER_RECIPE
     task = sst2_task(recipe.validation_rows, None, recipe.input_template, "quickstart_sst2_lm")
-    return config, params, vocab, task
+    return config, params, vocab, task, scoring
 
 
 def run_cell(args, length: int, init: str, seed: int) -> dict:
     from jaxprompt.experiments.quickstart import DECODER_RECIPE
     from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
 
-    config, params, vocab, task = _model(args.model, args.dtype)
+    config, params, vocab, task, scoring = _model(args.model, args.dtype)
     recipe = DECODER_RECIPE
     run = RunConfig(
         steps=args.steps,
@@ -75,7 +81,7 @@ def run_cell(args, length: int, init: str, seed: int) -> dict:
     begin = time.time()
     test, result, _ = tune_and_evaluate(
         config, params, vocab, task, length, init, run, output_dir, model_path=args.model,
-        progress=False,
+        progress=False, scoring=scoring,
     )  # fmt: skip
     with open(os.path.join(output_dir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
@@ -88,6 +94,7 @@ def run_cell(args, length: int, init: str, seed: int) -> dict:
         "batch_size": recipe.batch_size,
         "learning_rate": args.learning_rate,
         "dtype": config.dtype,
+        "score_dtype": scoring[0].dtype,
         "validation_curve": curve,
         "best_step": result.best_step,
         "best_validation": result.best_metric,
@@ -102,7 +109,7 @@ def run_baselines(args) -> dict:
     from jaxprompt import data, evaluation
     from jaxprompt.experiments.quickstart import DECODER_RECIPE, few_shot_text, hard_prompt
 
-    config, params, vocab, task = _model(args.model, args.dtype)
+    _, _, vocab, task, (config, params) = _model(args.model, args.dtype)
     lengths = data.Lengths(DECODER_RECIPE.inputs_length, 4)
     test = task.examples("test")
     train_labels = [e["label"] for e in task.examples("train")]
@@ -230,7 +237,7 @@ def main() -> None:
     p.add_argument("--first_seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--eval_every", type=int, default=50)
-    p.add_argument("--learning_rate", type=float, default=0.3)
+    p.add_argument("--learning_rate", type=float, default=0.1)
     p.add_argument("--dtype", default="auto", help="float32, bfloat16 or auto (the quickstart's)")
     p.add_argument("--no_baselines", action="store_true")
     p.add_argument(

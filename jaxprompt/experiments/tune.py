@@ -50,13 +50,16 @@ def tune_and_evaluate(
     model_path: str | None = None,
     progress: bool = True,
     deep_prompt_length: int = 0,
+    scoring: tuple | None = None,
 ) -> tuple[float, TrainResult, np.ndarray | None]:
     """Prompt-tunes on task's train split, keeps the best validation prompt, and returns
     (test metric of that prompt, the TrainResult, the prompt). `init` names an initializer
     of jaxprompt.prompts.init; class labels come from the task's verbalizer. With
     `deep_prompt_length` > 0 a deep prompt of that length is trained too (prompt_length 0:
     the deep prompt alone, as in prefix tuning / P-tuning v2). The run is built as
-    `jaxprompt train` builds it (jaxprompt.experiments.runs.prompt_tune), with dropout off."""
+    `jaxprompt train` builds it (jaxprompt.experiments.runs.prompt_tune), with dropout off.
+    `scoring`: (config, params) of the same model to score the test split with (e.g. in
+    another compute dtype); None: those it trained with."""
     metric = task.metrics[0]
     settings = RunSettings(
         model=model_path,
@@ -99,8 +102,7 @@ def tune_and_evaluate(
         config,
     )
     test = evaluation.evaluate(
-        config,
-        params,
+        *(scoring or (config, params)),
         best,
         task,
         vocab,
