@@ -116,6 +116,8 @@ def test_the_quickstart_s_prompt_directory_loads_in_real_peft(real, reference, t
         )
     )
     best = os.path.dirname(result["prompt_path"])
+    # The run records the model by its name, so `--prompt DIR` finds it from any directory.
+    assert read_prompt(best).model["path"] == "gemma-3-270m"
     prompt = jnp.asarray(read_prompt(best).prompt)
     tuned = peft.PeftModel.from_pretrained(reference, best).eval()
     for text in _sentences(3):

@@ -178,11 +178,13 @@ def trainable_shapes(run: Run, config: T5Config) -> dict:
 
 
 def recorded_model_path(model: str | None) -> str | None:
-    """What model_info.json names: "tiny" and remote paths as given, a Hub id pinned to the
-    commit it resolved to (org/name@<commit>), local paths absolute."""
+    """What model_info.json names: "tiny", a named model of an extra ("gemma-3-270m") and
+    remote paths as given, a Hub id pinned to the commit it resolved to (org/name@<commit>),
+    local paths absolute."""
+    from jaxprompt.checkpoints.gguf_file import NAMED_MODELS
     from jaxprompt.checkpoints.hub import is_hub_id, pinned_id
 
-    if model is None or model in ("tiny", "t5_tiny_lm") or "://" in model:
+    if model is None or model in ("tiny", "t5_tiny_lm", *NAMED_MODELS) or "://" in model:
         return model
     if is_hub_id(model):
         return pinned_id(model)
