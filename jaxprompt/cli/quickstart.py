@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
         "--dtype",
         default="auto",
         choices=["auto", "float32", "bfloat16"],
-        help="compute and frozen-weight dtype (auto: JAXPROMPT_DTYPE if set, "
-        "else bfloat16 on a CPU with AMX, float32 elsewhere)",
+        help="compute and frozen-weight dtype of training and scoring (auto: JAXPROMPT_DTYPE "
+        "if set; else bfloat16 on a CPU with AMX, and for a decoder-only LM float32 "
+        "training with bfloat16 scoring on a CPU with AMX or AVX-512 BF16; float32 elsewhere)",
     )
     quick.set_defaults(func=run)
