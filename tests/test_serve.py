@@ -242,6 +242,7 @@ def test_prompt_hot_added_replaced_and_deleted(server, model, bank_dir, tmp_path
     [
         (b"{not json", 400, "body"),
         (b"[1, 2]", 400, "body"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
         (json.dumps({"task": 3, "inputs": ["a"]}).encode(), 400, "'task'"),
         (json.dumps({"task": "nope", "inputs": ["a"]}).encode(), 404, "'task'"),
         (json.dumps({"task": "sst2", "inputs": "a film"}).encode(), 400, "'inputs'"),
@@ -519,3 +520,20 @@ def test_serve_beyond_loopback_needs_a_token(capsys):
         == 2
     )
     assert "listens beyond loopback" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_refused_before_loading(capsys):
+    """A second server on a busy port: one line, before the model is read (the bank path
+    does not even exist: the port is checked first)."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli_main(
+            ["serve", "--model", "tiny", "--prompt_bank", "/nowhere", "--port", str(port)]
+        )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--port {port}: 127.0.0.1:{port} is in use" in err

@@ -42,6 +42,18 @@ class MappedParam:
     transpose: bool
 
 
+def refusal_reason(error: Exception) -> str:
+    """What torch.load(weights_only=True) objected to (e.g. "Unsupported global: GLOBAL
+    os.system"), without torch's advice to retry with weights_only=False."""
+    import re
+
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL \S+", text) or re.search(
+        r"WeightsUnpickler error: [^\n.]*", text
+    )
+    return found.group(0).strip() if found else type(error).__name__
+
+
 def hf_parameter_map(config: T5Config) -> list[MappedParam]:
     """Every parameter of `config` as (transformers name, Flax path, transpose?)."""
     entries = [MappedParam("shared.weight", ("token_embedder", "embedding"), False)]
@@ -159,7 +171,9 @@ class _TensorSource:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as e:  # torch raises UnpicklingError, RuntimeError, ...
             raise CheckpointError(
-                f"{path}: torch.load(weights_only=True) refused the file: {e}"
+                f"{path}: torch.load(weights_only=True) refused the file ({refusal_reason(e)}); "
+                "jaxprompt never unpickles arbitrary objects: convert the checkpoint to "
+                "safetensors where you trust it."
             ) from e
 
         def to_numpy(tensor):

@@ -12,6 +12,26 @@ import os
 from jaxprompt.cli.common import CliError, add_prompt_use_flags, int_list
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuses a port another process listens on before the model is loaded and compiled
+    (port 0: the system picks a free one)."""
+    import socket
+
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise CliError(f"--host {host}: {e.strerror}.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise CliError(f"--port {port}: {host}:{port} is in use ({e.strerror}).") from None
+
+
 def run(args) -> int:
     from jaxprompt import data
     from jaxprompt.checkpoints import load_pretrained, model_vocabulary
@@ -27,6 +47,7 @@ def run(args) -> int:
         check_exposure(args.host, token, args.insecure_admin)
     except ValueError as e:
         raise CliError(str(e)) from None
+    _check_port_free(args.host, args.port)
     try:
         entries = read_bank_directory(args.prompt_bank)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:

@@ -80,8 +80,10 @@ def _torch_load(path: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError and friends
+        from jaxprompt.checkpoints.hf import refusal_reason
+
         raise PromptFileError(
-            f"{path}: torch.load(weights_only=True) refused the file ({e}). "
+            f"{path}: torch.load(weights_only=True) refused the file ({refusal_reason(e)}). "
             "jaxprompt never unpickles arbitrary objects."
         ) from e
 

@@ -27,6 +27,8 @@ async def json_object(request: web.Request) -> dict:
         body = await request.json()
     except ValueError as e:
         raise RequestError(400, f"body: not JSON ({e})") from None
+    except RecursionError:
+        raise RequestError(400, "body: JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise RequestError(400, f"body: a JSON object, not {type(body).__name__}")
     return body
