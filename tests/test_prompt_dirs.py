@@ -342,6 +342,18 @@ def test_inspect_export_and_bare_files(runs, tmp_path, capsys):
         == 2
     )
     assert "placement 'prefix_after_bos'" in capsys.readouterr().err
+    # A shared directory is data: escape sequences are shown escaped, huge fields cut short.
+    crafted = tmp_path / "crafted"
+    shutil.copytree(plain_best, crafted)
+    info = json.loads((crafted / INFO_FILE).read_text())
+    info["labels"] = ["\x1b]0;pwned\x07\x1b[2Kneg", "positive"]
+    info["method"] = "x" * 10_000_000
+    (crafted / INFO_FILE).write_text(json.dumps(info))
+    assert main(["inspect", str(crafted)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and len(out) < 20_000
+    assert "\\x1b]0;pwned\\x07\\x1b[2Kneg, positive" in out
+    assert "(10,000,000 characters)" in out
 
 
 def test_the_written_adapter_loads_in_real_peft_with_the_same_logits(runs):
@@ -427,3 +439,27 @@ def test_serve_a_bank_of_prompt_directories_without_model_or_labels(runs, tmp_pa
         )
     finally:
         process.kill()
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (["positive", "positive"], "labels repeat ['positive']; each label once."),
+        ([f"label{i}" for i in range(100_000)], "100000 labels; a prompt directory holds at most"),
+    ],
+)
+def test_crafted_labels_in_a_prompt_directory_are_one_line(runs, tmp_path, capsys, labels, message):
+    """A shared prompt directory is data: repeated labels (every prediction would be the
+    first) and 100,000 labels (a 1.88 TB allocation) are refused before any model work."""
+    _, (_, plain_best), _ = runs
+    crafted = tmp_path / "crafted"
+    shutil.copytree(plain_best, crafted)
+    info = json.loads((crafted / INFO_FILE).read_text())
+    (crafted / INFO_FILE).write_text(json.dumps({**info, "labels": labels}))
+    (tmp_path / "in.jsonl").write_text(json.dumps({"sentence": "fine"}) + "\n")
+    code = main(
+        ["predict", "--prompt", str(crafted), "--input", str(tmp_path / "in.jsonl"),
+         "--output", str(tmp_path / "out.jsonl")]
+    )  # fmt: skip
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and message in error, error

@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 
 
+def shown(text: str, limit: int = 300) -> str:
+    """A recorded string as printable text: control characters (terminal escape sequences
+    in a shared prompt directory) escaped, at most `limit` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _describe_prompt(artifact) -> None:
     import numpy as np
 
@@ -33,7 +40,7 @@ def _describe_prompt(artifact) -> None:
     if artifact.info is not None:
         print(f"  recorded in {artifact.info_path}:")
         for field, value in artifact.info.describe():
-            print(f"  {field:<12} {value}")
+            print(f"  {field:<12} {shown(value)}")
     missing = artifact.missing()
     if missing:
         print(

@@ -35,6 +35,9 @@ class PromptUseError(PromptFileError):
     flag that goes on anyway)."""
 
 
+MAX_LABELS = 1024  # rank classification's candidates per prompt directory
+
+
 @dataclasses.dataclass(frozen=True)
 class PromptInfo:
     """How a prompt is used (jaxprompt.json); every field but `model` may be unknown."""
@@ -97,6 +100,14 @@ class PromptInfo:
         labels = fields.get("labels")
         if labels is not None and (not labels or not all(isinstance(x, str) and x for x in labels)):
             raise PromptFileError(f"{path}: labels must be a non-empty list of strings.")
+        if labels is not None and len(set(labels)) != len(labels):
+            repeated = sorted({x for x in labels if labels.count(x) > 1})[:3]
+            raise PromptFileError(f"{path}: labels repeat {repeated}; each label once.")
+        if labels is not None and len(labels) > MAX_LABELS:
+            raise PromptFileError(
+                f"{path}: {len(labels)} labels; a prompt directory holds at most {MAX_LABELS} "
+                "(rank classification scores every one for every input)."
+            )
         lengths = fields.get("lengths") or {}
         if any(
             k not in ("inputs", "targets") or not _is_int(v) or v < 1 for k, v in lengths.items()
