@@ -463,3 +463,23 @@ def test_crafted_labels_in_a_prompt_directory_are_one_line(runs, tmp_path, capsy
     )  # fmt: skip
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1 and message in error, error
+
+
+def test_a_relative_model_path_is_read_beside_the_prompt_directory(
+    runs, tmp_path, capsys, monkeypatch
+):
+    """A bundle (prompt directory + its model) shared with a relative model path works from
+    any working directory: the path is resolved against the prompt directory."""
+    workdir, (_, plain_best), _ = runs
+    bundle = tmp_path / "bundle"
+    shutil.copytree(plain_best, bundle / "prompt")
+    shutil.copytree(workdir / "model", bundle / "model")
+    info = json.loads((bundle / "prompt" / INFO_FILE).read_text())
+    info["model"]["path"] = "../model"
+    (bundle / "prompt" / INFO_FILE).write_text(json.dumps(info))
+    assert read_prompt(bundle / "prompt").info.model["path"] == str(bundle / "model")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    command = ["eval", "--prompt", str(bundle / "prompt"), "--output", "e.json"]
+    assert main(command) == 0, capsys.readouterr().err

@@ -38,6 +38,17 @@ class PromptUseError(PromptFileError):
 MAX_LABELS = 1024  # rank classification's candidates per prompt directory
 
 
+def _beside(model_path: str | None, info_path: str) -> str | None:
+    """A relative model path that names something beside the prompt directory, resolved
+    there (a directory shared with its model); anything else as recorded (absolute paths,
+    "tiny", named models, Hub ids)."""
+    if not model_path or os.path.isabs(model_path) or "://" in model_path:
+        return model_path
+    base = info_path if os.path.isdir(info_path) else os.path.dirname(info_path)
+    candidate = os.path.normpath(os.path.join(base, model_path))
+    return candidate if os.path.exists(candidate) else model_path
+
+
 @dataclasses.dataclass(frozen=True)
 class PromptInfo:
     """How a prompt is used (jaxprompt.json); every field but `model` may be unknown."""
@@ -83,6 +94,7 @@ class PromptInfo:
             for name in names:
                 _check_type(fields.get(parent) or {}, name, str, True, f"{path}: {parent}")
         _check_type(model, "architecture", dict, True, f"{path}: model")
+        fields["model"] = {**model, "path": _beside(model.get("path"), path)}
         _check_recipe((fields.get("task") or {}).get("recipe"), path)
         if fields.get("version", INFO_VERSION) > INFO_VERSION:
             raise PromptFileError(
