@@ -39,6 +39,7 @@ def test_byte_vocabulary_equals_byt5_tokenizer():
         assert ours.decode(ids) == tokenizer.decode(upto, skip_special_tokens=True), ids
 
 
+@pytest.mark.slow
 def test_a_byt5_checkpoint_trains_with_its_byte_vocabulary(tmp_path):
     model = build_torch_t5(dict(TINY_T5_1_1, vocab_size=384), seed=5)
     model.save_pretrained(tmp_path / "byt5")

@@ -32,6 +32,7 @@ def files(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_train_eval_predict(tmp_path, model_dir, files, capsys):
     gin_flags = [
         "--gin_file=runs/prompt_tuning.gin",
@@ -213,6 +214,7 @@ def test_nan_prompt_and_non_utf8_input_are_refused(tmp_path, model_dir, files, c
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_prefix_tuning_train_eval_and_export_refusal(tmp_path, model_dir, files, capsys):
     output_dir = tmp_path / "prefix"
     assert (

@@ -45,6 +45,7 @@ def workdir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_train_eval_predict_and_peft_on_a_decoder_only_model(workdir, tmp_path):
     from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.data import vocabulary
@@ -133,6 +134,7 @@ def test_train_eval_predict_and_peft_on_a_decoder_only_model(workdir, tmp_path):
     assert greedy[: len(generated)].tolist() == generated.tolist()
 
 
+@pytest.mark.slow
 def test_serve_and_predict_bank_on_a_decoder_only_model(workdir, tmp_path):
     """`jaxprompt serve` of the tiny Gemma 3 with a bank of two tasks answers as single-task
     scoring with each unpadded prompt does; `predict --prompt_bank` (tasks mixed in one
@@ -260,6 +262,7 @@ def _user_files_flags(workdir) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_plan_a_decoder_only_run_and_its_extrapolated_cost(workdir, capsys):
     """`jaxprompt plan` compiles a decoder-only run (DecoderConfig.* bindings take effect),
     and the estimate's FLOPs and bytes, extrapolated from 1- and 2-layer compiles of each
@@ -311,6 +314,7 @@ def test_bad_decoder_bindings_are_refused_in_one_line(workdir, capsys, binding, 
     assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_a_real_peft_causal_lm_adapter_is_imported(workdir, tmp_path):
     """A prompt-tuning adapter made and saved by real PEFT (task_type CAUSAL_LM, PEFT's own
     random init) reads into jaxprompt, which then gives PEFT's next-token logits."""

@@ -115,6 +115,7 @@ def test_greedy_with_cache_equals_generate(pair):
         assert ours[i, :n].tolist() == out.tolist()
 
 
+@pytest.mark.slow
 def test_scanned_layers_compute_the_same(pair):
     _, _, config, params = pair
     scanned = config.replace(scan_layers=True, remat_policy="full")

@@ -81,6 +81,7 @@ def test_prefix_attention_matches_numpy_reference():
 
 
 @pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.slow
 def test_length_zero_deep_prompt_reproduces_the_bare_model_exactly(scan):
     params = tiny_frozen()
     config = TINY
@@ -137,6 +138,7 @@ def test_init_is_each_layers_key_and_value_of_sampled_tokens():
     assert (distance.argmin(axis=1) >= 3).all()  # never pad / eos / unk
 
 
+@pytest.mark.slow
 def test_cached_greedy_decoding_equals_full_forward_with_decoder_prefixes():
     params = tiny_frozen()
     deep = deep_prompts.init_deep_prompt(jax.random.key(3), params, TINY, 3, decoder=True)
@@ -168,6 +170,7 @@ def test_bad_deep_prompt_names_key_and_shape():
         deep_prompts.init_deep_prompt(jax.random.key(1), params, TINY, 0)
 
 
+@pytest.mark.slow
 def test_training_moves_only_the_deep_prompt_sharded_over_the_model_axis():
     frozen_host = tiny_frozen()
     reference = jax.tree.map(np.array, frozen_host)
@@ -192,6 +195,7 @@ def test_training_moves_only_the_deep_prompt_sharded_over_the_model_axis():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_trainer_writes_and_resumes_deep_prompt_files(tmp_path):
     frozen = tiny_frozen()
     deep = deep_prompts.init_deep_prompt(jax.random.key(1), frozen, TINY, 2)

@@ -89,6 +89,7 @@ def test_embedded_model_matches_transformers():
     np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
     config, params = jaxprompt.load_pretrained("tiny", dtype=np.float32)
     frozen_before = jax.tree.map(np.array, params)
@@ -127,6 +128,7 @@ def test_prompt_tuning_the_embedded_model_lowers_validation_loss(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), frozen_before)
 
 
+@pytest.mark.slow
 def test_quickstart_smoke(tmp_path, capsys):
     """The quickstart end to end with few steps: its three lines, a learning curve, a prompt."""
     from jaxprompt.experiments import quickstart
@@ -179,6 +181,7 @@ def test_quickstart_dtype_follows_the_cpu_and_the_environment(tmp_path, monkeypa
         quickstart.resolve_dtype("float16")
 
 
+@pytest.mark.slow
 def test_pretraining_resumes_exactly(tmp_path):
     """4 steps in one go == 2 steps, an interruption, then --resume for 2 more."""
     pc = PretrainConfig(

@@ -207,6 +207,7 @@ def test_local_csv_task_trains_and_evaluates(tmp_path, pair):
     assert train_losses[-1] < train_losses[0]
 
 
+@pytest.mark.slow
 def test_two_process_evaluation_matches_one_process(tmp_path):
     """Rank, greedy, ensemble and prompt-bank predictions of a 2-process (2 x 4 CPU devices)
     run equal the 1-process run on 13 examples (global batch 8: the last batch is padded)."""

@@ -50,6 +50,7 @@ def reference(real):
     ).eval()
 
 
+@pytest.mark.slow
 def test_real_gemma_matches_transformers_gguf_load(real, reference):
     import jax
     import jax.numpy as jnp
@@ -90,6 +91,7 @@ def test_real_gemma_matches_transformers_gguf_load(real, reference):
             assert scores[row, c] == pytest.approx(expected, abs=2e-3), (text, label)
 
 
+@pytest.mark.slow
 def test_the_quickstart_s_prompt_directory_loads_in_real_peft(real, reference, tmp_path):
     """`jaxprompt quickstart --model gemma-3-270m` (2 steps, 8 validation and 8 test rows)
     writes a prompt directory; real PEFT loads it on transformers' GGUF load of the same
@@ -117,7 +119,7 @@ def test_the_quickstart_s_prompt_directory_loads_in_real_peft(real, reference, t
     )
     best = os.path.dirname(result["prompt_path"])
     # The run records the model by its name, so `--prompt DIR` finds it from any directory.
-    assert read_prompt(best).model["path"] == "gemma-3-270m"
+    assert read_prompt(best).info.model["path"] == "gemma-3-270m"
     prompt = jnp.asarray(read_prompt(best).prompt)
     tuned = peft.PeftModel.from_pretrained(reference, best).eval()
     for text in _sentences(3):

@@ -59,6 +59,7 @@ def _torch_logits(model, encoder_ids, decoder_ids):
         )
 
 
+@pytest.mark.slow
 def test_pytorch_bin_and_sharded_safetensors_load_the_same_params(tmp_path):
     model = build_torch_t5(TINY_T5_1_1, seed=3)
     model.save_pretrained(tmp_path / "single")

@@ -34,6 +34,7 @@ def pair(tmp_path_factory):
     return model, str(directory), config, params
 
 
+@pytest.mark.slow
 def test_peft_round_trip_logits_and_generate(tmp_path, pair):
     from transformers import T5ForConditionalGeneration
 

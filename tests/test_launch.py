@@ -64,6 +64,7 @@ def test_pod_slices_run_every_worker_with_distributed(tpu_type):
     importlib.util.find_spec("libtpu") is None,
     reason="the plan compiles with libtpu (pip install 'jaxprompt[tpu]')",
 )
+@pytest.mark.slow
 def test_a_step_that_does_not_fit_creates_no_vm(tmp_path):
     import jax
 

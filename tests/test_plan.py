@@ -24,6 +24,7 @@ def workdir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", ["prompt", "residual"])
+@pytest.mark.slow
 def test_plan_fingerprints_are_the_steps_train_compiles(workdir, tmp_path, method):
     """The optimized HLO XLA dumps while `jaxprompt train` runs equals what `jaxprompt plan`
     compiles for the same flags: the plan is the run (2 devices, a model-parallel mesh;
@@ -76,6 +77,7 @@ def _losses(output_dir) -> list[float]:
     return [row["loss"] for row in rows if row["split"] == "train"]
 
 
+@pytest.mark.slow
 def test_scan_remat_bf16_change_the_step_but_not_the_losses(workdir, tmp_path, capsys):
     from jaxprompt.checkpoints import read_model_shapes
     from jaxprompt.cli.configure import configured_run
@@ -216,6 +218,7 @@ needs_libtpu = pytest.mark.skipif(
 
 
 @needs_libtpu
+@pytest.mark.slow
 def test_plan_for_a_tpu_slice_without_a_tpu(workdir):
     """A real deviceless TPU compile of every mesh of a v5e-4 (tiny model: seconds)."""
     done = jaxprompt_command(
@@ -247,6 +250,7 @@ def test_plan_for_a_tpu_slice_without_a_tpu(workdir):
 
 
 @needs_libtpu
+@pytest.mark.slow
 def test_plan_that_does_not_fit_exits_1(workdir):
     """Logits of a 65,536-row batch over a 32,128-piece vocabulary overflow one v5e chip's
     16 GiB whatever the remat or dtype: the plan says so and exits 1."""

@@ -77,6 +77,7 @@ def _scores(workdir, prompt, mode) -> np.ndarray:
     )
 
 
+@pytest.mark.slow
 def test_every_prompt_directory_describes_itself(runs):
     workdir, (plain_dir, plain_best), (_, bos_best) = runs
     config, params = load_pretrained(str(workdir / "model"))
@@ -101,6 +102,7 @@ def test_every_prompt_directory_describes_itself(runs):
     np.testing.assert_array_equal(artifact.prompt, np.load(plain_best / "prompt.npy"))
 
 
+@pytest.mark.slow
 def test_after_bos_prompt_scores_the_same_in_eval_predict_and_serve(runs, tmp_path):
     workdir, (_, plain_best), (bos_dir, bos_best) = runs
     prompt = np.load(bos_best / "prompt.npy")

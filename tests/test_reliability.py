@@ -69,6 +69,7 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("at_batch", [0, 3, 6, 9])
+@pytest.mark.slow
 def test_interrupt_between_a_step_and_its_loss_check_resumes_exactly(
     tmp_path, uninterrupted, at_batch
 ):
@@ -86,6 +87,7 @@ def test_interrupt_between_a_step_and_its_loss_check_resumes_exactly(
     np.testing.assert_array_equal(np.asarray(resumed.state.trainable["prompt"]), uninterrupted)
 
 
+@pytest.mark.slow
 def test_interrupt_during_evaluation_resumes_exactly(tmp_path, uninterrupted):
     calls = []
 
@@ -109,6 +111,7 @@ def test_interrupt_during_evaluation_resumes_exactly(tmp_path, uninterrupted):
     )
 
 
+@pytest.mark.slow
 def test_sigint_to_the_command_is_one_line_and_resumes(tmp_path):
     """A real SIGINT to `jaxprompt train` mid-run: exit 130, one line, no traceback; the
     same command then finishes with the uninterrupted run's prompt."""
@@ -140,6 +143,7 @@ def test_sigint_to_the_command_is_one_line_and_resumes(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_directory_stops_at_once(tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen(
@@ -183,6 +187,7 @@ def test_lock_in_one_process_refuses_a_second_holder(tmp_path):
                 pass
 
 
+@pytest.mark.slow
 def test_a_diverged_run_never_writes_a_non_finite_prompt(tmp_path):
     trainer = TrainerConfig(steps=20, eval_every=0, checkpoint_every=1, log_every=1, progress=False)
     with pytest.raises(TrainingError, match="not finite|Non-finite") as stopped:
@@ -249,6 +254,7 @@ def crash_workdir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.slow
 def test_a_kill_at_any_point_of_a_save_resumes_to_the_same_files(crash_workdir, tmp_path, point):
     """`JAXPROMPT_CRASH_AT=k` ends `jaxprompt train` (os._exit, no cleanup: a kill) at the
     k-th point of its save; the same command then finishes, and every file of the saved
@@ -280,6 +286,7 @@ def test_a_kill_at_any_point_of_a_save_resumes_to_the_same_files(crash_workdir, 
     assert predicted.returncode == 0 and workdir.exists(), predicted.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_signal_during_the_final_save_is_not_dropped(tmp_path):
     """SIGINT arriving after the loop's last look (here: while the final checkpoint is
     written) ends the run with the save finished and TrainingInterrupted (exit 130)."""

@@ -95,6 +95,7 @@ def _restore(directory):
     return restored["state"]["trainable"]
 
 
+@pytest.mark.slow
 def test_folded_prompt_scores_equal_the_unfolded_model(residual_run):
     workdir, run = residual_run
     best = run / "best" / sorted(os.listdir(run / "best"))[-1]
@@ -141,6 +142,7 @@ def test_the_folded_export_loads_in_real_peft_with_the_same_logits(residual_run)
     assert_peft_logits_match(workdir / "model", best, ids, np.zeros((3, 2), np.int32))
 
 
+@pytest.mark.slow
 def test_a_resumed_residual_run_equals_an_uninterrupted_one(residual_run, tmp_path):
     workdir, run = residual_run
     _train(workdir, tmp_path / "resumed", 2)

@@ -116,6 +116,7 @@ def metric(url: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@pytest.mark.slow
 def test_predictions_match_single_task_scoring_and_cli_predict(server, model, bank_dir, tmp_path):
     config, params, vocab = model
     status, tasks, _ = call(server.url + "/v1/tasks")
@@ -322,6 +323,7 @@ def test_full_queue_answers_503_and_slow_requests_504(model, bank_dir):
         handle.stop()
 
 
+@pytest.mark.slow
 def test_sigterm_drains_in_flight_requests(bank_dir, tmp_path):
     process = subprocess.Popen(
         [
@@ -403,6 +405,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_sharded_frozen_model_serves_the_same_answers(bank_dir):
     env = {
         **os.environ,

@@ -38,6 +38,7 @@ def _ids(seed=0, batch=2, enc=11, dec=7):
     return jnp.asarray(encoder_ids), jnp.asarray(decoder_ids)
 
 
+@pytest.mark.slow
 def test_scanned_layers_equal_per_layer(params):
     encoder_ids, decoder_ids = _ids()
     prompt = jax.random.normal(jax.random.key(1), (4, TINY.d_model))
@@ -61,6 +62,7 @@ def test_scanned_layers_equal_per_layer(params):
 
 
 @pytest.mark.parametrize("policy", ["full", "minimal"])
+@pytest.mark.slow
 def test_remat_keeps_values_and_prompt_gradients(params, policy):
     encoder_ids, decoder_ids = _ids()
     prompt = jax.random.normal(jax.random.key(1), (4, TINY.d_model))
@@ -112,6 +114,7 @@ def test_kv_cache_decoding_equals_full_forward(params):
     )
 
 
+@pytest.mark.slow
 def test_jit_and_dropout(params):
     encoder_ids, decoder_ids = _ids()
     model = T5(TINY)

@@ -37,6 +37,7 @@ def _setup(prompt_length=6):
     return optimizer, state, steps
 
 
+@pytest.mark.slow
 def test_frozen_weights_bit_identical_prompt_moves_state_is_prompt_only():
     frozen_host = tiny_frozen()
     reference = jax.tree.map(np.array, frozen_host)
@@ -60,6 +61,7 @@ def _flops(compiled) -> float:
     return float(cost["flops"])
 
 
+@pytest.mark.slow
 def test_prompt_step_computes_no_weight_gradients():
     # Wide enough that weight matmuls, not softmax or the logits, dominate the FLOPs.
     config = TINY.replace(d_model=128, num_heads=4, d_kv=32, d_ff=512, vocab_size=256)
@@ -90,6 +92,7 @@ def test_prompt_step_computes_no_weight_gradients():
     assert prompt_flops <= 0.8 * full_flops
 
 
+@pytest.mark.slow
 def test_same_result_on_one_and_eight_devices(tmp_path):
     losses, prompt = three_steps((1, 1), jax.devices()[:1])
     out = tmp_path / "sharded.npz"
@@ -111,6 +114,7 @@ def test_same_result_on_one_and_eight_devices(tmp_path):
         np.testing.assert_allclose(results[f"prompt_{shape}"], prompt, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     uninterrupted = trainer_run(str(tmp_path / "a"), steps=10)
     expected = np.asarray(uninterrupted.state.trainable["prompt"])
@@ -139,6 +143,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_output_dir_of_another_model_or_prompt_is_refused(tmp_path):
     trainer_run(str(tmp_path), steps=2)
     before = sorted(os.listdir(tmp_path / "checkpoints"))
@@ -212,6 +217,7 @@ def test_empty_data_and_bad_prompt_shape(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_best_checkpoint_follows_the_validation_metric(tmp_path):
     def eval_batches():
         return [synthetic_batch(1000 + i) for i in range(2)]
@@ -238,6 +244,7 @@ def test_best_checkpoint_follows_the_validation_metric(tmp_path):
     assert any(name.startswith("events") for name in os.listdir(tmp_path / "tensorboard"))
 
 
+@pytest.mark.slow
 def test_two_process_multihost_matches_one_process(tmp_path):
 
     from tests.helpers import run_processes
@@ -264,6 +271,7 @@ def test_two_process_multihost_matches_one_process(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_two_process_multihost_decoder_only_matches_one_process(tmp_path):
     """The same 2-process job on a tiny Gemma-3-shaped decoder-only LM (sliding and global
     layers, its weights split over the model axis of each process's 4 devices)."""
@@ -287,6 +295,7 @@ def test_two_process_multihost_decoder_only_matches_one_process(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_full_training_step_is_sgd_on_every_weight_and_dropout_follows_its_rng():
     """The baselines' all-weights step: one SGD step moves every weight by -lr x the gradient
     of the mean target-token NLL written out here by hand; dropout is on only with an rng,

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxprompt.models.combine import PROMPT_MODES
 from jaxprompt.prompts.files import PromptFileError, load_prompt
+from jaxprompt.prompts.recorded import check_labels, model_path_beside
 
 INFO_FILE = "jaxprompt.json"
 INFO_VERSION = 1
@@ -33,20 +34,6 @@ DECODING = ("rank", "greedy")
 class PromptUseError(PromptFileError):
     """A prompt used with a model or vocabulary other than its own (names both, and the
     flag that goes on anyway)."""
-
-
-MAX_LABELS = 1024  # rank classification's candidates per prompt directory
-
-
-def _beside(model_path: str | None, info_path: str) -> str | None:
-    """A relative model path that names something beside the prompt directory, resolved
-    there (a directory shared with its model); anything else as recorded (absolute paths,
-    "tiny", named models, Hub ids)."""
-    if not model_path or os.path.isabs(model_path) or "://" in model_path:
-        return model_path
-    base = info_path if os.path.isdir(info_path) else os.path.dirname(info_path)
-    candidate = os.path.normpath(os.path.join(base, model_path))
-    return candidate if os.path.exists(candidate) else model_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +81,7 @@ class PromptInfo:
             for name in names:
                 _check_type(fields.get(parent) or {}, name, str, True, f"{path}: {parent}")
         _check_type(model, "architecture", dict, True, f"{path}: model")
-        fields["model"] = {**model, "path": _beside(model.get("path"), path)}
+        fields["model"] = {**model, "path": model_path_beside(model.get("path"), path)}
         _check_recipe((fields.get("task") or {}).get("recipe"), path)
         if fields.get("version", INFO_VERSION) > INFO_VERSION:
             raise PromptFileError(
@@ -109,17 +96,7 @@ class PromptInfo:
             raise PromptFileError(
                 f"{path}: decoding {fields['decoding']!r} is not one of {DECODING}."
             )
-        labels = fields.get("labels")
-        if labels is not None and (not labels or not all(isinstance(x, str) and x for x in labels)):
-            raise PromptFileError(f"{path}: labels must be a non-empty list of strings.")
-        if labels is not None and len(set(labels)) != len(labels):
-            repeated = sorted({x for x in labels if labels.count(x) > 1})[:3]
-            raise PromptFileError(f"{path}: labels repeat {repeated}; each label once.")
-        if labels is not None and len(labels) > MAX_LABELS:
-            raise PromptFileError(
-                f"{path}: {len(labels)} labels; a prompt directory holds at most {MAX_LABELS} "
-                "(rank classification scores every one for every input)."
-            )
+        check_labels(fields.get("labels"), path)
         lengths = fields.get("lengths") or {}
         if any(
             k not in ("inputs", "targets") or not _is_int(v) or v < 1 for k, v in lengths.items()
