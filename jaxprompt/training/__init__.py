@@ -1,3 +1,3 @@
-"""Prompt training: token losses (`losses`), the pure sharded step (`step`), the resumable
-loop with checkpoints and validation (`loop`), masked optimizers (`optimizers`), metrics
-logs and learning curves (`metrics_log`)."""
+"""Prompt training: the pure sharded step (`step`), the resumable loop with checkpoints and
+validation (`loop`), masked optimizers (`optimizers`), metrics logs and learning curves
+(`metrics_log`). Token losses live in jaxprompt.models.losses."""
