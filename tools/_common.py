@@ -1,8 +1,10 @@
-"""What the tools share: the repository on sys.path, model-shape flags, timing, batches."""
+"""What the tools share: the repository on sys.path, model-shape flags, timing, batches,
+result files."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -110,3 +112,12 @@ def random_prompt_step(args, dtype: str, scan: bool = False, remat: str = "none"
     batch = random_batch(args, config.vocab_size, eos_id=config.eos_id)
     batch = jax.device_put(batch, steps.batch_sharding)
     return config, steps, state, frozen, batch
+
+
+def write_json(path: str, value) -> None:
+    """A finished run's result file, written whole or not at all (a killed tool leaves no
+    half file that a rerun would take for finished)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(path + ".tmp", path)

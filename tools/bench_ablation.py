@@ -27,10 +27,9 @@ import functools
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import write_json  # (also puts the repository on sys.path)
 
 LENGTHS = (1, 5, 20, 100)
 INITS = ("uniform", "sampled_vocab", "class_labels", "text")
@@ -42,20 +41,11 @@ SHOTS = (4, 16)
 def _model(model: str, dtype: str):
     """(config, params, vocab, task, scoring) of the model, loaded once per process: trained
     and scored in the quickstart's dtypes (`run_dtypes`)."""
-    import jax
-    import jax.numpy as jnp
-
     from jaxprompt import data
-    from jaxprompt.checkpoints import load_pretrained, model_vocabulary
-    from jaxprompt.experiments.quickstart import DECODER_RECIPE, run_dtypes, sst2_task
+    from jaxprompt.checkpoints import model_vocabulary
+    from jaxprompt.experiments.quickstart import DECODER_RECIPE, load_model, sst2_task
 
-    dtype, score_dtype = run_dtypes(dtype, decoder_only=True)
-    config, params = load_pretrained(model, dtype=jnp.dtype(dtype))
-    config = config.replace(dtype=dtype)
-    scoring = (config, params)
-    if score_dtype != dtype:
-        cast = jax.tree.map(lambda a: a.astype(score_dtype), params)
-        scoring = (config.replace(dtype=score_dtype), cast)
+    config, params, scoring = load_model(model, dtype)
     vocab = data.vocabulary(model_vocabulary(model))
     recipe = DECODER_RECIPE
     task = sst2_task(recipe.validation_rows, None, recipe.input_template, "quickstart_sst2_lm")
@@ -128,13 +118,6 @@ def run_baselines(args) -> dict:
     return out
 
 
-def _write(path: str, result: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
 def _cells(spec: str) -> list[tuple[int, str]]:
     if spec == "all":
         return [(length, init) for init in INITS for length in LENGTHS]
@@ -156,6 +139,11 @@ def _finished(results: str) -> list[dict]:
     return out
 
 
+def _tests(cells: list[dict], length: int, init: str) -> list[float]:
+    """The test accuracies of one cell of the grid, one per finished seed."""
+    return [c["test_at_best"] for c in cells if (c["prompt_length"], c["init"]) == (length, init)]
+
+
 def report(results: str) -> None:
     cells = _finished(results)
     baselines_path = os.path.join(results, "baselines.json")
@@ -171,11 +159,7 @@ def report(results: str) -> None:
     for length in LENGTHS:
         row = []
         for init in INITS:
-            tests = [
-                c["test_at_best"]
-                for c in cells
-                if (c["prompt_length"], c["init"]) == (length, init)
-            ]
+            tests = _tests(cells, length, init)
             if not tests:
                 row.append("-")
             elif len(tests) == 1:
@@ -201,11 +185,7 @@ def _plot(cells: list[dict], baselines: dict, path: str) -> None:
     for init, marker in zip(INITS, "osD^"):
         points = []
         for length in LENGTHS:
-            tests = [
-                c["test_at_best"]
-                for c in cells
-                if (c["prompt_length"], c["init"]) == (length, init)
-            ]
+            tests = _tests(cells, length, init)
             if tests:
                 points.append((length, statistics.mean(tests)))
         if points:
@@ -256,7 +236,7 @@ def main() -> None:
                     stopped = True
                     continue
                 result = run_cell(args, length, init, seed)
-                _write(done, result)
+                write_json(done, result)
                 print(
                     f"P={length} {init} seed {seed}: best validation {result['best_validation']:.2f}"
                     f" at step {result['best_step']}, test {result['test_at_best']:.2f} "
@@ -267,7 +247,7 @@ def main() -> None:
         if stopped:
             print("time limit reached; rerun to continue", flush=True)
         elif not args.no_baselines and not os.path.exists(baselines):
-            _write(baselines, run_baselines(args))
+            write_json(baselines, run_baselines(args))
     report(args.results)
 
 

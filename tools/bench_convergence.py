@@ -35,9 +35,8 @@ import argparse
 import json
 import os
 import statistics
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import write_json  # (also puts the repository on sys.path)
 
 METHODS = {  # name: RunConfig fields beyond the quickstart's (prompt_length: P)
     "plain": {},
@@ -224,11 +223,8 @@ def main() -> None:
                 done = os.path.join(args.results, f"{method}{args.tag}-seed{seed}.json")
                 if os.path.exists(done):
                     continue
-                os.makedirs(args.results, exist_ok=True)
                 result = run_one(args.runs, method, seed, args.steps, args.eval_every, args.tag)
-                with open(done + ".tmp", "w") as f:
-                    json.dump(result, f, indent=1)
-                os.replace(done + ".tmp", done)
+                write_json(done, result)
                 print(
                     f"{method} seed {seed}: best validation {result['best_validation']:.2f} "
                     f"at step {result['best_step']}, test {result['test_at_best']:.2f}",

@@ -111,9 +111,9 @@ def _from_gguf(path: str) -> TokenizerVocabulary:
     architecture, tokenizer_dict, config, convert = _gguf_tokenizer_parts(path)
     tokenizer, _ = convert(architecture, tokenizer_dict)
     tokens = tokenizer_dict["tokens"]
-    return TokenizerVocabulary(
-        tokenizer, path, _special_id(config, tokens, "eos", 1), _special_id(config, tokens, "pad")
-    )
+    eos = tokens.index(config["eos_token"]) if config.get("eos_token") in tokens else 1
+    pad = tokens.index(config["pad_token"]) if config.get("pad_token") in tokens else None
+    return TokenizerVocabulary(tokenizer, path, eos, pad)
 
 
 def _gguf_tokenizer_parts(path: str):
@@ -139,15 +139,6 @@ def _gguf_tokenizer_parts(path: str):
             "pip install 'jaxprompt[gemma]'."
         ) from e
     return (*mapping.get_gguf_tokenizer(path), convert)
-
-
-def _special_id(config: dict, tokens: list, name: str, default: int | None = None) -> int | None:
-    """A special token's id from the converter's config: by token ("eos_token") or by id."""
-    token = config.get(f"{name}_token")
-    if token in tokens:
-        return tokens.index(token)
-    value = config.get(f"{name}_token_id")
-    return int(value) if isinstance(value, int) else default
 
 
 def tokenizer_fingerprint(vocab: TokenizerVocabulary) -> str:

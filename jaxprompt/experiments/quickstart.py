@@ -115,6 +115,28 @@ def run_dtypes(dtype: str, decoder_only: bool = False, cpuinfo: str = "/proc/cpu
     return scoring, scoring
 
 
+def load_model(model: str, dtype: str = "auto"):
+    """(config, params, scoring) of `model` in `run_dtypes`' dtypes: config and params to
+    train with, and scoring, the (config, params) that test rows are scored with (the same
+    pair when the two dtypes agree). The checkpoint is read once: its family decides."""
+    from jaxprompt.checkpoints import load_pretrained
+    from jaxprompt.decoder_config import DecoderConfig
+
+    config, params = load_pretrained(model)
+    train_dtype, score_dtype = run_dtypes(dtype, isinstance(config, DecoderConfig))
+    config, params = _in_dtype(config, params, train_dtype)
+    return config, params, _in_dtype(config, params, score_dtype)
+
+
+def _in_dtype(config, params, dtype: str):
+    """(config computing in `dtype`, params cast to it); the same pair if already so."""
+    import jax
+
+    if config.dtype == dtype and all(a.dtype == dtype for a in jax.tree.leaves(params)):
+        return config, params
+    return config.replace(dtype=dtype), jax.tree.map(lambda a: a.astype(dtype), params)
+
+
 def sst2_task(
     validation_rows: int | None = None,
     test_rows: int | None = None,
@@ -179,20 +201,15 @@ def run(qc: QuickstartConfig = QuickstartConfig()) -> dict:
     import numpy as np
 
     from jaxprompt import data, evaluation
-    from jaxprompt.checkpoints import load_pretrained, model_vocabulary, read_model_shapes
+    from jaxprompt.checkpoints import model_vocabulary
     from jaxprompt.decoder_config import DecoderConfig
     from jaxprompt.experiments.tune import RunConfig, tune_and_evaluate
     from jaxprompt.prompts.hard import with_hard_prompt
 
     start = time.time()
-    decoder_only = isinstance(read_model_shapes(qc.model)[0], DecoderConfig)
-    dtype, score_dtype = run_dtypes(qc.dtype, decoder_only)
-    config, params = load_pretrained(qc.model, dtype=jax.numpy.dtype(dtype))
-    config = config.replace(dtype=dtype)
-    scoring = (config, params)  # the frozen model that the test rows are scored with
-    if score_dtype != dtype:
-        cast = jax.tree.map(lambda a: a.astype(score_dtype), params)
-        scoring = (config.replace(dtype=score_dtype), cast)
+    config, params, scoring = load_model(qc.model, qc.dtype)
+    decoder_only = isinstance(config, DecoderConfig)
+    dtype, score_dtype = config.dtype, scoring[0].dtype
     described = dtype if score_dtype == dtype else f"{dtype} training, {score_dtype} scoring"
     recipe = qc.recipe(decoder_only)
     vocab = data.vocabulary(model_vocabulary(qc.model))

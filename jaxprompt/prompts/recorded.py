@@ -3,6 +3,7 @@ path are checked before any model work (jaxprompt.prompts.artifact reads them)."
 
 from __future__ import annotations
 
+import collections
 import os
 
 from jaxprompt.prompts.files import PromptFileError
@@ -18,8 +19,9 @@ def check_labels(labels, path: str) -> None:
         return
     if not labels or not all(isinstance(x, str) and x for x in labels):
         raise PromptFileError(f"{path}: labels must be a non-empty list of strings.")
-    if len(set(labels)) != len(labels):
-        repeated = sorted({x for x in labels if labels.count(x) > 1})[:3]
+    counts = collections.Counter(labels)
+    if len(counts) != len(labels):
+        repeated = sorted(x for x, n in counts.items() if n > 1)[:3]
         raise PromptFileError(f"{path}: labels repeat {repeated}; each label once.")
     if len(labels) > MAX_LABELS:
         raise PromptFileError(
