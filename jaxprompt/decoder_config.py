@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from jaxprompt.config import DTYPES, ConfigError
+from jaxprompt.token_order import as_moves, pipeline_moves, to_checkpoint
 
 # model_type values (transformers' config.json, GGUF's general.architecture) of this family.
 DECODER_MODEL_TYPES = ("gemma3", "gemma3_text", "llama", "qwen2", "qwen3")
@@ -51,9 +52,12 @@ class DecoderConfig:
     layer_kinds: tuple[str, ...] | None = None  # per layer, LAYER_KINDS; None: all global
     sliding_window: int | None = None  # keys within this many positions (sliding layers)
     max_length: int = 8192  # the context the model was trained for
+    # Token ids as the model is run (jaxprompt.token_order): padding 0 and EOS 1 whenever the
+    # checkpoint's ids were reordered, which `token_moves` records ((checkpoint id, id here)).
     bos_id: int = 1
     eos_id: int = 2
     pad_id: int = 0
+    token_moves: tuple = ()
     # Execution, not architecture:
     dtype: str = "float32"  # compute dtype of activations
     scan_layers: bool = False
@@ -67,6 +71,10 @@ class DecoderConfig:
         if self.rope_scaling is not None:
             object.__setattr__(self, "rope_scaling", tuple(self.rope_scaling))
         problems = []
+        try:
+            object.__setattr__(self, "token_moves", as_moves(self.token_moves))
+        except (TypeError, ValueError) as e:
+            problems.append(f"token_moves: {e}")
         for field in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -110,6 +118,10 @@ class DecoderConfig:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         out["layer_kinds"] = list(self.layer_kinds)
         out["rope_scaling"] = None if self.rope_scaling is None else list(self.rope_scaling)
+        if self.token_moves:
+            out["token_moves"] = [list(move) for move in self.token_moves]
+        else:  # (as recorded before checkpoints were reordered)
+            del out["token_moves"]
         return out
 
     @staticmethod
@@ -146,7 +158,10 @@ class DecoderConfig:
         if not gemma and not config.get("use_sliding_window", False):
             kinds, window = None, None
         eos = config.get("eos_token_id")
+        eos = eos[0] if isinstance(eos, list) else (eos if eos is not None else 1)
+        bos = config.get("bos_token_id", 2 if gemma else 1)
         try:
+            ids = _ids_here(bos, int(eos), config.get("pad_token_id"), config["vocab_size"])
             return DecoderConfig(
                 model_type="gemma3" if gemma else model_type,
                 vocab_size=config["vocab_size"],
@@ -173,9 +188,7 @@ class DecoderConfig:
                 else tuple("sliding" if k == "sliding_attention" else "global" for k in kinds),
                 sliding_window=window if kinds is not None else None,
                 max_length=config.get("max_position_embeddings", 8192),
-                bos_id=config.get("bos_token_id", 2 if gemma else 1),
-                eos_id=eos[0] if isinstance(eos, list) else (eos if eos is not None else 1),
-                pad_id=config.get("pad_token_id") or 0,
+                **ids,
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"{source}: missing or malformed field ({e}).") from None
@@ -195,9 +208,9 @@ class DecoderConfig:
             "rms_norm_eps": self.rms_norm_eps,
             "tie_word_embeddings": self.tie_word_embeddings,
             "max_position_embeddings": self.max_length,
-            "bos_token_id": self.bos_id,
-            "eos_token_id": self.eos_id,
-            "pad_token_id": self.pad_id,
+            "bos_token_id": to_checkpoint([self.bos_id], self.token_moves)[0],
+            "eos_token_id": to_checkpoint([self.eos_id], self.token_moves)[0],
+            "pad_token_id": to_checkpoint([self.pad_id], self.token_moves)[0],
             "rope_theta": self.rope_theta,
             "attention_bias": self.qkv_bias and self.model_type != "qwen2",
         }
@@ -253,6 +266,13 @@ def _rope_scaling(scaling: Mapping[str, Any] | None) -> tuple | None:
     raise ConfigError(f"RoPE scaling {kind!r} is not supported (default, linear, llama3).")
 
 
+def _ids_here(bos: int, eos: int, pad: int | None, vocab: int) -> dict[str, Any]:
+    """bos_id, eos_id, pad_id and token_moves of a checkpoint's special ids, as the model is
+    run: EOS 1 and padding 0 (jaxprompt.token_order)."""
+    moves = pipeline_moves(eos, pad, vocab)
+    return dict(bos_id=dict(moves).get(bos, bos), eos_id=1, pad_id=0, token_moves=moves)
+
+
 def _gemma3(d_model, layers, heads, kv_heads, d_ff, vocab=262144, scaling=None, window=512):
     return DecoderConfig(
         model_type="gemma3",
@@ -301,8 +321,7 @@ DECODER_PRESETS: dict[str, DecoderConfig] = {
         rope_theta=500000.0,
         rope_scaling=("llama3", 8.0, 1.0, 4.0, 8192),
         max_length=131072,
-        bos_id=128000,
-        eos_id=128001,
+        **_ids_here(bos=128000, eos=128001, pad=None, vocab=128256),
     ),
     "qwen3_8b": DecoderConfig(
         model_type="qwen3",
@@ -317,7 +336,6 @@ DECODER_PRESETS: dict[str, DecoderConfig] = {
         tie_word_embeddings=False,
         rope_theta=1000000.0,
         max_length=40960,
-        bos_id=151643,
-        eos_id=151645,
+        **_ids_here(bos=151643, eos=151645, pad=151643, vocab=151936),
     ),
 }

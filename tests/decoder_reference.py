@@ -73,6 +73,9 @@ TINY = {
         rope_theta=1000.0,
     ),
 }
+# Llama 3's ids: real tokens at 0 and 1, BOS and EOS near the end, no padding token; the last
+# row a reserved token (jaxprompt runs it with its ids reordered: jaxprompt.token_order).
+TINY["llama3_ids"] = dict(TINY["llama"], bos_token_id=94, eos_token_id=95, pad_token_id=None)
 # GGUF carries no query scale; llama.cpp and transformers agree on head_dim ** -0.5 only
 # when head_dim is 256 (transformers' default query_pre_attn_scalar).
 TINY["gemma3_gguf"] = dict(TINY["gemma3"], head_dim=256, query_pre_attn_scalar=256)
@@ -80,6 +83,7 @@ _CLASSES = {
     "gemma3": "Gemma3ForCausalLM",
     "gemma3_gguf": "Gemma3ForCausalLM",
     "llama": "LlamaForCausalLM",
+    "llama3_ids": "LlamaForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM",
 }
@@ -157,7 +161,8 @@ def write_gguf(model, path: str, quantize: bool = False) -> None:
     writer.add_token_types([1] * config.vocab_size)
     writer.add_bos_token_id(config.bos_token_id)
     writer.add_eos_token_id(config.eos_token_id)
-    writer.add_pad_token_id(config.pad_token_id)
+    if config.pad_token_id is not None:
+        writer.add_pad_token_id(config.pad_token_id)
     heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}
     for name, tensor in model.state_dict().items():
         array = tensor.detach().numpy().astype(np.float32)

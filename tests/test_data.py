@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import shared_path
 
 from jaxprompt import data
+from jaxprompt.config import T5Config
 from jaxprompt.data import DataError, Lengths
 from jaxprompt.data.formats import TASK_FORMATS
 
@@ -229,6 +230,6 @@ def test_bad_superglue_line_and_vocabulary(tmp_path):
     with pytest.raises(
         DataError, match="vocabulary has 32100 ids but the model's embedding has 64 rows"
     ):
-        data.check_vocabulary(data.vocabulary(), 64)
+        data.check_vocabulary(data.vocabulary(), T5Config(vocab_size=64))
     with pytest.raises(DataError, match="Unknown task 'glue_nope'"):
         data.get_task("glue_nope")

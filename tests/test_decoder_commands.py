@@ -205,19 +205,106 @@ def test_serve_and_predict_bank_on_a_decoder_only_model(workdir, tmp_path):
     assert got == [answers[task][i] for i in range(len(texts)) for task in labels]
 
 
-def test_a_tokenizer_with_other_special_ids_is_refused_in_one_line(tmp_path):
-    """Llama/Qwen-style ids (EOS not 1, padding not 0) are refused, naming the file and ids:
-    the pipeline pads with 0 and ends sequences with 1."""
-    from tokenizers import Tokenizer, models
+LLAMA_WORDS = "review : a truly great film dull and awful fun bad movie positive negative".split()
 
+
+def _llama3_ids_model(path):
+    """A tiny random Llama saved by transformers with Llama 3's ids, and its tokenizer.json:
+    "!" 0 and '"' 1 (real tokens), <unk> 2, LLAMA_WORDS, <|begin_of_text|> 94,
+    <|end_of_text|> 95 (EOS), <|reserved|> 96; no padding token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    torch_model("llama3_ids").save_pretrained(path)
+    vocab = {"!": 0, '"': 1, "<unk>": 2}
+    vocab.update({w: i + 3 for i, w in enumerate(LLAMA_WORDS)})
+    vocab.update({"<|begin_of_text|>": 94, "<|end_of_text|>": 95, "<|reserved|>": 96})
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(path / "tokenizer.json"))
+
+
+@pytest.mark.slow
+def test_a_model_with_llama3_ids_is_tuned_and_loads_in_real_peft(tmp_path):
+    """Llama 3 gives ids 0 and 1 to real tokens and has no padding token. `jaxprompt train`
+    tunes such a model (its ids reordered so that EOS is 1 and padding 0: "!" is kept, not
+    read as padding), `predict` scores with it, and real PEFT on transformers' model of the
+    same directory gives the same next-token logits and greedy continuation, in the
+    checkpoint's own ids."""
+    from jaxprompt.checkpoints import load_pretrained
     from jaxprompt.data import vocabulary
-    from jaxprompt.data.readers import DataError
+    from jaxprompt.data.pipeline import encode_batch
+    from jaxprompt.evaluation import scoring
+    from jaxprompt.models import causal
+    from jaxprompt.prompts.artifact import read_prompt
+    from jaxprompt.token_order import rows_back, to_checkpoint
 
-    vocab = {"!": 0, '"': 1, "<s>": 2, "</s>": 3, "hello": 4}
-    Tokenizer(models.WordLevel(vocab, unk_token="!")).save(str(tmp_path / "tokenizer.json"))
-    (tmp_path / "config.json").write_text('{"eos_token_id": 3, "bos_token_id": 2}')
-    with pytest.raises(DataError, match=r"EOS id 3 and padding id None.*pads with 0"):
-        vocabulary(str(tmp_path / "tokenizer.json"))
+    _llama3_ids_model(tmp_path / "model")
+    rows = [("a truly great film !", 1), ('dull and awful " bad', 0), ("great fun !", 1)]
+    rows += [("bad movie", 0)]
+    for name, subset in (("train.csv", rows * 4), ("dev.csv", rows)):
+        (tmp_path / name).write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in subset))
+    vocab = vocabulary(str(tmp_path / "model" / "tokenizer.json"))
+    ids = vocab.encode('great fun ! "')
+    assert ids == [LLAMA_WORDS.index("great") + 3, LLAMA_WORDS.index("fun") + 3, 96, 95]
+    assert vocab.decode(ids + [1, 0]) == 'great fun ! "'  # cut at EOS (1)
+
+    run = tmp_path / "run"
+    flags = _user_files_flags(tmp_path)
+    result = jaxprompt_command(
+        [
+            "train",
+            *flags,
+            "--gin.TrainerConfig.steps=4",
+            "--gin.TrainerConfig.eval_every=2",
+            "--gin.TrainerConfig.progress=False",
+            f"--gin.train.output_dir='{run}'",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (best,) = (run / "best").iterdir()
+    (tmp_path / "in.jsonl").write_text('{"text": "great fun !"}\n')
+    predicted = jaxprompt_command(
+        [
+            "predict",
+            "--prompt",
+            str(run),
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+
+    config, params = load_pretrained(str(tmp_path / "model"))
+    assert (config.bos_id, config.eos_id, config.pad_id) == (94, 1, 0)
+    prompt = jnp.asarray(read_prompt(str(run)).trainable["prompt"])
+    one = jnp.asarray(encode_batch(vocab, ["review: great fun !"], 8))
+    labels = jnp.asarray(encode_batch(vocab, ["negative", "positive"], 3, targets=True))
+    scores = np.asarray(scoring.score_candidates(config, params, prompt, one, labels))[0]
+    written = [row["log_likelihoods"][k] for k in ("negative", "positive")]
+    np.testing.assert_allclose(written, scores, atol=1e-4)
+
+    tuned = peft.PeftModel.from_pretrained(torch_model("llama3_ids"), str(best)).eval()
+    text = [94] + to_checkpoint(vocab.encode("review: great fun !"), vocab.token_moves)
+    assert 0 in text  # "!" is id 0 in the checkpoint
+    with torch.no_grad():
+        ref = tuned(input_ids=torch.tensor([text])).logits[0, -1].numpy()
+        generated = tuned.generate(
+            input_ids=torch.tensor([text]),
+            max_new_tokens=4,
+            do_sample=False,
+            eos_token_id=95,
+            pad_token_id=96,
+            use_cache=False,
+        )[0, len(text) :].numpy()
+    targets = jnp.asarray([[LLAMA_WORDS.index("fun") + 3, 1, 0]])
+    ours = causal.target_logits(config, params, one, targets, prompt)[0, 0]
+    np.testing.assert_allclose(rows_back(np.asarray(ours), config.token_moves), ref, atol=1e-4)
+    greedy = np.asarray(causal.greedy(config, params, one, 4, prompt))[0].tolist()
+    greedy = to_checkpoint(greedy, config.token_moves)
+    assert greedy[: len(generated)] == generated.tolist()
 
 
 def test_inspect_a_decoder_only_model_and_a_prompt_s_nearest_tokens(workdir, tmp_path, capsys):

@@ -138,13 +138,17 @@ def test_deep_prompts_are_refused_for_decoder_only():
         causal.target_logits(config, params, inputs, targets, deep_prompt={"x": jnp.zeros(1)})
 
 
-@pytest.mark.parametrize("family", ["gemma3_gguf", "llama", "qwen2"])
+@pytest.mark.parametrize("family", ["gemma3_gguf", "llama", "qwen2", "llama3_ids"])
 def test_gguf_file_reads_as_transformers_reads_it(tmp_path, family):
     """A GGUF file as llama.cpp writes it (Gemma's 1 + w norms, Llama's permuted q/k rows,
     Q8_0 matrices for Gemma): jaxprompt's reader and transformers' `gguf_file=` give the
     same logits. (transformers' GGUF reader ignores Qwen 3's head width, so Qwen 3 is
-    checked through its safetensors names only.)"""
+    checked through its safetensors names only.) With Llama 3's ids (EOS 95, no padding),
+    the tokenizer built from the file and the model's rows are reordered alike, and the
+    logits mapped back to the file's ids are transformers'."""
     from jaxprompt.checkpoints import load_pretrained, read_model_shapes
+    from jaxprompt.data import vocabulary
+    from jaxprompt.token_order import rows_back, to_here
 
     write_gguf(torch_model(family), str(tmp_path / "m.gguf"), quantize=family.startswith("gemma"))
     reference = transformers.AutoModelForCausalLM.from_pretrained(
@@ -152,8 +156,12 @@ def test_gguf_file_reads_as_transformers_reads_it(tmp_path, family):
     ).eval()
     config, params = load_pretrained(str(tmp_path))  # a directory holding one GGUF file
     assert read_model_shapes(str(tmp_path / "m.gguf"))[0] == config
-    ids = np.random.RandomState(0).randint(3, config.vocab_size, size=(1, 12))
+    ids = np.random.RandomState(0).randint(0, config.vocab_size, size=(1, 12))
     with torch.no_grad():
         ref = reference(torch.tensor(ids)).logits.numpy()
-    ours = np.asarray(DecoderLM(config).apply({"params": params}, jnp.asarray(ids)))
-    np.testing.assert_allclose(ours, ref, atol=ATOL)
+    here = jnp.asarray([to_here(ids[0].tolist(), config.token_moves)])
+    ours = np.asarray(DecoderLM(config).apply({"params": params}, here))
+    np.testing.assert_allclose(rows_back(ours, config.token_moves, axis=-1), ref, atol=ATOL)
+    assert vocabulary(str(tmp_path / "m.gguf")).token_moves == config.token_moves
+    if family == "llama3_ids":
+        assert config.token_moves == ((0, 96), (1, 95), (95, 1), (96, 0))

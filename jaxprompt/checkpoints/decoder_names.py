@@ -3,7 +3,8 @@ params tree of `jaxprompt.models.decoder.DecoderLM`, one table for every family.
 
 transformers stores a projection as weight [out, in]; jaxprompt as kernel [in, out].
 Llama's `post_attention_layernorm` is the norm before the MLP; Gemma's is the norm after
-attention (Gemma has `pre_feedforward_layernorm` before the MLP).
+attention (Gemma has `pre_feedforward_layernorm` before the MLP). Token-indexed tables are reordered to
+the ids the model is run with (`DecoderConfig.token_moves`, jaxprompt.token_order).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from jaxprompt.checkpoints.errors import CheckpointError
 from jaxprompt.decoder_config import DecoderConfig
+from jaxprompt.token_order import rows_back, rows_here
 
 _ATTENTION = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "o_proj": "out"}
 _MLP = {"gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
@@ -53,6 +55,10 @@ def hf_names(config: DecoderConfig) -> dict[str, tuple[str, ...]]:
     return names
 
 
+# The vocabulary axis of the tables indexed by token id (after transposing to kernels).
+_VOCAB_AXES = {("token_embedder", "embedding"): 0, ("lm_head", "kernel"): 1}
+
+
 def _transposed(path: tuple[str, ...]) -> bool:
     return path[-1] == "kernel"
 
@@ -83,6 +89,8 @@ def params_from_hf(tensors, config: DecoderConfig, source: str, dtype=None) -> d
         if tuple(array.shape) != tuple(want.shape):
             problems.append(f"{name!r}: shape {tuple(array.shape)}, the model expects {want.shape}")
             continue
+        if path in _VOCAB_AXES:  # rows at the ids the model is run with (token_order)
+            array = rows_here(array, config.token_moves, _VOCAB_AXES[path])
         node = params
         for key in path[:-1]:
             node = node.setdefault(key, {})
@@ -105,5 +113,7 @@ def hf_from_params(params: dict, config: DecoderConfig) -> dict[str, np.ndarray]
         for key in path:
             node = node[key]
         array = np.asarray(node)
+        if path in _VOCAB_AXES:
+            array = rows_back(array, config.token_moves, _VOCAB_AXES[path])
         out[name] = np.ascontiguousarray(array.T if _transposed(path) else array)
     return out

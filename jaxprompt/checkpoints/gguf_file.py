@@ -95,7 +95,7 @@ def gguf_config(path: str, reader=None) -> DecoderConfig:
         "tie_word_embeddings": "output.weight" not in names,
         "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id", 2 if gemma else 1),
         "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id", 1 if gemma else 2),
-        "pad_token_id": _field(reader, "tokenizer.ggml.padding_token_id", 0),
+        "pad_token_id": _field(reader, "tokenizer.ggml.padding_token_id"),
         "attention_bias": "blk.0.attn_q.bias" in names and arch != "qwen2",
     }
     if gemma:

@@ -40,7 +40,7 @@ def run(args) -> int:
         data.set_data_dir(args.data_dir, download=args.download)
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
-    data.check_vocabulary(vocab, config.vocab_size)
+    data.check_vocabulary(vocab, config)
     check_prompts(args, artifacts, params, vocab)
     mesh, params, writes = start_mesh(args, config, params)
     # Held until this function returns: a second command writing the same file stops now.

@@ -55,7 +55,7 @@ def run(args) -> int:
     apply_prompt_settings(args, artifacts)
     config, params = load_pretrained(args.model)
     vocab = data.vocabulary(model_vocabulary(args.model, args.vocabulary))
-    data.check_vocabulary(vocab, config.vocab_size)
+    data.check_vocabulary(vocab, config)
     bank_entries = read_bank_directory(args.prompt_bank) if args.prompt_bank else {}
     check_prompts(args, artifacts + [e.artifact for e in bank_entries.values()], params, vocab)
     mesh, params, writes = start_mesh(args, config, params)

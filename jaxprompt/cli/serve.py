@@ -66,7 +66,7 @@ def run(args) -> int:
     model = args.model or named[0]
     config, params = load_pretrained(model)
     vocab = data.vocabulary(model_vocabulary(model, args.vocabulary))
-    data.check_vocabulary(vocab, config.vocab_size)
+    data.check_vocabulary(vocab, config)
     longest = max(len(e.prompt) for e in entries.values())
     serve = ServeConfig(
         max_batch=args.max_batch,

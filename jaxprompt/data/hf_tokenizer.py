@@ -4,19 +4,22 @@ from a GGUF file's `tokenizer.ggml.*` metadata (transformers' GGUF converter).
 Decoder-only LMs score a target as the continuation of its input, so a target is encoded
 with a leading space (`target_prefix`): "Sentiment:" + " positive" is how the text reads,
 and how SentencePiece-style vocabularies (Gemma, Llama 2) and byte-level BPE (Llama 3,
-Qwen) split it. Ids: the pipeline pads with 0 and ends targets with EOS id 1, which is
-Gemma's layout; a tokenizer whose EOS is not 1 or whose id 0 is a real token is refused
-by `check_pipeline_ids` until the pipeline takes other ids.
+Qwen) split it. Ids: the pipeline pads with 0 and ends sequences with EOS id 1 (Gemma's
+layout); a checkpoint with other ids (Llama 3, Qwen) is run with its ids reordered
+(jaxprompt.token_order), and its tokenizer's ids are mapped the same way here: `encode`
+returns, and `decode` takes, the ids the model is run with.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from typing import Iterable, Sequence
 
 from jaxprompt.data.readers import DataError
+from jaxprompt.token_order import Moves, pipeline_moves, to_checkpoint, to_here
 
 
 class TokenizerVocabulary:
@@ -24,11 +27,13 @@ class TokenizerVocabulary:
 
     target_prefix = " "
 
-    def __init__(self, tokenizer, path: str, eos_id: int, pad_id: int | None):
+    eos_id = 1  # the pipeline's ids (data.vocabulary.EOS_ID), whatever the checkpoint's
+    pad_id = 0
+
+    def __init__(self, tokenizer, path: str, token_moves: Moves = ()):
         self.tokenizer_backend = tokenizer
         self.path = path
-        self.eos_id = eos_id
-        self.pad_id = pad_id
+        self.token_moves = token_moves
         self.max_piece_chars = max(len(piece) for piece in tokenizer.get_vocab())
 
     @property
@@ -36,39 +41,29 @@ class TokenizerVocabulary:
         return self.tokenizer_backend.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer_backend.encode(text, add_special_tokens=False).ids
+        ids = self.tokenizer_backend.encode(text, add_special_tokens=False).ids
+        return to_here(ids, self.token_moves)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         encoded = self.tokenizer_backend.encode_batch(list(texts), add_special_tokens=False)
-        return [e.ids for e in encoded]
+        return [to_here(e.ids, self.token_moves) for e in encoded]
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
         if self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
+        ids = to_checkpoint([i for i in ids if i != self.pad_id], self.token_moves)
         return self.tokenizer_backend.decode(ids, skip_special_tokens=True)
 
     def fingerprint_content(self) -> bytes:
         return self.tokenizer_backend.to_str().encode()
-
-    def check_pipeline_ids(self) -> None:
-        """Refuses a tokenizer whose EOS is not 1 or whose padding is not 0 (the pipeline's)."""
-        if self.eos_id != 1 or self.pad_id != 0:
-            raise DataError(
-                f"{self.path}: EOS id {self.eos_id} and padding id {self.pad_id}; jaxprompt's "
-                "data pipeline pads with 0 and ends sequences with 1 (Gemma's ids). Prompt "
-                "tuning this model's family through the pipeline is not supported yet; the "
-                "model itself loads and runs (jaxprompt.models.causal)."
-            )
 
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(path: str) -> TokenizerVocabulary:
     """The tokenizer of a tokenizer.json file, a directory holding one, or a GGUF file."""
     if path.endswith(".gguf"):
-        vocab = _from_gguf(path)
-        vocab.check_pipeline_ids()
-        return vocab
+        return _from_gguf(path)
     file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
     if not os.path.exists(file):
         raise DataError(
@@ -81,30 +76,31 @@ def load_tokenizer(path: str) -> TokenizerVocabulary:
         tokenizer = Tokenizer.from_file(file)
     except Exception as e:  # tokenizers raises a bare Exception on malformed files
         raise DataError(f"{file} is not a tokenizers JSON file ({str(e)[:200]}).") from None
-    eos, pad = _special_ids(os.path.dirname(file), tokenizer)
-    vocab = TokenizerVocabulary(tokenizer, file, eos, pad)
-    vocab.check_pipeline_ids()
-    return vocab
+    return TokenizerVocabulary(tokenizer, file, _token_moves(file, tokenizer))
 
 
-def _special_ids(directory: str, tokenizer) -> tuple[int, int | None]:
-    """EOS and padding ids from config.json / tokenizer_config.json beside tokenizer.json."""
-    import json
+def _token_moves(file: str, tokenizer) -> Moves:
+    """The reordering of the model whose config.json sits beside tokenizer.json (the one
+    `load_pretrained` applies to its rows); without one, the tokenizer must already have
+    Gemma's ids (padding 0, EOS 1)."""
+    from jaxprompt.config import ConfigError
+    from jaxprompt.decoder_config import DecoderConfig
 
-    eos = pad = None
-    for name in ("config.json", "generation_config.json"):
-        try:
-            with open(os.path.join(directory, name), encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, ValueError):
-            continue
-        eos = eos if eos is not None else config.get("eos_token_id")
-        pad = pad if pad is not None else config.get("pad_token_id")
-    if isinstance(eos, list):
-        eos = eos[0]
-    if eos is None:
-        eos = tokenizer.token_to_id("<eos>") or tokenizer.token_to_id("</s>")
-    return (1 if eos is None else int(eos)), pad
+    config_file = os.path.join(os.path.dirname(file), "config.json")
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            return DecoderConfig.from_hf_config(json.load(f), config_file).token_moves
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, ConfigError) as e:
+        raise DataError(f"{config_file}: cannot read the model's token ids ({e}).") from None
+    if tokenizer.token_to_id("<pad>") != 0 or tokenizer.token_to_id("<eos>") != 1:
+        raise DataError(
+            f"{file}: no config.json beside it to say the model's EOS and padding ids, and its "
+            "ids 0 and 1 are not <pad> and <eos>. Use the tokenizer.json of the model's "
+            "directory (the one holding its config.json)."
+        )
+    return ()
 
 
 def _from_gguf(path: str) -> TokenizerVocabulary:
@@ -113,7 +109,7 @@ def _from_gguf(path: str) -> TokenizerVocabulary:
     tokens = tokenizer_dict["tokens"]
     eos = tokens.index(config["eos_token"]) if config.get("eos_token") in tokens else 1
     pad = tokens.index(config["pad_token"]) if config.get("pad_token") in tokens else None
-    return TokenizerVocabulary(tokenizer, path, eos, pad)
+    return TokenizerVocabulary(tokenizer, path, pipeline_moves(eos, pad, len(tokens)))
 
 
 def _gguf_tokenizer_parts(path: str):

@@ -102,12 +102,23 @@ def get_task(name: str) -> TextTask:
     return TEXT_TASKS[name]
 
 
-def check_vocabulary(vocab, model_vocab_size: int) -> None:
-    if vocab.vocab_size > model_vocab_size:
+def check_vocabulary(vocab, config) -> None:
+    """Refuses a vocabulary that does not belong to the model of `config` (T5Config or
+    DecoderConfig): more ids than embedding rows, or ids reordered differently from the
+    model's rows (jaxprompt.token_order)."""
+    if vocab.vocab_size > config.vocab_size:
         raise DataError(
             f"The vocabulary has {vocab.vocab_size} ids but the model's embedding "
-            f"has {model_vocab_size} rows: they do not belong together. Use the "
-            "model's own spiece.model."
+            f"has {config.vocab_size} rows: they do not belong together. Use the "
+            "model's own tokenizer (spiece.model, tokenizer.json or its GGUF file)."
+        )
+    vocab_moves = getattr(vocab, "token_moves", ())
+    model_moves = getattr(config, "token_moves", ())
+    if vocab_moves != model_moves:
+        raise DataError(
+            f"{getattr(vocab, 'path', 'The vocabulary')}: its EOS and padding ids differ from the "
+            f"model's (token moves {vocab_moves} here, {model_moves} in the model's config): "
+            "they do not belong together. Use the model's own tokenizer."
         )
 
 

@@ -239,7 +239,7 @@ def prompt_tune(run: Run, loaded: tuple[T5Config, dict] | None = None, vocab=Non
     from jaxprompt.checkpoints import model_vocabulary
 
     vocab = vocab or data.vocabulary(model_vocabulary(s.model, s.vocabulary))
-    data.check_vocabulary(vocab, config.vocab_size)
+    data.check_vocabulary(vocab, config)
     lengths = data.Lengths(s.inputs_length, s.targets_length)
     report = data.truncation_report(task, "train", vocab, lengths, s.strict_truncation)
     if tc.progress:
